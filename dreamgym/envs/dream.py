@@ -1,0 +1,131 @@
+"""DreamEnv: one dream as a plain ``gymnasium.Env``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from dreamgym.envs.core import DreamBatch, draw_start
+from dreamgym.envs.render import Viewer
+from dreamgym.errors import ConfigError
+from dreamgym.hub import resolve_model
+from dreamgym.models.world_model import WorldModel
+
+
+class DreamEnv(gym.Env):
+    """A dream of a real env, learned by a world model (V + M + heads).
+
+    ## Action Space
+    The real env's (CarRacing-v3: ``Box([-1, 0, 0], 1, (3,))``; VizdoomTakeCover-v1:
+    ``Discrete(3)``; Pendulum-v1: ``Box(-2, 2, (1,))``). Out-of-bounds continuous actions are
+    clipped to the bounds, as the real envs do with them; NaN/inf, wrong shapes and out-of-range
+    discrete actions raise :class:`~dreamgym.errors.InvalidActionError`.
+
+    ## Observation Space
+    ``obs_type="latent"`` (default): z‖h float32, the paper's controller input; ``"z"``: z only;
+    ``"pixels"``: the decoded 64×64×3 uint8 frame (frame models only), for CnnPolicy.
+
+    ## Rewards
+    The reward head's prediction, or the model's constant reward (Doom: 1 per step survived).
+
+    ## Episode Termination
+    Terminated when the termination head's p(done) > ``done_threshold`` (``info["done_prob"]``
+    reports it); truncated by the time limit that ``gym.make`` adds (the real env's).
+
+    ## Arguments
+    :param model: WorldModel, checkpoint directory, name under pretrained/, or Hub repo id.
+    :param revision: Hub revision when ``model`` is a Hub id.
+    :param temperature: tau >= 0 (None: the model's default); ``env.unwrapped.temperature = 1.3``
+        changes it while running. tau = 0 is deterministic.
+    :param obs_type: ``"latent"``, ``"z"`` or ``"pixels"``.
+    :param render_mode: ``"rgb_array"`` (the decoded dream frame) or ``"human"`` (a window).
+    :param device: torch device.
+    :param dream_id: the registered id this env is made under (set by registration): the model
+        must dream of that id's real env.
+
+    ## Example
+    >>> import gymnasium as gym, dreamgym
+    >>> env = gym.make("Dream-CarRacing-v0", temperature=1.15, model="path/to/dir")  # doctest: +SKIP
+    >>> obs, info = env.reset(seed=0)  # doctest: +SKIP
+
+    ## Version History
+    * v0: first release.
+    """
+
+    metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 50}
+
+    def __init__(
+        self,
+        model: WorldModel | str = "",
+        revision: str | None = None,
+        temperature: float | None = None,
+        obs_type: str = "latent",
+        render_mode: str | None = None,
+        device: str | torch.device = "cpu",
+        dream_id: str | None = None,
+    ) -> None:
+        if render_mode not in (None, "rgb_array", "human"):
+            raise ConfigError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}.")
+        self.device = torch.device(device)
+        self.model = resolve_model(model, revision, self.device, dream_id=dream_id).eval()
+        cfg = self.model.config
+        self._batch = DreamBatch(self.model, 1, obs_type, self.device)
+        self.temperature = cfg.default_temperature if temperature is None else temperature
+        self.obs_type = obs_type
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": cfg.render_fps}
+        self.observation_space = self._batch.single_observation_space
+        self.action_space = self.model.action_space
+        self._viewer: Viewer | None = None
+        self._was_reset = False
+
+    @property
+    def temperature(self) -> float:
+        """tau >= 0; set it while running for curricula."""
+        return float(self._batch.temperature())
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        if np.ndim(value) != 0:
+            raise ValueError(f"temperature must be one number >= 0, got {value!r}.")
+        self._batch.set_temperature(value)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        start, key = draw_start(self.np_random, self.model.config.num_start_states)
+        self._batch.reset_envs(np.array([0]), np.array([start]), np.array([key], dtype=np.int64))
+        self._was_reset = True
+        if self.render_mode == "human":
+            self.render()
+        return self._batch.observations()[0], {"start_state": start}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if not self._was_reset:
+            raise RuntimeError("Call reset() before step(): the dream has no start state yet.")
+        batch = self._batch
+        reward, terminated = batch.step(batch.adapter.single(action))
+        obs = batch.observations()[0]
+        info = {"done_prob": float(batch.last_done_prob[0])}
+        if self.render_mode == "human":
+            self.render()
+        return obs, float(reward[0]), bool(terminated[0]), False, info
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' to gym.make.")
+            return None
+        frame = self._batch.frames()[0]
+        if self.render_mode == "human":
+            if self._viewer is None:
+                self._viewer = Viewer("dreamgym: " + self.model.config.env_id, fps=self.metadata["render_fps"])
+            self._viewer.show(frame)
+            return None
+        return frame
+
+    def close(self) -> None:
+        if self._viewer is not None:
+            self._viewer.close()
+            self._viewer = None

@@ -1,0 +1,59 @@
+"""Turning dream states into pictures, and a pygame window for ``render_mode="human"``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+BAR_IMAGE_SIZE = 128
+
+
+def state_bars(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """A state vector as a (128, 128, 3) uint8 bar chart, each bar scaled to its [low, high]."""
+    img = np.full((BAR_IMAGE_SIZE, BAR_IMAGE_SIZE, 3), 255, dtype=np.uint8)
+    n = len(x)
+    width = BAR_IMAGE_SIZE // max(n, 1)
+    mid = BAR_IMAGE_SIZE // 2
+    span = np.where(np.isfinite(high - low) & (high > low), high - low, 2.0)
+    center = np.where(np.isfinite(high + low), (high + low) / 2, 0.0)
+    frac = np.clip((x - center) / span, -0.5, 0.5)  # in [-0.5, 0.5]
+    for i, f in enumerate(frac):
+        top, bottom = sorted((mid, int(mid - f * (BAR_IMAGE_SIZE - 8))))
+        img[top : bottom + 1, i * width + 2 : (i + 1) * width - 2] = (40, 90, 200)
+    img[mid, :] = 0
+    return img
+
+
+class Viewer:
+    """A pygame window that shows RGB frames, scaled up."""
+
+    def __init__(self, caption: str, scale: int = 8, fps: int = 50) -> None:
+        try:
+            import pygame
+        except ImportError as e:  # pragma: no cover - gymnasium[box2d] brings pygame
+            from gymnasium.error import DependencyNotInstalled
+
+            raise DependencyNotInstalled('render_mode="human" needs pygame: pip install pygame') from e
+        self._pg = pygame
+        self.caption, self.scale, self.fps = caption, scale, fps
+        self.window = None
+        self.clock = pygame.time.Clock()
+
+    def show(self, frame: np.ndarray) -> None:
+        pg = self._pg
+        h, w = frame.shape[:2]
+        size = (w * self.scale, h * self.scale)
+        if self.window is None:
+            pg.init()
+            pg.display.init()
+            pg.display.set_caption(self.caption)
+            self.window = pg.display.set_mode(size)
+        surface = pg.surfarray.make_surface(np.ascontiguousarray(frame.swapaxes(0, 1)))
+        self.window.blit(pg.transform.scale(surface, size), (0, 0))
+        pg.event.pump()
+        pg.display.flip()
+        self.clock.tick(self.fps)
+
+    def close(self) -> None:
+        if self.window is not None:
+            self._pg.display.quit()
+            self.window = None

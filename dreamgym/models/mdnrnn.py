@@ -1,0 +1,104 @@
+"""M: an LSTM with a mixture-density head over the next latent, p(z_{t+1} | z_t, a_t, h_t).
+
+Stateless: the recurrent carry ``(h, c)`` is passed in and returned, so envs hold it.
+Each latent dimension has its own mixture of ``n_mixtures`` Gaussians, as in the paper.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dreamgym.errors import ConfigError
+
+_LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclass
+class MemoryConfig:
+    """Architecture of M.
+
+    :param hidden_size: LSTM units (the paper: 256 for CarRacing, 512 for Doom).
+    :param n_mixtures: Gaussians per latent dimension (the paper: 5).
+    """
+
+    hidden_size: int = 256
+    n_mixtures: int = 5
+
+    def validate(self) -> None:
+        if self.hidden_size <= 0 or self.n_mixtures <= 0:
+            raise ConfigError(
+                f"memory.hidden_size and memory.n_mixtures must be positive, got {self.hidden_size}, {self.n_mixtures}."
+            )
+
+
+class MDNRNN(nn.Module):
+    """LSTM over [z_t, a_t] and a linear head to mixture logits, means and log-stds of z_{t+1}."""
+
+    def __init__(self, config: MemoryConfig, z_dim: int, action_dim: int) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.z_dim = z_dim
+        self.lstm = nn.LSTM(z_dim + action_dim, config.hidden_size, batch_first=True)
+        self.mdn = nn.Linear(config.hidden_size, 3 * z_dim * config.n_mixtures)
+
+    def step(
+        self, z: torch.Tensor, action: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One LSTM step for a batch: z (b, z), action (b, a), h, c (b, H) -> h', c'."""
+        lstm = self.lstm
+        return torch.lstm_cell(
+            torch.cat([z, action], dim=-1), (h, c), lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+        )
+
+    def mixture(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """h (..., H) -> logits, mu, log_sigma, each (..., z, k)."""
+        out = self.mdn(h)
+        out = out.view(*h.shape[:-1], 3, self.z_dim, self.config.n_mixtures)  # ... (3 z k) -> ... 3 z k
+        logits, mu, log_sigma = out.unbind(dim=-3)
+        return logits, mu, log_sigma.clamp(-7.0, 5.0)
+
+    def sequence(
+        self, z: torch.Tensor, action: torch.Tensor, carry: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Teacher-forced pass for training: z (b, t, z), action (b, t, a) -> outputs h (b, t, H), final carry."""
+        if carry is not None:
+            carry = (carry[0][None], carry[1][None])  # b H -> 1 b H
+        out, (h, c) = self.lstm(torch.cat([z, action], dim=-1), carry)
+        return out, (h[0], c[0])
+
+
+def sample_mixture(
+    logits: torch.Tensor,
+    mu: torch.Tensor,
+    log_sigma: torch.Tensor,
+    temperature: torch.Tensor,
+    u: torch.Tensor,
+    eps: torch.Tensor,
+) -> torch.Tensor:
+    """Sample z from per-dimension mixtures with the paper's temperature.
+
+    logits / mu / log_sigma: (b, z, k). temperature: (b,) >= 0. u: (b, z) uniforms choosing the
+    component; eps: (b, z) standard normals. Logits are divided by tau and sigma multiplied by
+    sqrt(tau); tau = 0 takes the most likely component's mean, with no noise.
+    """
+    tau = temperature[:, None, None]  # b -> b 1 1
+    tau_safe = torch.where(tau > 0, tau, torch.ones_like(tau))
+    probs = torch.softmax(logits / tau_safe, dim=-1)
+    # inverse-CDF draw of the component: count the cumulative probabilities below u
+    sampled = (probs.cumsum(dim=-1) < u[..., None]).sum(dim=-1).clamp(max=logits.shape[-1] - 1)
+    comp = torch.where(tau[..., 0] > 0, sampled, logits.argmax(dim=-1))  # (b, z)
+    mu_k = mu.gather(-1, comp[..., None])[..., 0]
+    sigma_k = log_sigma.gather(-1, comp[..., None])[..., 0].exp()
+    return mu_k + sigma_k * torch.sqrt(tau[..., 0]) * eps
+
+
+def mixture_nll(logits: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of target (..., z) under the mixtures (..., z, k), per element (..., z)."""
+    x = target[..., None]
+    log_prob = -0.5 * ((x - mu) / log_sigma.exp()).pow(2) - log_sigma - _LOG_SQRT_2PI
+    return -torch.logsumexp(torch.log_softmax(logits, dim=-1) + log_prob, dim=-1)

@@ -1,0 +1,408 @@
+"""WorldModel: V + M + heads + start states, saved as config.json + model.safetensors (+ card).
+
+Models stay stateless: the dream's carry (z, h, c) lives in the envs and is passed in and out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import huggingface_hub.constants
+import torch
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from dreamgym.data.frames import extract_frames, preprocess_frames
+from dreamgym.errors import CheckpointError, ConfigError, DreamgymError
+from dreamgym.models.heads import Heads, HeadsConfig
+from dreamgym.models.mdnrnn import MDNRNN, MemoryConfig, mixture_nll, sample_mixture
+from dreamgym.models.vision import VisionConfig, build_vision
+from dreamgym.spaces import action_dim, space_from_dict
+from dreamgym.utils import atomic_write, atomic_write_text
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class WorldModelConfig:
+    """Everything needed to rebuild a world model and its dream; this is what config.json holds.
+
+    :param env_id: the real env's Gymnasium id (e.g. ``"CarRacing-v3"``).
+    :param action_space: the real env's action space, as :func:`dreamgym.spaces.space_to_dict` writes it.
+    :param observation_space: the real env's observation space (for make_real's checks).
+    :param vision: V's architecture; :param memory: M's; :param heads: the reward/termination heads'.
+    :param env_kwargs: kwargs for ``gym.make(env_id)`` in the real twin.
+    :param frame_key: key of the image in a dict observation (ViZDoom: ``"screen"``); None otherwise.
+    :param frame_crop: ``[top, bottom, left, right]`` pixel bounds kept before resizing to 64×64
+        (CarRacing drops its dashboard: ``[0, 84, 0, 96]``); None keeps the whole frame.
+    :param max_episode_steps: the real env's time limit, which the dream copies.
+    :param default_temperature: tau used when ``gym.make`` gets none.
+    :param render_fps: frames per second of renders and videos.
+    :param burn_in_steps: start states were recorded after this many real steps; the real twin
+        burns in the same number of steps with the neutral action.
+    :param num_start_states: how many (z, h, c) start states the checkpoint stores.
+    :param storage_dtype: ``"float32"`` or ``"float16"`` on disk (always float32 in memory).
+    :param summary: data, training and fidelity numbers, written into the model card.
+    :param format_version: the checkpoint format; newer formats are refused.
+    """
+
+    env_id: str
+    action_space: dict[str, Any]
+    observation_space: dict[str, Any]
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    heads: HeadsConfig = field(default_factory=HeadsConfig)
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    frame_key: str | None = None
+    frame_crop: list[int] | None = None
+    max_episode_steps: int = 1000
+    default_temperature: float = 1.0
+    render_fps: int = 50
+    burn_in_steps: int = 0
+    num_start_states: int = 1
+    storage_dtype: str = "float32"
+    summary: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "WorldModelConfig":
+        """Strict parse: unknown or missing fields and newer formats raise CheckpointError."""
+        if not isinstance(d, dict):
+            raise CheckpointError(f"Expected config.json to hold a JSON object, got {type(d).__name__}.")
+        version = d.get("format_version")
+        if not isinstance(version, int) or version < 1:
+            raise CheckpointError(f"Expected an integer format_version >= 1 in config.json, got {version!r}.")
+        if version > FORMAT_VERSION:
+            raise CheckpointError(
+                f"This checkpoint has format_version {version}; this dreamgym reads up to {FORMAT_VERSION}. "
+                "Upgrade dreamgym: pip install -U dreamgym."
+            )
+        nested = {"vision": VisionConfig, "memory": MemoryConfig, "heads": HeadsConfig}
+        kwargs = _strict_fields(cls, d, "config.json")
+        for name, sub in nested.items():
+            if name in kwargs:
+                kwargs[name] = sub(**_strict_fields(sub, kwargs[name], f"config.json[{name!r}]"))
+        return cls(**kwargs)
+
+    def validate(self) -> None:
+        self.vision.validate()
+        self.memory.validate()
+        self.heads.validate()
+        space_from_dict(self.action_space)
+        if self.storage_dtype not in ("float32", "float16"):
+            raise ConfigError(f"storage_dtype must be 'float32' or 'float16', got {self.storage_dtype!r}.")
+        if self.num_start_states < 1:
+            raise ConfigError(f"num_start_states must be >= 1, got {self.num_start_states}.")
+        if self.max_episode_steps < 1:
+            raise ConfigError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}.")
+        check_temperature(self.default_temperature)
+
+    @property
+    def pixels(self) -> bool:
+        """True when V sees frames (a conv VAE), False for state vectors."""
+        return self.vision.kind == "conv_vae"
+
+
+def _strict_fields(cls: type, d: Any, where: str) -> dict[str, Any]:
+    if not isinstance(d, dict):
+        raise CheckpointError(f"Expected {where} to be a JSON object, got {d!r}.")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise CheckpointError(
+            f"Unknown field(s) {unknown} in {where}; expected only {sorted(names)}. "
+            "The checkpoint was written by another dreamgym version or edited by hand."
+        )
+    return dict(d)
+
+
+def check_temperature(value: Any) -> float:
+    """Return tau as a float, or raise ValueError naming the valid range."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"temperature must be a finite number >= 0, got {value!r} of type {type(value).__name__}.")
+    tau = float(value)
+    if not math.isfinite(tau) or tau < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = deterministic, 1 = as trained), got {tau}.")
+    return tau
+
+
+class WorldModel(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="dreamgym",
+    tags=["world-model", "gymnasium", "reinforcement-learning", "dreamgym"],
+    repo_url="https://github.com/dreamgym/dreamgym",
+):
+    """V + M + heads + start states: a dream of one real env.
+
+    >>> from dreamgym.testing import tiny_world_model_config
+    >>> model = WorldModel(tiny_world_model_config("Pendulum-v1"))
+    >>> z, h, c = model.initial_state(torch.zeros(2, dtype=torch.long))
+    >>> tuple(z.shape), tuple(h.shape)
+    ((2, 3), (2, 8))
+    """
+
+    def __init__(self, config: WorldModelConfig | dict) -> None:
+        super().__init__()
+        if isinstance(config, dict):
+            config = WorldModelConfig.from_dict(config)
+        config.validate()
+        self.config = config
+        self.action_space = space_from_dict(config.action_space)
+        self.z_dim = config.vision.z_dim
+        self.hidden_size = config.memory.hidden_size
+        self.action_dim = action_dim(self.action_space)
+        self.vision = build_vision(config.vision)
+        self.memory = MDNRNN(config.memory, self.z_dim, self.action_dim)
+        self.heads = Heads(config.heads, self.hidden_size)
+        n = config.num_start_states
+        self.register_buffer("start_z", torch.zeros(n, self.z_dim))
+        self.register_buffer("start_h", torch.zeros(n, self.hidden_size))
+        self.register_buffer("start_c", torch.zeros(n, self.hidden_size))
+
+    # ----- the dream ---------------------------------------------------------------------------
+    def initial_state(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stored start states (b,) indices -> z (b, z), h, c (b, H)."""
+        return self.start_z[index], self.start_h[index], self.start_c[index]
+
+    @torch.no_grad()
+    def imagine_step(
+        self,
+        z: torch.Tensor,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        action: torch.Tensor,
+        temperature: torch.Tensor,
+        u: torch.Tensor,
+        eps: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One dream step for a batch -> z', h', c', reward (b,), p(done) (b,).
+
+        ``u`` and ``eps`` (b, z) are the step's uniforms and normals (from :mod:`dreamgym.rng`).
+        """
+        h, c = self.memory.step(z, action, h, c)
+        logits, mu, log_sigma = self.memory.mixture(h)
+        z = sample_mixture(logits, mu, log_sigma, temperature, u, eps)
+        reward, done_logit = self.heads(h)
+        return z, h, c, reward, torch.sigmoid(done_logit)
+
+    @torch.no_grad()
+    def observe_step(
+        self, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Advance M on a real step (z_t, a_t) -> h', c'; the real twin's memory."""
+        return self.memory.step(z, action, h, c)
+
+    # ----- V ---------------------------------------------------------------------------------
+    def prepare(self, obs: Any) -> torch.Tensor:
+        """A batch of real observations -> what V takes: 64×64×3 uint8 frames or float states."""
+        device = self.start_z.device
+        if self.config.pixels:
+            frames = extract_frames(obs, self.config.frame_key)
+            return preprocess_frames(frames, self.config.frame_crop, self.config.vision.image_size).to(device)
+        return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=device)
+
+    @torch.no_grad()
+    def encode(self, obs: Any) -> torch.Tensor:
+        """A batch of real observations -> z (b, z), the posterior mean (deterministic)."""
+        mu, _ = self.vision.encode(self.prepare(obs))
+        return mu
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """z (b, z) -> frames (b, 64, 64, 3) uint8, or states (b, obs_dim) float32."""
+        x = self.vision.decode(z)
+        if self.config.pixels:
+            return (x * 255.0).round().clamp(0, 255).to(torch.uint8)
+        return x
+
+    # ----- training --------------------------------------------------------------------------
+    def memory_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """M + heads loss on latent sequences.
+
+        batch: ``z`` (b, t+1, z) latents, ``action`` (b, t, a) M-ready actions, ``reward`` (b, t),
+        ``terminated`` (b, t), ``mask`` (b, t) valid steps. Step t predicts z_{t+1}, r_t, done_t.
+        """
+        z, mask = batch["z"], batch["mask"].float()
+        out, _ = self.memory.sequence(z[:, :-1], batch["action"])
+        logits, mu, log_sigma = self.memory.mixture(out)
+        nll = mixture_nll(logits, mu, log_sigma, z[:, 1:]).mean(dim=-1)  # b t z -> b t
+        z_loss = (nll * mask).sum() / mask.sum().clamp(min=1)
+        head_loss, metrics = self.heads.loss(out, batch["reward"], batch["terminated"], mask)
+        loss = z_loss + head_loss
+        return loss, {"loss": loss.item(), "z_nll": z_loss.item(), **metrics}
+
+    # ----- checkpoints -----------------------------------------------------------------------
+    def save_pretrained(
+        self,
+        save_directory: str | Path,
+        *,
+        config: dict | None = None,
+        repo_id: str | None = None,
+        push_to_hub: bool = False,
+        model_card_kwargs: dict[str, Any] | None = None,
+        **push_to_hub_kwargs: Any,
+    ) -> str | None:
+        """Write config.json, model.safetensors and (if absent) README.md, each atomically.
+
+        ``config`` is ignored: the model's own config is what is saved.
+        """
+        save_directory = Path(save_directory)
+        self._save_pretrained(save_directory)
+        card = save_directory / "README.md"
+        if not card.exists():
+            atomic_write_text(card, str(self.generate_model_card(**(model_card_kwargs or {}))))
+        if push_to_hub:
+            return self.push_to_hub(repo_id=repo_id or save_directory.name, **push_to_hub_kwargs)
+        return None
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        dtype = torch.float16 if self.config.storage_dtype == "float16" else torch.float32
+        state = {
+            k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+            for k, v in self.state_dict().items()
+        }
+        # weights first, config last: a config.json always describes finished weights
+        atomic_write(save_directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+        text = json.dumps(self.config.to_dict(), sort_keys=True, indent=2) + "\n"
+        atomic_write_text(save_directory / CONFIG_NAME, text)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> "WorldModel":
+        """Load from a local directory or a Hub repo id (``revision=`` for a branch, tag or commit).
+
+        Loading is strict and reads only JSON and safetensors: no pickle, no code.
+        """
+        name = str(pretrained_model_name_or_path)
+        if Path(name).is_dir() and not (Path(name) / CONFIG_NAME).is_file():
+            raise CheckpointError(
+                f"{CONFIG_NAME} is missing from checkpoint directory {name}. "
+                "A dreamgym checkpoint holds config.json and model.safetensors, as save_pretrained writes them."
+            )
+        try:
+            return super().from_pretrained(name, **kwargs)
+        except DreamgymError:
+            raise
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{CONFIG_NAME} of {name} is not valid JSON: {e}.") from e
+        except LocalEntryNotFoundError as e:
+            revision = kwargs.get("revision") or "main"
+            raise CheckpointError(
+                f"World model {name!r} (revision {revision!r}) is not in the Hub cache "
+                f"({huggingface_hub.constants.HF_HUB_CACHE}) and the Hub cannot be reached "
+                f"(HF_HUB_OFFLINE={int(huggingface_hub.constants.HF_HUB_OFFLINE)}). Download it once while online "
+                f"(`hf download {name}`), or pass a local checkpoint directory or a name under pretrained/."
+            ) from e
+        except (HfHubHTTPError, OSError) as e:
+            raise CheckpointError(
+                f"Could not load world model {name!r}: {type(e).__name__}: {e}. Expected a local checkpoint "
+                "directory, a name under pretrained/, or a Hub repo id ('user/name')."
+            ) from e
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        config: dict | None = None,
+        map_location: str = "cpu",
+        **model_kwargs: Any,
+    ) -> "WorldModel":
+        if model_kwargs:
+            raise TypeError(f"WorldModel.from_pretrained got unexpected keyword arguments {sorted(model_kwargs)}.")
+        if config is None:
+            raise CheckpointError(f"{CONFIG_NAME} not found for {model_id!r}; a dreamgym checkpoint needs one.")
+        model = cls(WorldModelConfig.from_dict(config))
+        if Path(model_id).is_dir():
+            weights = Path(model_id) / WEIGHTS_NAME
+        else:
+            weights = Path(
+                hf_hub_download(
+                    repo_id=model_id,
+                    filename=WEIGHTS_NAME,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    token=token,
+                    local_files_only=local_files_only,
+                )
+            )
+        model.load_weights(weights)
+        return model.to(map_location).eval()
+
+    def load_weights(self, path: str | Path) -> None:
+        """Strictly load a safetensors file: every tensor present, expected, finite, of the right shape."""
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path.name} is missing: expected the weights at {path}.")
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path} is not a readable safetensors file ({e}); re-save or re-download it.") from e
+        expected = self.state_dict()
+        missing = sorted(set(expected) - set(state))
+        unexpected = sorted(set(state) - set(expected))
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{path} does not match its config.json: missing tensors {missing}, unexpected tensors {unexpected}."
+            )
+        for name, tensor in state.items():
+            if tuple(tensor.shape) != tuple(expected[name].shape):
+                raise CheckpointError(
+                    f"Tensor {name!r} in {path} has shape {tuple(tensor.shape)}; config.json implies "
+                    f"{tuple(expected[name].shape)}."
+                )
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise CheckpointError(f"Tensor {name!r} in {path} holds NaN or inf values; the checkpoint is corrupt.")
+        self.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        """A model card with Hub metadata (library_name dreamgym, env tags) and the recorded numbers."""
+        cfg = self.config
+        data = ModelCardData(
+            library_name="dreamgym",
+            tags=sorted({"world-model", "gymnasium", "reinforcement-learning", "dreamgym", cfg.env_id}),
+        )
+        lines = [
+            f"# Dream of {cfg.env_id}",
+            "",
+            f"A [dreamgym](https://github.com/dreamgym/dreamgym) world model of `{cfg.env_id}` "
+            "(Ha & Schmidhuber, *World Models*, 2018): a Gymnasium environment an agent can train in.",
+            "",
+            "```python",
+            "import gymnasium as gym, dreamgym",
+            "env = gym.make(\"Dream-...-v0\", model=\"<this repo id or directory>\")",
+            "```",
+            "",
+            "## Architecture",
+            f"- V: `{cfg.vision.kind}`, z = {cfg.vision.z_dim}",
+            f"- M: LSTM {cfg.memory.hidden_size} units, {cfg.memory.n_mixtures} Gaussians per latent dimension",
+            f"- heads: reward {'learned' if cfg.heads.reward else f'constant {cfg.heads.constant_reward}'}, "
+            f"termination {'learned (p > ' + str(cfg.heads.done_threshold) + ')' if cfg.heads.termination else 'none'}",
+            f"- default temperature: {cfg.default_temperature}; time limit: {cfg.max_episode_steps} steps",
+            "",
+            "## Data, training and measured numbers",
+        ]
+        if cfg.summary:
+            lines += [f"- {k}: {json.dumps(v)}" for k, v in sorted(cfg.summary.items())]
+        else:
+            lines.append("- none recorded: this checkpoint has not been trained with dreamgym's pipeline.")
+        return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")

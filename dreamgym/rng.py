@@ -1,0 +1,51 @@
+"""Counter-based random numbers for batched dreams.
+
+Each env holds an int64 *key* (drawn from its seeded ``np_random`` at every reset) and a step
+counter. The noise of a step is a hash (splitmix64) of (key, step, index), so env *i*'s stream
+does not depend on how many envs share the batch or where it sits in it: a vector env of 1024
+and a single env given the same seed produce the same draws, and one batched torch op makes them
+all. Torch int64 arithmetic wraps on overflow, which the hash relies on.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64
+_MIX1 = -4658895280553007687  # 0xBF58476D1CE4E5B9
+_MIX2 = -7723592293110705685  # 0x94D049BB133111EB
+_STEP = 0x632BE59BD9B4E019  # an odd constant that spreads the step counter
+_TWO_PI = 6.283185307179586
+
+
+def _lsr(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Logical right shift of int64 (torch's >> is arithmetic)."""
+    return (x >> s) & ((1 << (64 - s)) - 1)
+
+
+def splitmix64(x: torch.Tensor) -> torch.Tensor:
+    """The splitmix64 finaliser, elementwise on int64."""
+    x = x * 1 + _GOLDEN
+    x = (x ^ _lsr(x, 30)) * _MIX1
+    x = (x ^ _lsr(x, 27)) * _MIX2
+    return x ^ _lsr(x, 31)
+
+
+def _bits(keys: torch.Tensor, steps: torch.Tensor, stream: int, width: int) -> torch.Tensor:
+    """(b,) keys and steps -> (b, width) hashed int64."""
+    idx = torch.arange(width, device=keys.device, dtype=torch.int64) + stream * width
+    x = keys[:, None] + steps[:, None] * _STEP + splitmix64(idx)[None, :]
+    return splitmix64(x)
+
+
+def uniform(keys: torch.Tensor, steps: torch.Tensor, stream: int, width: int) -> torch.Tensor:
+    """(b, width) float32 uniforms in [0, 1), from the top 24 bits of the hash."""
+    return _lsr(_bits(keys, steps, stream, width), 40).to(torch.float32) * (1.0 / (1 << 24))
+
+
+def normal(keys: torch.Tensor, steps: torch.Tensor, stream: int, width: int) -> torch.Tensor:
+    """(b, width) float32 standard normals by Box-Muller from two 24-bit uniforms of one hash."""
+    bits = _bits(keys, steps, stream, width)
+    u1 = (_lsr(bits, 40).to(torch.float32) + 1.0) * (1.0 / (1 << 24))  # (0, 1]: log is finite
+    u2 = (_lsr(bits, 16) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(_TWO_PI * u2)

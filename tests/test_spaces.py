@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from dreamgym.errors import ConfigError, InvalidActionError
+from dreamgym.spaces import ActionAdapter, space_from_dict, space_to_dict
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        spaces.Box(np.array([-1, 0, 0], np.float32), np.ones(3, np.float32)),
+        spaces.Box(0, 255, (4, 5, 3), np.uint8),
+        spaces.Discrete(3),
+        spaces.Discrete(4, start=1),
+        spaces.Dict({"screen": spaces.Box(0, 255, (2, 2, 3), np.uint8), "v": spaces.Discrete(2)}),
+    ],
+)
+def test_space_json_round_trip(space):
+    assert space_from_dict(space_to_dict(space)) == space
+
+
+def test_unsupported_space_is_a_clear_error():
+    with pytest.raises(ConfigError, match="Box, Discrete and Dict"):
+        space_to_dict(spaces.MultiBinary(3))
+
+
+def test_box_actions_are_clipped_and_checked():
+    adapter = ActionAdapter(spaces.Box(np.array([-1, 0, 0], np.float32), np.ones(3, np.float32)))
+    out = adapter.batch(np.array([[2.0, -1.0, 0.5]]), 1)
+    assert torch.equal(out, torch.tensor([[1.0, 0.0, 0.5]]))
+    assert adapter.single([0.1, 0.2, 0.3]).shape == (1, 3)
+    with pytest.raises(InvalidActionError, match=r"shape \(2, 3\)"):
+        adapter.batch(np.zeros((2, 2)), 2)
+    with pytest.raises(InvalidActionError, match="NaN or inf"):
+        adapter.single([np.nan, 0.0, 0.0])
+    with pytest.raises(InvalidActionError, match="numeric"):
+        adapter.single(["left", "up", "down"])
+
+
+def test_discrete_actions_are_one_hot_and_checked():
+    adapter = ActionAdapter(spaces.Discrete(3))
+    assert torch.equal(adapter.batch(np.array([0, 2]), 2), torch.tensor([[1.0, 0, 0], [0, 0, 1.0]]))
+    assert torch.equal(adapter.single(np.int64(1)), torch.tensor([[0.0, 1.0, 0.0]]))
+    with pytest.raises(InvalidActionError, match=r"in \[0, 2\]"):
+        adapter.single(3)
+    with pytest.raises(InvalidActionError, match="integer"):
+        adapter.single(0.5)
+    with pytest.raises(InvalidActionError, match="one integer"):
+        adapter.single([0, 1])
