@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +16,16 @@ import huggingface_hub.constants
 import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
+
+from dreamgym.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    check_format_version,
+    load_weights_strict,
+    save_weights_and_config,
+    strict_fields,
+)
 
 from dreamgym.data.frames import extract_frames, preprocess_frames
 from dreamgym.errors import CheckpointError, ConfigError, DreamgymError
@@ -26,11 +33,9 @@ from dreamgym.models.heads import Heads, HeadsConfig
 from dreamgym.models.mdnrnn import MDNRNN, MemoryConfig, mixture_nll, sample_mixture
 from dreamgym.models.vision import VisionConfig, build_vision
 from dreamgym.spaces import action_dim, space_from_dict
-from dreamgym.utils import atomic_write, atomic_write_text
+from dreamgym.utils import atomic_write_text
 
 FORMAT_VERSION = 1
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass
@@ -82,19 +87,12 @@ class WorldModelConfig:
         """Strict parse: unknown or missing fields and newer formats raise CheckpointError."""
         if not isinstance(d, dict):
             raise CheckpointError(f"Expected config.json to hold a JSON object, got {type(d).__name__}.")
-        version = d.get("format_version")
-        if not isinstance(version, int) or version < 1:
-            raise CheckpointError(f"Expected an integer format_version >= 1 in config.json, got {version!r}.")
-        if version > FORMAT_VERSION:
-            raise CheckpointError(
-                f"This checkpoint has format_version {version}; this dreamgym reads up to {FORMAT_VERSION}. "
-                "Upgrade dreamgym: pip install -U dreamgym."
-            )
+        check_format_version(d, FORMAT_VERSION)
         nested = {"vision": VisionConfig, "memory": MemoryConfig, "heads": HeadsConfig}
-        kwargs = _strict_fields(cls, d, "config.json")
+        kwargs = strict_fields(cls, d, "config.json")
         for name, sub in nested.items():
             if name in kwargs:
-                kwargs[name] = sub(**_strict_fields(sub, kwargs[name], f"config.json[{name!r}]"))
+                kwargs[name] = sub(**strict_fields(sub, kwargs[name], f"config.json[{name!r}]"))
         return cls(**kwargs)
 
     def validate(self) -> None:
@@ -114,19 +112,6 @@ class WorldModelConfig:
     def pixels(self) -> bool:
         """True when V sees frames (a conv VAE), False for state vectors."""
         return self.vision.kind == "conv_vae"
-
-
-def _strict_fields(cls: type, d: Any, where: str) -> dict[str, Any]:
-    if not isinstance(d, dict):
-        raise CheckpointError(f"Expected {where} to be a JSON object, got {d!r}.")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise CheckpointError(
-            f"Unknown field(s) {unknown} in {where}; expected only {sorted(names)}. "
-            "The checkpoint was written by another dreamgym version or edited by hand."
-        )
-    return dict(d)
 
 
 def check_temperature(value: Any) -> float:
@@ -270,15 +255,7 @@ class WorldModel(
         return None
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        dtype = torch.float16 if self.config.storage_dtype == "float16" else torch.float32
-        state = {
-            k: (v.detach().to("cpu", dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
-            for k, v in self.state_dict().items()
-        }
-        # weights first, config last: a config.json always describes finished weights
-        atomic_write(save_directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-        text = json.dumps(self.config.to_dict(), sort_keys=True, indent=2) + "\n"
-        atomic_write_text(save_directory / CONFIG_NAME, text)
+        save_weights_and_config(self, save_directory, self.config.to_dict(), self.config.storage_dtype)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> "WorldModel":
@@ -350,29 +327,7 @@ class WorldModel(
 
     def load_weights(self, path: str | Path) -> None:
         """Strictly load a safetensors file: every tensor present, expected, finite, of the right shape."""
-        path = Path(path)
-        if not path.is_file():
-            raise CheckpointError(f"{path.name} is missing: expected the weights at {path}.")
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({e}); re-save or re-download it.") from e
-        expected = self.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            raise CheckpointError(
-                f"{path} does not match its config.json: missing tensors {missing}, unexpected tensors {unexpected}."
-            )
-        for name, tensor in state.items():
-            if tuple(tensor.shape) != tuple(expected[name].shape):
-                raise CheckpointError(
-                    f"Tensor {name!r} in {path} has shape {tuple(tensor.shape)}; config.json implies "
-                    f"{tuple(expected[name].shape)}."
-                )
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise CheckpointError(f"Tensor {name!r} in {path} holds NaN or inf values; the checkpoint is corrupt.")
-        self.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()}, strict=True)
+        load_weights_strict(self, path)
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
         """A model card with Hub metadata (library_name dreamgym, env tags) and the recorded numbers."""

@@ -123,7 +123,7 @@ def test_failed_save_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("dreamgym.models.world_model.save_file", disk_full)
+    monkeypatch.setattr("dreamgym.checkpoint.save_file", disk_full)
     with pytest.raises(OSError, match="No space"):
         make_tiny_model("pendulum", seed=1).save_pretrained(tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing lost, no temp files

@@ -1,0 +1,45 @@
+"""Agents that act in dreams and in reality: the paper's linear controller and SB3 agents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from gymnasium import spaces
+
+from dreamgym.agents.controller import ControllerConfig, LinearController
+from dreamgym.errors import CheckpointError, ConfigError
+
+__all__ = ["Agent", "ControllerConfig", "LinearController", "load_agent"]
+
+
+class Agent(Protocol):
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, Any]: ...
+
+
+def load_agent(
+    path: str | Path, observation_space: spaces.Space, action_space: spaces.Space, algo: str | None = None
+) -> Agent:
+    """A controller directory or an SB3 zip, checked against the env's spaces; loads no pickle."""
+    path = Path(path)
+    if path.is_dir() and (path / "config.json").is_file():
+        agent = LinearController.from_pretrained(path)
+        expected = (observation_space.shape or (0,))[0] if isinstance(observation_space, spaces.Box) else None
+        if agent.action_space != action_space or agent.config.obs_dim != expected:
+            raise ConfigError(
+                f"Controller {path} acts on observations of size {agent.config.obs_dim} with actions {agent.action_space}; "
+                f"this env has observation space {observation_space} and action space {action_space}."
+            )
+        return agent
+    if path.is_dir():
+        zips = sorted(path.glob("*.zip"))
+        if len(zips) != 1:
+            raise CheckpointError(f"Expected a controller (config.json) or one SB3 .zip in {path}, found {len(zips)} zips.")
+        path = zips[0]
+    if path.suffix == ".zip":
+        from dreamgym.agents.sb3_io import load_sb3
+
+        return load_sb3(path, observation_space, action_space, algo=algo)
+    raise CheckpointError(f"No agent at {path}: expected a controller directory (config.json) or an SB3 .zip.")

@@ -1,0 +1,190 @@
+"""C: the paper's controller, a = squash(W·[z, h] + b), saved as config.json + safetensors."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, hf_hub_download
+from torch import nn
+
+from dreamgym.checkpoint import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    check_format_version,
+    load_weights_strict,
+    read_config,
+    save_weights_and_config,
+    strict_fields,
+)
+from dreamgym.errors import CheckpointError, ConfigError
+from dreamgym.spaces import space_from_dict, space_to_dict
+from dreamgym.utils import atomic_write_text
+
+CONTROLLER_FORMAT = 1
+
+
+@dataclass
+class ControllerConfig:
+    """A linear controller.
+
+    :param obs_dim: input size (z‖h: 32 + 256 = 288 for CarRacing).
+    :param action_space: the env's action space (``space_to_dict``).
+    :param env_id: the env it acts in (a Dream id, or a real env id).
+    :param obs_type: the observation it expects (``"latent"`` or ``"z"``).
+    :param summary: training and evaluation numbers, written into the model card.
+    """
+
+    obs_dim: int
+    action_space: dict[str, Any]
+    env_id: str = ""
+    obs_type: str = "latent"
+    summary: dict[str, Any] = field(default_factory=dict)
+    format_version: int = CONTROLLER_FORMAT
+
+
+def _out_dim(space: spaces.Space) -> int:
+    if isinstance(space, spaces.Box):
+        return int(np.prod(space.shape))
+    if isinstance(space, spaces.Discrete):
+        return int(space.n)
+    raise ConfigError(f"LinearController supports Box and Discrete action spaces, got {space!r}.")
+
+
+class LinearController(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="dreamgym",
+    tags=["dreamgym", "reinforcement-learning", "cma-es", "world-models"],
+):
+    """a = squash(W·obs + b): tanh mapped affinely onto a Box's bounds, argmax for a Discrete.
+
+    Its flat parameter vector (``num_params``: (obs_dim + 1) × outputs; 867 for CarRacing)
+    is what CMA-ES searches; :meth:`act_batched` evaluates a whole population at once.
+
+    >>> from gymnasium import spaces
+    >>> c = LinearController.for_spaces(spaces.Box(-1, 1, (288,)), spaces.Box(-1, 1, (3,)))
+    >>> c.num_params
+    867
+    """
+
+    def __init__(self, config: ControllerConfig | dict) -> None:
+        super().__init__()
+        if isinstance(config, dict):
+            check_format_version(config, CONTROLLER_FORMAT)
+            config = ControllerConfig(**strict_fields(ControllerConfig, config, "config.json"))
+        self.config = config
+        self.action_space = space_from_dict(config.action_space)
+        self.out_dim = _out_dim(self.action_space)
+        self.linear = nn.Linear(config.obs_dim, self.out_dim)
+        if isinstance(self.action_space, spaces.Box):
+            low = torch.as_tensor(self.action_space.low.reshape(-1), dtype=torch.float32)
+            high = torch.as_tensor(self.action_space.high.reshape(-1), dtype=torch.float32)
+            self.register_buffer("_scale", (high - low) / 2, persistent=False)
+            self.register_buffer("_offset", (high + low) / 2, persistent=False)
+
+    @classmethod
+    def for_spaces(cls, observation_space: spaces.Space, action_space: spaces.Space, **kwargs: Any) -> "LinearController":
+        if not isinstance(observation_space, spaces.Box) or len(observation_space.shape) != 1:
+            raise ConfigError(
+                f"LinearController needs a flat Box observation (obs_type 'latent' or 'z'), got {observation_space}."
+            )
+        return cls(ControllerConfig(obs_dim=observation_space.shape[0], action_space=space_to_dict(action_space), **kwargs))
+
+    @property
+    def num_params(self) -> int:
+        return (self.config.obs_dim + 1) * self.out_dim
+
+    def get_flat(self) -> np.ndarray:
+        return torch.cat([self.linear.weight.reshape(-1), self.linear.bias]).detach().cpu().numpy().astype(np.float64)
+
+    def set_flat(self, flat: np.ndarray) -> None:
+        flat = torch.as_tensor(np.asarray(flat), dtype=torch.float32)
+        if flat.shape != (self.num_params,):
+            raise ValueError(f"Expected {self.num_params} parameters, got shape {tuple(flat.shape)}.")
+        n = self.config.obs_dim * self.out_dim
+        with torch.no_grad():
+            self.linear.weight.copy_(flat[:n].view(self.out_dim, self.config.obs_dim))
+            self.linear.bias.copy_(flat[n:])
+
+    def squash(self, out: torch.Tensor) -> torch.Tensor:
+        """Raw outputs (..., out) -> actions: (..., *box_shape) floats or (...,) int64."""
+        if isinstance(self.action_space, spaces.Discrete):
+            return out.argmax(dim=-1) + int(self.action_space.start)
+        return (torch.tanh(out) * self._scale + self._offset).view(*out.shape[:-1], *self.action_space.shape)
+
+    @torch.no_grad()
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.squash(self.linear(obs))
+
+    def act_batched(self, flat_params: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """A population acting at once: params (p, num_params), obs (p, r, obs_dim) -> actions (p, r, ...)."""
+        p, n = flat_params.shape[0], self.config.obs_dim * self.out_dim
+        weight = flat_params[:, :n].view(p, self.out_dim, self.config.obs_dim)
+        bias = flat_params[:, n:]
+        out = torch.baddbmm(bias[:, None, :], obs, weight.transpose(1, 2))  # p r o
+        return self.squash(out)
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, None]:
+        """SB3-style ``predict`` so evaluation code treats controllers and SB3 agents alike."""
+        obs = torch.as_tensor(np.asarray(observation, dtype=np.float32))
+        single = obs.ndim == 1
+        action = self.forward(obs[None] if single else obs).cpu().numpy()
+        if isinstance(self.action_space, spaces.Box):
+            action = action.astype(self.action_space.dtype)
+        return (action[0] if single else action), None
+
+    # ----- checkpoints -----------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | Path, *, config: dict | None = None, repo_id: str | None = None,
+                        push_to_hub: bool = False, model_card_kwargs: dict | None = None, **push_kwargs: Any) -> str | None:
+        """Write config.json + model.safetensors (+ README.md if absent), atomically."""
+        save_directory = Path(save_directory)
+        save_weights_and_config(self, save_directory, asdict(self.config))
+        card = save_directory / "README.md"
+        if not card.exists():
+            atomic_write_text(card, str(self.generate_model_card()))
+        if push_to_hub:
+            return self.push_to_hub(repo_id=repo_id or save_directory.name, **push_kwargs)
+        return None
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        save_weights_and_config(self, save_directory, asdict(self.config))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> "LinearController":
+        name = str(pretrained_model_name_or_path)
+        if Path(name).is_dir():
+            model = cls(read_config(name))
+            load_weights_strict(model, Path(name) / WEIGHTS_NAME)
+            return model.eval()
+        try:
+            return super().from_pretrained(name, **kwargs)
+        except (CheckpointError, ConfigError):
+            raise
+        except Exception as e:  # noqa: BLE001 - Hub errors of every kind become one clear message
+            raise CheckpointError(f"Could not load controller {name!r}: {type(e).__name__}: {e}.") from e
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: Any, force_download: bool,
+                         local_files_only: bool, token: Any, config: dict | None = None, **kwargs: Any) -> "LinearController":
+        if config is None:
+            raise CheckpointError(f"{CONFIG_NAME} not found for controller {model_id!r}.")
+        model = cls(config)
+        weights = hf_hub_download(repo_id=model_id, filename=WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
+                                  force_download=force_download, token=token, local_files_only=local_files_only)
+        load_weights_strict(model, weights)
+        return model.eval()
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+        cfg = self.config
+        data = ModelCardData(library_name="dreamgym", tags=sorted({"dreamgym", "reinforcement-learning", "cma-es",
+                                                                  *([cfg.env_id] if cfg.env_id else [])}))
+        lines = [f"# Linear controller for {cfg.env_id or 'a dream'}", "",
+                 f"a = squash(W·obs + b) on `{cfg.obs_type}` observations; {self.num_params} parameters.", ""]
+        lines += [f"- {k}: {v}" for k, v in sorted(cfg.summary.items())] or ["- no results recorded"]
+        return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")

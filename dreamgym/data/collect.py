@@ -1,0 +1,360 @@
+"""Collect real episodes with a policy, in parallel worker processes, resumably.
+
+Each episode is written as its own shard the moment it ends (temp file + rename), so Ctrl-C or a
+crash loses at most the episodes in flight, and running the same command again continues with
+the episodes still missing. Episode i is always reset with ``seed + i``, whichever worker runs it.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from tqdm.auto import tqdm
+
+from dreamgym.data.episodes import (
+    DatasetMeta,
+    Episode,
+    package_versions,
+    read_meta,
+    shard_name,
+    shard_paths,
+    write_episode,
+    write_meta,
+)
+from dreamgym.data.frames import extract_frames, preprocess_frames
+from dreamgym.errors import ConfigError, DatasetError
+from dreamgym.registry import dream_spec_for_env, make_real_env
+from dreamgym.spaces import space_to_dict
+
+POLICIES = ("random", "brownian", "agent")
+FRAME_SIZE = 64
+
+
+@dataclass
+class CollectConfig:
+    """One collection run.
+
+    :param env_id: any registered Gymnasium env id. :param env_kwargs: its kwargs.
+    :param out: dataset directory. :param episodes: how many episodes the dataset should hold.
+    :param policy: ``"random"``, ``"brownian"`` (smoothly varying actions) or ``"agent"``.
+    :param agent: with policy ``"agent"``: a controller directory or SB3 zip.
+    :param agent_model: the world model the agent sees reality through (a checkpoint directory).
+    :param noise: exploration noise for the agent: Gaussian std as a fraction of each Box
+        action's half-range, or the probability of a random Discrete action.
+    :param brownian_sigma: per-step std of the brownian walk, as a fraction of the half-range.
+    :param workers: processes; ``0`` uses every core.
+    :param seed: episode i is reset with ``seed + i``.
+    :param max_steps: cap episode length (None: the env's time limit).
+    """
+
+    env_id: str
+    out: str
+    episodes: int = 100
+    policy: str = "brownian"
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    agent: str | None = None
+    agent_model: str | None = None
+    noise: float = 0.1
+    brownian_sigma: float = 0.15
+    workers: int = 0
+    seed: int = 0
+    max_steps: int | None = None
+
+    def validate(self) -> None:
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy must be one of {POLICIES}, got {self.policy!r}.")
+        if self.policy == "agent" and (self.agent is None or self.agent_model is None):
+            raise ConfigError("policy='agent' needs agent=<controller dir or SB3 zip> and agent_model=<world model dir>.")
+        if self.episodes < 1:
+            raise ConfigError(f"episodes must be >= 1, got {self.episodes}.")
+
+
+@dataclass
+class CollectResult:
+    out: str
+    episodes_written: int
+    episodes_total: int
+    steps: int
+    seconds: float
+
+    @property
+    def steps_per_s(self) -> float:
+        return self.steps / max(self.seconds, 1e-9)
+
+
+# ----- policies -----------------------------------------------------------------------------
+class RandomPolicy:
+    def __init__(self, space: spaces.Space, rng: np.random.Generator) -> None:
+        self.space, self.rng = space, rng
+
+    def __call__(self, obs: Any) -> Any:
+        if isinstance(self.space, spaces.Discrete):
+            return int(self.space.start + self.rng.integers(self.space.n))
+        return self.rng.uniform(self.space.low, self.space.high).astype(self.space.dtype)
+
+
+class BrownianPolicy:
+    """Actions that drift smoothly: a random walk in [-1, 1] mapped onto the bounds.
+
+    Purely random actions make CarRacing data nearly useless (the car jitters in place); a walk
+    holds steering and gas long enough to drive somewhere. Discrete: the action persists and
+    switches with probability ``sigma``.
+    """
+
+    def __init__(self, space: spaces.Space, rng: np.random.Generator, sigma: float = 0.15) -> None:
+        self.space, self.rng, self.sigma = space, rng, sigma
+        if isinstance(space, spaces.Box):
+            self.x = rng.uniform(-1, 1, size=space.shape)
+        else:
+            self.x = int(rng.integers(space.n))
+
+    def __call__(self, obs: Any) -> Any:
+        space = self.space
+        if isinstance(space, spaces.Discrete):
+            if self.rng.random() < self.sigma:
+                self.x = int(self.rng.integers(space.n))
+            return int(space.start + self.x)
+        self.x = np.clip(self.x + self.sigma * self.rng.normal(size=space.shape), -1, 1)
+        low, high = space.low, space.high
+        return (low + (self.x + 1) / 2 * (high - low)).astype(space.dtype)
+
+
+class AgentPolicy:
+    """A trained agent plus exploration noise, acting on the real twin's observations."""
+
+    def __init__(self, agent: Any, space: spaces.Space, rng: np.random.Generator, noise: float) -> None:
+        self.agent, self.space, self.rng, self.noise = agent, space, rng, noise
+
+    def __call__(self, obs: Any) -> Any:
+        action, _ = self.agent.predict(obs, deterministic=True)
+        space = self.space
+        if isinstance(space, spaces.Discrete):
+            if self.rng.random() < self.noise:
+                return int(space.start + self.rng.integers(space.n))
+            return int(np.asarray(action).reshape(()))
+        half = (space.high - space.low) / 2
+        noisy = np.asarray(action, dtype=np.float64) + self.noise * half * self.rng.normal(size=space.shape)
+        return np.clip(noisy, space.low, space.high).astype(space.dtype)
+
+
+# ----- what the data looks like ---------------------------------------------------------------
+def describe_env(env_id: str, env: gym.Env) -> dict[str, Any]:
+    """obs_kind, obs_shape, frame_key and frame_crop for an env's observations."""
+    spec = dream_spec_for_env(env_id)
+    space = env.observation_space
+    frame_key, crop = None, None
+    if spec is not None:
+        frame_key, crop = spec.frame_key, (list(spec.frame_crop) if spec.frame_crop else None)
+    elif isinstance(space, spaces.Dict):
+        images = [k for k, s in space.spaces.items() if isinstance(s, spaces.Box) and len(s.shape) == 3]
+        if len(images) != 1:
+            raise ConfigError(f"{env_id}: expected one image in its Dict observation, got {space}.")
+        frame_key = images[0]
+    image = space[frame_key] if frame_key is not None else space
+    if isinstance(image, spaces.Box) and len(image.shape) == 3 and image.shape[-1] == 3:
+        return {"obs_kind": "frames", "obs_shape": [FRAME_SIZE, FRAME_SIZE, 3], "frame_key": frame_key, "frame_crop": crop}
+    if isinstance(image, spaces.Box) and len(image.shape) == 1:
+        return {"obs_kind": "state", "obs_shape": list(image.shape), "frame_key": None, "frame_crop": None}
+    raise ConfigError(
+        f"{env_id} has observation space {space}; dreamgym collects RGB frames (H, W, 3) or flat state vectors. "
+        "Wrap the env (e.g. FlattenObservation, or render_mode='rgb_array' with an image wrapper)."
+    )
+
+
+def _make_env(cfg: CollectConfig) -> gym.Env:
+    if cfg.policy == "agent":
+        from dreamgym.envs.real import make_real
+
+        env = make_real(cfg.agent_model, **cfg.env_kwargs)
+        if env.model.config.env_id != cfg.env_id:
+            raise ConfigError(f"agent_model {cfg.agent_model} is a world model of {env.model.config.env_id}, not {cfg.env_id}.")
+        return gym.wrappers.TimeLimit(env, cfg.max_steps) if cfg.max_steps is not None else env
+    kwargs = dict(cfg.env_kwargs)
+    if cfg.max_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_steps
+    return make_real_env(cfg.env_id, **kwargs)
+
+
+def _make_policy(cfg: CollectConfig, env: gym.Env, rng: np.random.Generator, agent: Any) -> Callable[[Any], Any]:
+    if cfg.policy == "random":
+        return RandomPolicy(env.action_space, rng)
+    if cfg.policy == "brownian":
+        return BrownianPolicy(env.action_space, rng, cfg.brownian_sigma)
+    return AgentPolicy(agent, env.action_space, rng, cfg.noise)
+
+
+def run_episode(env: gym.Env, policy: Callable[[Any], Any], seed: int, desc: dict[str, Any]) -> Episode:
+    """One episode: raw observations become 64×64 frames (in batches) or float32 states."""
+    obs, info = env.reset(seed=seed)
+    raw = [info.get("real_obs", obs)]
+    actions, rewards, terms, truncs = [], [], [], []
+    done = False
+    while not done:
+        action = policy(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        raw.append(info.get("real_obs", obs))
+        actions.append(action)
+        rewards.append(reward)
+        terms.append(terminated)
+        truncs.append(truncated)
+        done = terminated or truncated
+    if desc["obs_kind"] == "frames":
+        frames = [extract_frames(o, desc["frame_key"]) for o in raw]
+        stored = np.concatenate(
+            [preprocess_frames(np.stack(frames[i : i + 256]), desc["frame_crop"], FRAME_SIZE).numpy()
+             for i in range(0, len(frames), 256)]
+        )
+    else:
+        stored = np.asarray(raw, dtype=np.float32)
+    action_arr = np.asarray(actions)
+    action_arr = action_arr.astype(np.int64) if action_arr.dtype.kind in "iu" else action_arr.astype(np.float32)
+    return Episode(
+        obs=stored,
+        actions=action_arr,
+        rewards=np.asarray(rewards, dtype=np.float32),
+        terminated=np.asarray(terms, dtype=bool),
+        truncated=np.asarray(truncs, dtype=bool),
+    )
+
+
+def _worker(cfg: CollectConfig, desc: dict[str, Any], indices: list[int], messages: Any) -> None:
+    """Collect the episodes ``indices``; report each finished one on ``messages``."""
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        env = _make_env(cfg)
+        agent = None
+        if cfg.policy == "agent":
+            from dreamgym.agents import load_agent
+
+            agent = load_agent(cfg.agent, env.observation_space, env.action_space)
+        for i in indices:
+            rng = np.random.default_rng([cfg.seed, i])
+            episode = run_episode(env, _make_policy(cfg, env, rng, agent), cfg.seed + i, desc)
+            write_episode(Path(cfg.out) / shard_name(i), episode)
+            messages.put(("episode", i, len(episode)))
+        env.close()
+    except KeyboardInterrupt:
+        pass
+    except BaseException as e:  # report, so the main process can say which worker failed and why
+        messages.put(("error", os.getpid(), f"{type(e).__name__}: {e}"))
+    messages.put(("exit", os.getpid(), None))
+
+
+def _prepare(cfg: CollectConfig) -> tuple[dict[str, Any], list[int]]:
+    """Write or check dataset.json; return the data description and the episodes still missing."""
+    cfg.validate()
+    out = Path(cfg.out)
+    env = _make_env(cfg)
+    real_env = env.unwrapped  # the real env's own spaces, also under the agent's real twin
+    desc = describe_env(cfg.env_id, real_env)
+    policy = {"name": cfg.policy, "noise": cfg.noise, "brownian_sigma": cfg.brownian_sigma,
+              "agent": cfg.agent, "agent_model": cfg.agent_model, "max_steps": cfg.max_steps}
+    meta = DatasetMeta(
+        env_id=cfg.env_id, env_kwargs=cfg.env_kwargs, action_space=space_to_dict(real_env.action_space),
+        observation_space=space_to_dict(real_env.observation_space), policy=policy, seed=cfg.seed,
+        versions=package_versions(), **desc,
+    )
+    env.close()
+    if (out / "dataset.json").exists():
+        old = read_meta(out)
+        differ = old.compatible(meta) + [k for k in ("policy", "seed") if getattr(old, k) != getattr(meta, k)]
+        if differ:
+            raise DatasetError(
+                f"{out} already holds a dataset collected with other settings ({', '.join(differ)} differ). "
+                "Re-run with the same settings to continue it, or pass a new --out."
+            )
+    else:
+        write_meta(out, meta)
+    have = {int(p.stem.split("-")[1]) for p in shard_paths(out)}
+    return desc, [i for i in range(cfg.episodes) if i not in have]
+
+
+def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
+    """Collect until ``cfg.out`` holds ``cfg.episodes`` episodes; resumable, parallel.
+
+    >>> collect(CollectConfig("CarRacing-v3", out="data/carracing", episodes=200, workers=2))  # doctest: +SKIP
+    """
+    desc, todo = _prepare(cfg)
+    workers = min(cfg.workers or os.cpu_count() or 1, max(len(todo), 1))
+    start = time.perf_counter()
+    steps = written = 0
+    bar = tqdm(total=cfg.episodes, initial=cfg.episodes - len(todo), desc=f"collect {cfg.env_id}",
+               unit="ep", disable=not progress)
+    errors: list[str] = []
+    if todo and workers == 1:
+        messages: Any = _ListQueue()
+        _worker(cfg, desc, todo, _Reporter(messages, bar))
+        steps, written = messages.steps, messages.episodes
+        errors = messages.errors
+    elif todo:
+        ctx = mp.get_context("spawn")
+        messages = ctx.Queue()
+        procs = [ctx.Process(target=_worker, args=(cfg, desc, todo[w::workers], messages), daemon=True)
+                 for w in range(workers)]
+        for p in procs:
+            p.start()
+        running = len(procs)
+        try:
+            while running:
+                try:
+                    kind, a, b = messages.get(timeout=1.0)
+                except queue_mod.Empty:
+                    if not any(p.is_alive() for p in procs):
+                        break
+                    continue
+                if kind == "episode":
+                    steps, written = steps + b, written + 1
+                    bar.update(1)
+                    bar.set_postfix(steps_per_s=f"{steps / (time.perf_counter() - start):.0f}")
+                elif kind == "error":
+                    errors.append(b)
+                else:
+                    running -= 1
+        except KeyboardInterrupt:
+            bar.write(f"Interrupted: {written} new episodes are on disk; run the same command again to continue.")
+            raise
+        finally:
+            for p in procs:
+                if p.is_alive():
+                    p.terminate()
+                p.join()
+    bar.close()
+    if errors:
+        raise DatasetError(f"Collection failed in a worker: {errors[0]}. {written} new episodes were kept in {cfg.out}.")
+    return CollectResult(cfg.out, written, cfg.episodes, steps, time.perf_counter() - start)
+
+
+class _ListQueue:
+    """In-process stand-in for the worker queue (workers=1)."""
+
+    def __init__(self) -> None:
+        self.steps = self.episodes = 0
+        self.errors: list[str] = []
+
+
+class _Reporter:
+    def __init__(self, sink: _ListQueue, bar: tqdm) -> None:
+        self.sink, self.bar, self.start = sink, bar, time.perf_counter()
+
+    def put(self, message: tuple[str, Any, Any]) -> None:
+        kind, _, b = message
+        if kind == "episode":
+            self.sink.steps += b
+            self.sink.episodes += 1
+            self.bar.update(1)
+            self.bar.set_postfix(steps_per_s=f"{self.sink.steps / (time.perf_counter() - self.start):.0f}")
+        elif kind == "error":
+            self.sink.errors.append(b)
+
+

@@ -1,0 +1,307 @@
+"""The staged world-model recipe: V on frames -> encode the dataset -> M + heads on latent sequences.
+
+Every stage runs on the generic :class:`~dreamgym.train.trainer.Trainer`, checkpoints into
+``out/stages/<stage>/`` and resumes; the finished WorldModel (with start states and fidelity
+metrics in its config and model card) is saved to ``out/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from dreamgym.data.episodes import DatasetMeta, Episode, load_dataset
+from dreamgym.data.sequences import FrameDataset, SequenceDataset, encode_actions
+from dreamgym.errors import ConfigError, DatasetError
+from dreamgym.models.heads import HeadsConfig
+from dreamgym.models.mdnrnn import MemoryConfig, mixture_nll
+from dreamgym.models.vision import VisionConfig
+from dreamgym.models.world_model import WorldModel, WorldModelConfig
+from dreamgym.registry import dream_spec_for_env
+from dreamgym.spaces import space_from_dict
+from dreamgym.train.trainer import TrainConfig, Trainer, distributed
+from dreamgym.utils import atomic_write, atomic_write_text
+
+
+@dataclass
+class RecipeConfig:
+    """A whole world-model training run.
+
+    :param z_dim: / :param hidden_size: / :param n_mixtures: / :param channels: model sizes
+        (None: the registered env's paper sizes, or 32 / 256 / 5 / paper channels).
+    :param vision: / :param memory: the two stages' TrainConfigs.
+    :param seq_len: steps per training window for M. :param val_fraction: episodes held out.
+    :param sample_z: train M on z sampled from V's posterior (the paper) instead of its mean.
+    :param num_start_states: start states kept (first latents of training episodes).
+    :param default_temperature: the dream's default tau.
+    :param storage_dtype: ``"float16"`` halves the checkpoint.
+    :param seed: split, init and data order.
+    """
+
+    z_dim: int | None = None
+    hidden_size: int | None = None
+    n_mixtures: int = 5
+    channels: list[int] | None = None
+    vision: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=100, lr=1e-3))
+    memory: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=64, lr=1e-3))
+    seq_len: int = 64
+    val_fraction: float = 0.1
+    sample_z: bool = True
+    num_start_states: int = 256
+    default_temperature: float = 1.0
+    storage_dtype: str = "float32"
+    seed: int = 0
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> "RecipeConfig":
+        """Seconds on a CPU: for tests and smoke runs."""
+        base = cls(
+            z_dim=4, hidden_size=16, n_mixtures=2, channels=[4, 8, 8, 16],
+            vision=TrainConfig(steps=20, batch_size=16, lr=3e-3, val_every=10, checkpoint_every=10),
+            memory=TrainConfig(steps=30, batch_size=8, lr=3e-3, val_every=10, checkpoint_every=10),
+            seq_len=8, num_start_states=8,
+        )
+        return replace(base, **overrides)
+
+
+def model_config(meta: DatasetMeta, cfg: RecipeConfig) -> WorldModelConfig:
+    """The WorldModelConfig for a dataset: spaces and frame settings from the data, sizes from cfg."""
+    spec = dream_spec_for_env(meta.env_id)
+    z_dim = cfg.z_dim or (spec.z_dim if spec else 32)
+    hidden = cfg.hidden_size or (spec.hidden_size if spec else 256)
+    if meta.obs_kind == "frames":
+        vision = VisionConfig(kind="conv_vae", z_dim=z_dim, channels=cfg.channels or [32, 64, 128, 256])
+    else:
+        obs_dim = int(np.prod(meta.obs_shape))
+        vision = VisionConfig(kind="identity", z_dim=obs_dim, obs_dim=obs_dim)
+    heads = HeadsConfig(**(spec.heads if spec else {}))
+    return WorldModelConfig(
+        env_id=meta.env_id, action_space=meta.action_space, observation_space=meta.observation_space,
+        vision=vision, memory=MemoryConfig(hidden_size=hidden, n_mixtures=cfg.n_mixtures), heads=heads,
+        env_kwargs=meta.env_kwargs, frame_key=meta.frame_key, frame_crop=meta.frame_crop,
+        max_episode_steps=spec.max_episode_steps if spec else _time_limit(meta),
+        default_temperature=cfg.default_temperature, render_fps=spec.render_fps if spec else 30,
+        num_start_states=cfg.num_start_states, storage_dtype=cfg.storage_dtype,
+    )
+
+
+def _time_limit(meta: DatasetMeta) -> int:
+    import gymnasium as gym
+
+    try:
+        return gym.spec(meta.env_id).max_episode_steps or 1000
+    except gym.error.Error:
+        return 1000
+
+
+def split(episodes: Sequence[Episode], fraction: float, seed: int) -> tuple[list[Episode], list[Episode]]:
+    """Hold out whole episodes for validation (at least one when there are two or more)."""
+    order = np.random.default_rng(seed).permutation(len(episodes))
+    n_val = min(max(int(round(fraction * len(episodes))), 1 if len(episodes) > 1 and fraction > 0 else 0),
+                len(episodes) - 1)
+    return [episodes[i] for i in order[n_val:]], [episodes[i] for i in order[:n_val]]
+
+
+# ----- stages -------------------------------------------------------------------------------
+def _vision_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    return model.loss(batch["obs"])
+
+
+def _memory_loss(sample_z: bool):
+    def loss(model: WorldModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        mu, logvar = batch["mu"], batch["logvar"]
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample_z else mu
+        return model.memory_loss({"z": z, "action": batch["action"], "reward": batch["reward"],
+                                  "terminated": batch["terminated"], "mask": batch["mask"]})
+
+    return loss
+
+
+@torch.no_grad()
+def encode_episodes(model: WorldModel, episodes: Sequence[Episode], batch: int = 512) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """(mu, logvar) per episode from V; logvar None for state coders (no posterior noise)."""
+    mus, logvars = [], []
+    for ep in episodes:
+        m, lv = [], []
+        for i in range(0, len(ep.obs), batch):
+            x = torch.as_tensor(ep.obs[i : i + batch])
+            mu, logvar = model.vision.encode(x.to(model.start_z.device))
+            m.append(mu.cpu())
+            lv.append(logvar.cpu() if logvar is not None else None)
+        mus.append(torch.cat(m).numpy())
+        logvars.append(torch.cat(lv).numpy() if lv[0] is not None else None)
+    return mus, (logvars if logvars[0] is not None else None)
+
+
+def _normalise_states(model: WorldModel, episodes: Sequence[Episode]) -> None:
+    x = np.concatenate([ep.obs for ep in episodes]).astype(np.float64)
+    with torch.no_grad():
+        model.vision.obs_mean.copy_(torch.as_tensor(x.mean(0), dtype=torch.float32))
+        model.vision.obs_std.copy_(torch.as_tensor(np.maximum(x.std(0), 1e-3), dtype=torch.float32))
+
+
+@torch.no_grad()
+def set_start_states(model: WorldModel, mus: Sequence[np.ndarray], seed: int) -> None:
+    """Start states: the first latent (posterior mean) of training episodes, h = c = 0."""
+    firsts = torch.as_tensor(np.stack([m[0] for m in mus]))
+    n = model.config.num_start_states
+    idx = torch.as_tensor(np.random.default_rng(seed).choice(len(firsts), size=n, replace=len(firsts) < n))
+    model.start_z.copy_(firsts[idx])
+    model.start_h.zero_()
+    model.start_c.zero_()
+
+
+# ----- fidelity -----------------------------------------------------------------------------
+@torch.no_grad()
+def fidelity(model: WorldModel, episodes: Sequence[Episode], mus: Sequence[np.ndarray],
+             horizons: Sequence[int] = (1, 10, 50)) -> dict[str, float | None]:
+    """Held-out numbers: V's reconstruction MSE, M's next-z NLL, open-loop latent MSE at k steps,
+    reward MAE and termination precision/recall."""
+    model.eval()
+    space = model.action_space
+    out: dict[str, float] = {}
+    if model.config.pixels:
+        frames = torch.as_tensor(np.concatenate([ep.obs[::4] for ep in episodes])[:2048])
+        mu, _ = model.vision.encode(frames)
+        recon = model.vision.decode(mu)
+        out["vae_recon_mse"] = float((recon - frames.float() / 255.0).pow(2).mean())
+    nll, abs_err, n_steps = [], [], 0
+    tp = fp = fn = 0
+    open_loop: dict[int, list[float]] = {k: [] for k in horizons}
+    for ep, mu in zip(episodes, mus):
+        z = torch.as_tensor(mu)[None]  # 1 (T+1) z
+        a = torch.as_tensor(encode_actions(ep.actions, space))[None]  # 1 T a
+        hs, _ = model.memory.sequence(z[:, :-1], a)
+        logits, m, log_sigma = model.memory.mixture(hs)
+        nll.append(mixture_nll(logits, m, log_sigma, z[:, 1:]).mean(-1)[0])
+        reward, logit = model.heads(hs)
+        if model.config.heads.reward:
+            abs_err.append((reward[0] - torch.as_tensor(ep.rewards)).abs())
+        if model.config.heads.termination:
+            pred = torch.sigmoid(logit[0]) > model.config.heads.done_threshold
+            true = torch.as_tensor(ep.terminated)
+            tp += int((pred & true).sum())
+            fp += int((pred & ~true).sum())
+            fn += int((~pred & true).sum())
+        n_steps += len(ep)
+        # open loop from t0 = 0: teacher-free rollout at tau = 0 with the real actions
+        T = len(ep)
+        if T >= 1:
+            h = c = torch.zeros(1, model.hidden_size)
+            zt = z[:, 0]
+            zero = torch.zeros(1)
+            for t in range(min(max(horizons), T)):
+                zt, h, c, _, _ = model.imagine_step(zt, h, c, a[:, t], zero, torch.zeros_like(zt), torch.zeros_like(zt))
+                if t + 1 in open_loop:
+                    open_loop[t + 1].append(float((zt - z[:, t + 1]).pow(2).mean()))
+    out["z_nll"] = float(torch.cat(nll).mean())
+    for k, errs in open_loop.items():
+        if errs:
+            out[f"open_loop_mse_k{k}"] = float(np.mean(errs))
+    if abs_err:
+        out["reward_mae"] = float(torch.cat(abs_err).mean())
+    if model.config.heads.termination:
+        out["termination_precision"] = tp / (tp + fp) if tp + fp else None  # undefined without positives
+        out["termination_recall"] = tp / (tp + fn) if tp + fn else None
+        out["termination_positives"] = tp + fn
+    out["val_steps"] = n_steps
+    return out
+
+
+# ----- the whole run ------------------------------------------------------------------------
+def train_world_model(
+    data: str | Path | Sequence[str | Path],
+    out: str | Path,
+    cfg: RecipeConfig | None = None,
+    resume: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+) -> WorldModel:
+    """Train a WorldModel on one or more datasets and save it to ``out``.
+
+    >>> model = train_world_model("data/carracing", "runs/carracing")  # doctest: +SKIP
+    """
+    cfg = cfg or RecipeConfig()
+    out = Path(out)
+    rank, _ = distributed()
+    if out.exists() and any(out.iterdir()) and not resume:
+        if (out / "stages").exists() or (out / "config.json").exists():
+            raise ConfigError(f"{out} already holds a training run; pass resume=True (--resume) to continue it, or a new --out.")
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank has checked --out before any rank writes to it
+    dirs = [data] if isinstance(data, (str, Path)) else list(data)
+    meta, episodes = load_dataset(*dirs)
+    if len(episodes) < 2:
+        raise DatasetError(f"Training needs at least 2 episodes (one held out for validation), got {len(episodes)}.")
+    torch.manual_seed(cfg.seed)
+    model = WorldModel(model_config(meta, cfg)).to(device)
+    train_eps, val_eps = split(episodes, cfg.val_fraction, cfg.seed)
+    timings: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
+
+    # 1. V
+    t0 = time.perf_counter()
+    vision_dir = out / "stages" / "vision"
+    vision_done = vision_dir / "vision.safetensors"
+    if model.config.pixels:
+        if resume and vision_done.is_file():
+            model.vision.load_state_dict(load_file(str(vision_done)))
+        else:
+            trainer = Trainer(model.vision, _vision_loss, FrameDataset(train_eps), FrameDataset(val_eps), cfg.vision,
+                              vision_dir, name="vision", device=device, progress=progress)
+            if resume:
+                trainer.load()
+            metrics["vision"] = trainer.fit()
+            if rank == 0:
+                state = {k: v.contiguous() for k, v in model.vision.state_dict().items()}
+                atomic_write(vision_done, lambda p: save_file(state, str(p)))
+    else:
+        _normalise_states(model, train_eps)
+    timings["vision_s"] = time.perf_counter() - t0
+
+    # 2. encode
+    t0 = time.perf_counter()
+    model.eval()
+    mus, logvars = encode_episodes(model, episodes)
+    timings["encode_s"] = time.perf_counter() - t0
+    index = {id(ep): i for i, ep in enumerate(episodes)}
+    train_idx = [index[id(ep)] for ep in train_eps]
+    val_idx = [index[id(ep)] for ep in val_eps]
+    pick = lambda xs, ids: None if xs is None else [xs[i] for i in ids]  # noqa: E731
+
+    # 3. M + heads (V frozen: its parameters get no gradient, which DDP must not wait for)
+    t0 = time.perf_counter()
+    model.train()
+    model.vision.requires_grad_(False)
+    train_seq = SequenceDataset(pick(mus, train_idx), pick(logvars, train_idx), train_eps, model.action_space, cfg.seq_len)
+    val_seq = SequenceDataset(pick(mus, val_idx), pick(logvars, val_idx), val_eps, model.action_space, cfg.seq_len)
+    trainer = Trainer(model, _memory_loss(cfg.sample_z and logvars is not None), train_seq, val_seq, cfg.memory,
+                      out / "stages" / "memory", name="memory", device=device, progress=progress)
+    if resume:
+        trainer.load()
+    metrics["memory"] = trainer.fit()
+    timings["memory_s"] = time.perf_counter() - t0
+
+    # 4. start states, fidelity, save
+    model.eval()
+    set_start_states(model, pick(mus, train_idx), cfg.seed)
+    fid = fidelity(model.cpu(), val_eps, pick(mus, val_idx))
+    summary = {
+        "data": {"episodes": len(episodes), "steps": int(sum(len(e) for e in episodes)), "policy": meta.policy.get("name"),
+                 "source": meta.source, "train_episodes": len(train_eps), "val_episodes": len(val_eps)},
+        "training": {"vision_steps": cfg.vision.steps if model.config.pixels else 0, "memory_steps": cfg.memory.steps,
+                     **{k: round(v, 1) for k, v in timings.items()}},
+        "fidelity": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in fid.items()},
+    }
+    model.config.summary = summary
+    if rank == 0:
+        model.save_pretrained(out)
+        atomic_write_text(out / "recipe.json", json.dumps(asdict(cfg), sort_keys=True, indent=2) + "\n")
+    return model

@@ -1,0 +1,108 @@
+import numpy as np
+import pytest
+
+from dreamgym.agents import LinearController
+from dreamgym.data.collect import BrownianPolicy, CollectConfig, RandomPolicy, collect
+from dreamgym.data.episodes import load_dataset, read_episode, read_meta, shard_paths, validate
+from dreamgym.errors import ConfigError, DatasetError
+
+from ..conftest import make_tiny_model
+
+
+def _cfg(out, **kw):
+    base = dict(env_id="Pendulum-v1", out=str(out), episodes=4, max_steps=30, workers=1)
+    return CollectConfig(**{**base, **kw})
+
+
+def test_collect_writes_shards_and_metadata(tmp_path):
+    result = collect(_cfg(tmp_path / "d"), progress=False)
+    assert result.episodes_written == 4 and result.steps == 4 * 30
+    meta = read_meta(tmp_path / "d")
+    assert meta.env_id == "Pendulum-v1" and meta.obs_kind == "state" and meta.policy["name"] == "brownian"
+    assert "numpy" in meta.versions and meta.seed == 0
+    ep = read_episode(shard_paths(tmp_path / "d")[0])
+    assert ep.obs.shape == (31, 3) and ep.actions.shape == (30, 1) and ep.truncated[-1] and not ep.terminated.any()
+
+
+def test_workers_resume_and_determinism(tmp_path):
+    collect(_cfg(tmp_path / "a", episodes=2), progress=False)
+    resumed = collect(_cfg(tmp_path / "a", episodes=5, workers=2), progress=False)  # 2 processes
+    assert resumed.episodes_written == 3 and len(shard_paths(tmp_path / "a")) == 5
+    collect(_cfg(tmp_path / "b", episodes=5), progress=False)
+    for a, b in zip(shard_paths(tmp_path / "a"), shard_paths(tmp_path / "b")):
+        ea, eb = read_episode(a), read_episode(b)
+        assert np.array_equal(ea.obs, eb.obs) and np.array_equal(ea.actions, eb.actions)  # seed + i, any worker
+    again = collect(_cfg(tmp_path / "a", episodes=5), progress=False)
+    assert again.episodes_written == 0
+
+
+def test_frames_are_64x64_uint8(tmp_path):
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "cr"), episodes=1, max_steps=12, workers=1), progress=False)
+    meta, episodes = load_dataset(tmp_path / "cr")
+    assert meta.obs_kind == "frames" and meta.frame_crop == [0, 84, 0, 96]
+    assert episodes[0].obs.shape == (13, 64, 64, 3) and episodes[0].obs.dtype == np.uint8
+    assert episodes[0].actions.shape == (12, 3)
+
+
+def test_brownian_actions_are_smooth():
+    import gymnasium as gym
+
+    space = gym.make("CarRacing-v3").action_space
+    rng = np.random.default_rng(0)
+    brown = np.array([BrownianPolicy(space, rng)(None) for _ in range(1)] + [])
+    policy, rand = BrownianPolicy(space, np.random.default_rng(0)), RandomPolicy(space, np.random.default_rng(0))
+    b = np.array([policy(None) for _ in range(500)])
+    r = np.array([rand(None) for _ in range(500)])
+    assert np.abs(np.diff(b, axis=0)).mean() < 0.35 * np.abs(np.diff(r, axis=0)).mean()
+    assert space.contains(b[0]) and brown.shape == (1, 3)
+
+
+def test_collect_with_a_trained_agent(tmp_path):
+    model = make_tiny_model("pendulum")
+    model.save_pretrained(tmp_path / "wm")
+    import gymnasium as gym
+
+    dream = gym.make("Dream-Pendulum-v0", model=str(tmp_path / "wm"))
+    LinearController.for_spaces(dream.observation_space, dream.action_space).save_pretrained(tmp_path / "ctrl")
+    cfg = _cfg(tmp_path / "d", episodes=2, policy="agent", agent=str(tmp_path / "ctrl"), agent_model=str(tmp_path / "wm"),
+               noise=0.0)
+    collect(cfg, progress=False)
+    meta, episodes = load_dataset(tmp_path / "d")
+    assert meta.policy["name"] == "agent" and episodes[0].obs.shape == (31, 3)  # real states, not latents
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(ConfigError, match="NoSuchEnv-v0"):
+        collect(_cfg(tmp_path / "x", env_id="NoSuchEnv-v0"), progress=False)
+    with pytest.raises(ConfigError, match="policy must be one of"):
+        collect(_cfg(tmp_path / "x", policy="greedy"), progress=False)
+    with pytest.raises(ConfigError, match="agent_model"):
+        collect(_cfg(tmp_path / "x", policy="agent"), progress=False)
+    collect(_cfg(tmp_path / "d", episodes=1), progress=False)
+    with pytest.raises(DatasetError, match="other settings .*policy"):
+        collect(_cfg(tmp_path / "d", episodes=2, policy="random"), progress=False)
+    with pytest.raises(DatasetError, match="No dataset.json"):
+        load_dataset(tmp_path / "empty")
+
+
+def test_corrupt_shard_is_reported_by_name(tmp_path):
+    collect(_cfg(tmp_path / "d", episodes=3), progress=False)
+    victim = shard_paths(tmp_path / "d")[1]
+    victim.write_bytes(victim.read_bytes()[:100])  # truncated, as by a crash of another tool
+    _, good, bad = validate(tmp_path / "d")
+    assert len(good) == 2 and list(bad) == [victim]
+    with pytest.raises(DatasetError, match=victim.name):
+        load_dataset(tmp_path / "d")
+
+
+def test_a_failed_write_loses_nothing(tmp_path, monkeypatch):
+    collect(_cfg(tmp_path / "d", episodes=2), progress=False)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "d").iterdir()}
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("dreamgym.data.episodes.np.savez_compressed", disk_full)
+    with pytest.raises(DatasetError, match="No space left"):
+        collect(_cfg(tmp_path / "d", episodes=3), progress=False)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "d").iterdir()} == before

@@ -1,0 +1,80 @@
+import json
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dreamgym import WorldModel
+from dreamgym.cli import main
+from dreamgym.data.collect import CollectConfig, collect
+from dreamgym.data.episodes import shard_paths
+from dreamgym.errors import ConfigError, DatasetError
+from dreamgym.train.recipes import RecipeConfig, train_world_model
+
+
+@pytest.fixture(scope="module")
+def carracing_data(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cr-data")
+    collect(CollectConfig("CarRacing-v3", out=str(out), episodes=3, max_steps=40, workers=1), progress=False)
+    return out
+
+
+def test_collect_train_load_make_end_to_end(tmp_path, carracing_data):
+    start = time.perf_counter()
+    model = train_world_model(carracing_data, tmp_path / "run", RecipeConfig.tiny(), progress=False)
+    loaded = WorldModel.from_pretrained(tmp_path / "run")
+    env = gym.make("Dream-CarRacing-v0", model=str(tmp_path / "run"), obs_type="pixels")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (64, 64, 3)
+    env.step(env.action_space.sample())
+    assert time.perf_counter() - start < 60
+    fid = json.loads((tmp_path / "run" / "config.json").read_text())["summary"]["fidelity"]
+    for key in ("vae_recon_mse", "z_nll", "open_loop_mse_k1", "open_loop_mse_k10", "reward_mae",
+                "termination_precision", "termination_recall"):
+        assert key in fid
+    assert np.isfinite(fid["vae_recon_mse"]) and fid["vae_recon_mse"] < 0.2
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "vae_recon_mse" in card and "library_name: dreamgym" in card
+    # start states are real first latents, not zeros
+    assert loaded.start_z.abs().sum() > 0 and model.config.summary["data"]["episodes"] == 3
+
+
+def test_memory_training_lowers_the_loss(tmp_path):
+    collect(CollectConfig("Pendulum-v1", out=str(tmp_path / "d"), episodes=6, max_steps=50, workers=1), progress=False)
+    cfg = RecipeConfig.tiny()
+    short = train_world_model(tmp_path / "d", tmp_path / "a", RecipeConfig.tiny(memory=type(cfg.memory)(steps=1, batch_size=8)),
+                              progress=False)
+    long = train_world_model(tmp_path / "d", tmp_path / "b", RecipeConfig.tiny(memory=type(cfg.memory)(
+        steps=150, batch_size=8, lr=1e-2, val_every=50)), progress=False)
+    assert long.config.summary["fidelity"]["z_nll"] < short.config.summary["fidelity"]["z_nll"] - 0.3
+
+
+def test_cli_collect_train_resume_validate(tmp_path, capsys):
+    data, run = str(tmp_path / "d"), str(tmp_path / "run")
+    main(["collect", "Pendulum-v1", "--out", data, "--episodes", "3", "--workers", "1", "--max-steps", "30"])
+    main(["train", data, "--out", run, "--preset", "tiny", "--fp16"])
+    assert WorldModel.from_pretrained(run).config.storage_dtype == "float16"
+    with pytest.raises(SystemExit) as e:
+        main(["train", data, "--out", run, "--preset", "tiny"])
+    assert e.value.code == 2 and "--resume" in capsys.readouterr().err
+    main(["train", data, "--out", run, "--preset", "tiny", "--resume"])  # finished stages are kept
+    main(["validate", data])
+    assert "3 good shard(s), 0 bad" in capsys.readouterr().out
+
+
+def test_bad_datasets(tmp_path):
+    collect(CollectConfig("Pendulum-v1", out=str(tmp_path / "one"), episodes=1, max_steps=10, workers=1), progress=False)
+    with pytest.raises(DatasetError, match="at least 2 episodes"):
+        train_world_model(tmp_path / "one", tmp_path / "r1", RecipeConfig.tiny(), progress=False)
+    collect(CollectConfig("MountainCarContinuous-v0", out=str(tmp_path / "mc"), episodes=1, max_steps=10, workers=1),
+            progress=False)
+    with pytest.raises(DatasetError, match="cannot be mixed"):
+        train_world_model([tmp_path / "one", tmp_path / "mc"], tmp_path / "r2", RecipeConfig.tiny(), progress=False)
+    for p in shard_paths(tmp_path / "one"):
+        p.unlink()
+    with pytest.raises(DatasetError, match="holds no episodes"):
+        train_world_model(tmp_path / "one", tmp_path / "r3", RecipeConfig.tiny(), progress=False)
+    with pytest.raises(ConfigError, match="batch"):
+        collect(CollectConfig("Pendulum-v1", out=str(tmp_path / "two"), episodes=2, max_steps=5, workers=1), progress=False)
+        train_world_model(tmp_path / "two", tmp_path / "r4", RecipeConfig.tiny(), progress=False)
