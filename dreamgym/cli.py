@@ -1,4 +1,4 @@
-"""The ``dreamgym`` command: collect | train | validate.
+"""The ``dreamgym`` command: collect | train | validate | train-agent | evaluate | iterate.
 
 Flags and presets live here only; the library takes config dataclasses.
 """
@@ -83,10 +83,67 @@ def _validate(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
-def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", nargs="+", help="dataset directories, or minari:<dataset-id>")
-    p.add_argument("--out", required=True, help="run directory; the WorldModel is saved here")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+def _train_agent(args: argparse.Namespace) -> None:
+    if args.algo == "cmaes":
+        from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
+
+        cfg = CMAESConfig(
+            env_id=args.env_id, model=args.model, temperature=args.temperature, population=args.population,
+            rollouts=args.rollouts, generations=args.generations, max_steps=args.max_steps, sigma0=args.sigma0,
+            eval_every=args.eval_every, eval_rollouts=args.eval_rollouts, seed=args.seed, device=args.device,
+        )
+        trainer = CMAESTrainer(cfg, args.out)
+        if args.resume:
+            trainer.load()
+        elif (Path(args.out) / "cmaes_history.jsonl").exists():
+            raise DreamgymError(f"{args.out} already holds a CMA-ES run; pass --resume to continue it, or a new --out.")
+        trainer.train()
+        print(f"saved {Path(args.out) / 'controller'}: best dream score {trainer.best_eval:.1f}")
+        return
+    from dreamgym.agents.sb3_train import SB3Config, train_sb3
+
+    cfg = SB3Config(
+        env_id=args.env_id, algo=args.algo, steps=args.steps, n_envs=args.n_envs, model=args.model,
+        temperature=args.temperature, obs_type=args.obs_type, seed=args.seed, eval_real_every=args.eval_real_every,
+        eval_real_episodes=args.eval_real_episodes, device=args.device, algo_kwargs=json.loads(args.algo_kwargs),
+    )
+    train_sb3(cfg, args.out)
+    print(f"saved {args.out}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from dreamgym.evaluate import evaluate, format_result
+
+    out = args.json or (str(Path(args.agent) / "eval.json") if Path(args.agent).is_dir() else None)
+    result = evaluate(args.agent, args.episodes, temperature=args.temperature, env_id=args.env_id, model=args.model,
+                      dream=not args.real_only, real=not args.dream_only, workers=args.workers, seed=args.seed, out=out)
+    print(format_result(result))
+    if out:
+        print(f"written {out}")
+
+
+def _iterate(args: argparse.Namespace) -> None:
+    from dreamgym.agents.cmaes import CMAESConfig
+    from dreamgym.agents.iterate import IterateConfig, format_rounds, iterate
+
+    cfg = IterateConfig(
+        env_id=args.env_id, rounds=args.rounds, episodes=args.episodes, noise=args.noise, max_steps=args.max_steps,
+        recipe=recipe_from_args(args),
+        cmaes=CMAESConfig(temperature=args.temperature, population=args.population, rollouts=args.rollouts,
+                          generations=args.generations, eval_every=args.eval_every, eval_rollouts=args.eval_rollouts,
+                          sigma0=args.sigma0),
+        eval_episodes=args.eval_episodes, workers=args.workers, seed=args.seed or 0,
+    )
+    print(format_rounds(iterate(cfg, args.out)))
+
+
+def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
+    if data:
+        p.add_argument("data", nargs="+", help="dataset directories, or minari:<dataset-id>")
+        p.add_argument("--out", required=True, help="run directory; the WorldModel is saved here")
+        p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+        p.add_argument("--temperature", type=float, help="the dream's default temperature")
+        p.add_argument("--seed", type=int)
     p.add_argument("--preset", choices=["paper", "tiny"], default="paper", help="paper sizes, or tiny for smoke runs")
     p.add_argument("--vision-steps", type=int)
     p.add_argument("--memory-steps", type=int)
@@ -96,11 +153,18 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seq-len", type=int)
     p.add_argument("--z-dim", type=int)
     p.add_argument("--hidden-size", type=int)
-    p.add_argument("--temperature", type=float, help="the dream's default temperature")
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (half the file)")
-    p.add_argument("--seed", type=int)
     p.add_argument("--device", default="cpu")
     p.add_argument("--tensorboard", action="store_true", default=None)
+
+
+def _add_cmaes_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--generations", type=int, default=300)
+    p.add_argument("--population", type=int, default=64)
+    p.add_argument("--rollouts", type=int, default=16, help="dream episodes per candidate")
+    p.add_argument("--sigma0", type=float, default=0.1)
+    p.add_argument("--eval-every", type=int, default=25, help="re-score the best every N generations")
+    p.add_argument("--eval-rollouts", type=int, default=1024)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +188,53 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a world model: V, encode, M + heads")
     add_train_args(p)
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("train-agent", help="train an agent in a dream: cmaes (linear controller) or any SB3 algo")
+    p.add_argument("env_id", help="a Dream id, e.g. Dream-CarRacing-v0")
+    p.add_argument("--algo", default="cmaes", choices=["cmaes", "ppo", "a2c", "sac", "td3", "ddpg", "dqn"])
+    p.add_argument("--out", required=True)
+    p.add_argument("--model", help="world model (directory, pretrained name or Hub id); default: the shipped one")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--resume", action="store_true", help="continue a CMA-ES run in --out")
+    _add_cmaes_args(p)
+    p.add_argument("--max-steps", type=int, help="CMA-ES rollout length (default: the time limit)")
+    p.add_argument("--steps", type=int, default=1_000_000, help="SB3: total dream steps")
+    p.add_argument("--n-envs", type=int, default=64, help="SB3: dreams stepped together")
+    p.add_argument("--obs-type", default="latent", choices=["latent", "z", "pixels"])
+    p.add_argument("--eval-real-every", type=int, default=0, help="SB3: evaluate in the real env every N steps")
+    p.add_argument("--eval-real-episodes", type=int, default=3)
+    p.add_argument("--algo-kwargs", default="{}", help="SB3: JSON kwargs for the algorithm")
+    p.set_defaults(func=_train_agent)
+
+    p = sub.add_parser("evaluate", help="score an agent in the dream and in the real env")
+    p.add_argument("agent", help="controller dir, CMA-ES run dir, SB3 zip, or 'random'")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--env-id", help="the Dream id (if the agent does not record it; needed for 'random')")
+    p.add_argument("--model", help="world model (default: the one the agent was trained with)")
+    p.add_argument("--workers", type=int, default=0, help="processes for real episodes (0: every core)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dream-only", action="store_true")
+    p.add_argument("--real-only", action="store_true")
+    p.add_argument("--json", help="where to write the results (default: AGENT/eval.json)")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("iterate", help="Dyna: collect -> world model -> agent -> reality, repeated")
+    p.add_argument("env_id", help="the real env, e.g. CarRacing-v3")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", required=True)
+    p.add_argument("--episodes", type=int, default=100, help="episodes collected per round")
+    p.add_argument("--noise", type=float, default=0.1)
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--seed", type=int)
+    add_train_args(p, data=False)
+    _add_cmaes_args(p)
+    p.set_defaults(func=_iterate)
 
     p = sub.add_parser("validate", help="check every shard of a dataset")
     p.add_argument("data")

@@ -45,7 +45,19 @@ def uniform(keys: torch.Tensor, steps: torch.Tensor, stream: int, width: int) ->
 
 def normal(keys: torch.Tensor, steps: torch.Tensor, stream: int, width: int) -> torch.Tensor:
     """(b, width) float32 standard normals by Box-Muller from two 24-bit uniforms of one hash."""
-    bits = _bits(keys, steps, stream, width)
+    return _box_muller(_bits(keys, steps, stream, width))
+
+
+def _box_muller(bits: torch.Tensor) -> torch.Tensor:
     u1 = (_lsr(bits, 40).to(torch.float32) + 1.0) * (1.0 / (1 << 24))  # (0, 1]: log is finite
     u2 = (_lsr(bits, 16) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
     return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(_TWO_PI * u2)
+
+
+def uniform_and_normal(keys: torch.Tensor, steps: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One hash pass for a dream step: (b, width) uniforms and (b, width) normals.
+
+    Equal to ``uniform(keys, steps, 0, width)`` and ``normal(keys, steps, 1, width)``.
+    """
+    bits = _bits(keys, steps, 0, 2 * width)
+    return _lsr(bits[:, :width], 40).to(torch.float32) * (1.0 / (1 << 24)), _box_muller(bits[:, width:])

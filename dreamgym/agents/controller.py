@@ -36,6 +36,8 @@ class ControllerConfig:
     :param action_space: the env's action space (``space_to_dict``).
     :param env_id: the env it acts in (a Dream id, or a real env id).
     :param obs_type: the observation it expects (``"latent"`` or ``"z"``).
+    :param world_model: the world model whose dream it was trained in (directory, pretrained name or
+        Hub id); the real twin must see reality through the same one.
     :param summary: training and evaluation numbers, written into the model card.
     """
 
@@ -43,6 +45,7 @@ class ControllerConfig:
     action_space: dict[str, Any]
     env_id: str = ""
     obs_type: str = "latent"
+    world_model: str = ""
     summary: dict[str, Any] = field(default_factory=dict)
     format_version: int = CONTROLLER_FORMAT
 

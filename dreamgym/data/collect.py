@@ -80,15 +80,23 @@ class CollectConfig:
 
 @dataclass
 class CollectResult:
+    """What a collection run did. ``startup_s``: from the start until the first worker's env was ready."""
+
     out: str
     episodes_written: int
     episodes_total: int
     steps: int
     seconds: float
+    startup_s: float = 0.0
 
     @property
     def steps_per_s(self) -> float:
         return self.steps / max(self.seconds, 1e-9)
+
+    @property
+    def steady_steps_per_s(self) -> float:
+        """Steps per second once the workers were up (process start and imports excluded)."""
+        return self.steps / max(self.seconds - self.startup_s, 1e-9)
 
 
 # ----- policies -----------------------------------------------------------------------------
@@ -226,13 +234,15 @@ def run_episode(env: gym.Env, policy: Callable[[Any], Any], seed: int, desc: dic
     )
 
 
-def _worker(cfg: CollectConfig, desc: dict[str, Any], indices: list[int], messages: Any) -> None:
+def _worker(cfg: CollectConfig, desc: dict[str, Any], indices: list[int], messages: Any, own_process: bool = True) -> None:
     """Collect the episodes ``indices``; report each finished one on ``messages``."""
     import torch
 
-    torch.set_num_threads(1)
+    if own_process:
+        torch.set_num_threads(1)  # one core per worker; the workers together use them all
     try:
         env = _make_env(cfg)
+        messages.put(("ready", os.getpid(), time.perf_counter()))
         agent = None
         if cfg.policy == "agent":
             from dreamgym.agents import load_agent
@@ -292,9 +302,10 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
     bar = tqdm(total=cfg.episodes, initial=cfg.episodes - len(todo), desc=f"collect {cfg.env_id}",
                unit="ep", disable=not progress)
     errors: list[str] = []
+    ready: list[float] = []
     if todo and workers == 1:
         messages: Any = _ListQueue()
-        _worker(cfg, desc, todo, _Reporter(messages, bar))
+        _worker(cfg, desc, todo, _Reporter(messages, bar), own_process=False)
         steps, written = messages.steps, messages.episodes
         errors = messages.errors
     elif todo:
@@ -319,6 +330,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
                     bar.set_postfix(steps_per_s=f"{steps / (time.perf_counter() - start):.0f}")
                 elif kind == "error":
                     errors.append(b)
+                elif kind == "ready":
+                    ready.append(b)
                 else:
                     running -= 1
         except KeyboardInterrupt:
@@ -332,7 +345,8 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
     bar.close()
     if errors:
         raise DatasetError(f"Collection failed in a worker: {errors[0]}. {written} new episodes were kept in {cfg.out}.")
-    return CollectResult(cfg.out, written, cfg.episodes, steps, time.perf_counter() - start)
+    startup = (min(ready) - start) if ready else 0.0  # perf_counter is system-wide on Linux
+    return CollectResult(cfg.out, written, cfg.episodes, steps, time.perf_counter() - start, max(startup, 0.0))
 
 
 class _ListQueue:

@@ -135,12 +135,18 @@ def shard_name(index: int) -> str:
 
 
 def write_episode(path: str | Path, episode: Episode) -> None:
-    """Write one shard atomically (compressed: frames shrink several-fold)."""
+    """Write one shard atomically: an ``.npz`` (zip) deflated at level 1.
+
+    Level 1 is 3-4x faster than numpy's default (level 6) for ~40% more bytes; collection is
+    CPU-bound, so the cheaper write keeps workers stepping envs.
+    """
     episode.check(str(path))
 
     def write(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **{k: getattr(episode, k) for k in KEYS})
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+            for key in KEYS:
+                with archive.open(f"{key}.npy", "w", force_zip64=True) as f:
+                    np.lib.format.write_array(f, np.ascontiguousarray(getattr(episode, key)), allow_pickle=False)
 
     atomic_write(path, write)
 

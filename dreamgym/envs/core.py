@@ -97,9 +97,7 @@ class DreamBatch:
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance every env by one M action vector each (b, a) -> reward (b,), terminated (b,) bool."""
-        width = self.model.z_dim
-        u = rng.uniform(self.keys, self.t, 0, width)
-        eps = rng.normal(self.keys, self.t, 1, width)
+        u, eps = rng.uniform_and_normal(self.keys, self.t, self.model.z_dim)
         z, h, c, reward, p_done = self.model.imagine_step(self.z, self.h, self.c, action, self.tau, u, eps)
         if not bool(torch.isfinite(z).all() & torch.isfinite(reward).all()):
             bad = (~torch.isfinite(z).all(dim=-1) | ~torch.isfinite(reward)).nonzero()[:, 0].tolist()

@@ -49,16 +49,38 @@ class MDNRNN(nn.Module):
     def step(
         self, z: torch.Tensor, action: torch.Tensor, h: torch.Tensor, c: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One LSTM step for a batch: z (b, z), action (b, a), h, c (b, H) -> h', c'."""
+        """One LSTM step for a batch: z (b, z), action (b, a), h, c (b, H) -> h', c'.
+
+        One matmul for all four gates: [z, a, h, 1] @ [W_ih | W_hh | b_ih + b_hh]^T. On a CPU this
+        skips torch.lstm_cell's two matmuls and the (b, 4H) bias copies each of them starts with.
+        """
+        ones = torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)
+        gates = torch.cat([z, action, h, ones], dim=-1) @ self._fused_lstm_weight()  # b (z+a+H+1) -> b 4H
+        i, f, g, o = gates.chunk(4, dim=-1)  # PyTorch's gate order
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * _tanh(g)
+        return torch.sigmoid(o) * _tanh(c), c
+
+    def _fused_lstm_weight(self) -> torch.Tensor:
+        """(z+a+H+1, 4H) fused LSTM weight, rebuilt only when a weight changed (training, loading)."""
         lstm = self.lstm
-        return torch.lstm_cell(
-            torch.cat([z, action], dim=-1), (h, c), lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
-        )
+        params = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
+        key = tuple((p.data_ptr(), p._version, p.device) for p in params)
+        if getattr(self, "_fused_key", None) != key or torch.is_grad_enabled():
+            w_ih, w_hh, b_ih, b_hh = params
+            fused = torch.cat([w_ih, w_hh, (b_ih + b_hh)[:, None]], dim=1).t().contiguous()
+            if torch.is_grad_enabled():
+                return fused  # differentiable, not cached
+            self._fused, self._fused_key = fused, key
+        return self._fused
 
     def mixture(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """h (..., H) -> logits, mu, log_sigma, each (..., z, k)."""
+        """h (..., H) -> logits, mu, log_sigma, each (..., k, z).
+
+        Components before latent dimensions: reductions over k then run over contiguous rows of z,
+        which is ~5x faster than a softmax over a last axis of 5.
+        """
         out = self.mdn(h)
-        out = out.view(*h.shape[:-1], 3, self.z_dim, self.config.n_mixtures)  # ... (3 z k) -> ... 3 z k
+        out = out.view(*h.shape[:-1], 3, self.config.n_mixtures, self.z_dim)  # ... (3 k z) -> ... 3 k z
         logits, mu, log_sigma = out.unbind(dim=-3)
         return logits, mu, log_sigma.clamp(-7.0, 5.0)
 
@@ -72,6 +94,11 @@ class MDNRNN(nn.Module):
         return out, (h[0], c[0])
 
 
+def _tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh(x) = 2 sigmoid(2x) - 1: the same values, ~3x faster than torch.tanh on this CPU."""
+    return torch.sigmoid(2.0 * x) * 2.0 - 1.0
+
+
 def sample_mixture(
     logits: torch.Tensor,
     mu: torch.Tensor,
@@ -82,23 +109,28 @@ def sample_mixture(
 ) -> torch.Tensor:
     """Sample z from per-dimension mixtures with the paper's temperature.
 
-    logits / mu / log_sigma: (b, z, k). temperature: (b,) >= 0. u: (b, z) uniforms choosing the
+    logits / mu / log_sigma: (b, k, z). temperature: (b,) >= 0. u: (b, z) uniforms choosing the
     component; eps: (b, z) standard normals. Logits are divided by tau and sigma multiplied by
     sqrt(tau); tau = 0 takes the most likely component's mean, with no noise.
     """
     tau = temperature[:, None, None]  # b -> b 1 1
     tau_safe = torch.where(tau > 0, tau, torch.ones_like(tau))
-    probs = torch.softmax(logits / tau_safe, dim=-1)
-    # inverse-CDF draw of the component: count the cumulative probabilities below u
-    sampled = (probs.cumsum(dim=-1) < u[..., None]).sum(dim=-1).clamp(max=logits.shape[-1] - 1)
-    comp = torch.where(tau[..., 0] > 0, sampled, logits.argmax(dim=-1))  # (b, z)
-    mu_k = mu.gather(-1, comp[..., None])[..., 0]
-    sigma_k = log_sigma.gather(-1, comp[..., None])[..., 0].exp()
-    return mu_k + sigma_k * torch.sqrt(tau[..., 0]) * eps
+    scaled = logits / tau_safe
+    top = scaled.amax(dim=1, keepdim=True)
+    # inverse-CDF draw of the component from unnormalised weights: count cumulative weights below u * total
+    cum = torch.exp(scaled - top).cumsum(dim=1)  # b k z
+    comp = (cum < (u * cum[:, -1])[:, None]).sum(dim=1).clamp(max=logits.shape[1] - 1)  # b z
+    if bool((temperature == 0).any()):
+        # the first most likely component: how many come before the first maximum
+        first_max = ((scaled == top).cumsum(dim=1) == 0).sum(dim=1)
+        comp = torch.where(tau[:, 0] > 0, comp, first_max)
+    mu_k = mu.gather(1, comp[:, None])[:, 0]
+    sigma_k = log_sigma.gather(1, comp[:, None])[:, 0].exp()
+    return mu_k + sigma_k * torch.sqrt(temperature)[:, None] * eps
 
 
 def mixture_nll(logits: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Negative log-likelihood of target (..., z) under the mixtures (..., z, k), per element (..., z)."""
-    x = target[..., None]
+    """Negative log-likelihood of target (..., z) under the mixtures (..., k, z), per element (..., z)."""
+    x = target[..., None, :]
     log_prob = -0.5 * ((x - mu) / log_sigma.exp()).pow(2) - log_sigma - _LOG_SQRT_2PI
-    return -torch.logsumexp(torch.log_softmax(logits, dim=-1) + log_prob, dim=-1)
+    return -torch.logsumexp(torch.log_softmax(logits, dim=-2) + log_prob, dim=-2)

@@ -102,7 +102,7 @@ def test_a_failed_write_loses_nothing(tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("dreamgym.data.episodes.np.savez_compressed", disk_full)
+    monkeypatch.setattr("dreamgym.data.episodes.np.lib.format.write_array", disk_full)
     with pytest.raises(DatasetError, match="No space left"):
         collect(_cfg(tmp_path / "d", episodes=3), progress=False)
     assert {p.name: p.read_bytes() for p in (tmp_path / "d").iterdir()} == before

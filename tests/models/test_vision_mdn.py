@@ -42,23 +42,27 @@ def test_vision_config_errors(kwargs, match):
 
 def _mixture(b=4096, z=3, k=5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    logits = torch.randn(1, z, k, generator=g).expand(b, z, k)
-    mu = torch.randn(1, z, k, generator=g).expand(b, z, k) * 2
-    log_sigma = torch.full((b, z, k), math.log(0.3))
+    logits = torch.randn(1, k, z, generator=g).expand(b, k, z)
+    mu = torch.randn(1, k, z, generator=g).expand(b, k, z) * 2
+    log_sigma = torch.full((b, k, z), math.log(0.3))
     return logits, mu, log_sigma, g
 
 
 def test_temperature_zero_is_the_most_likely_mean():
     logits, mu, log_sigma, g = _mixture()
-    b, z, _ = logits.shape
+    b, _, z = logits.shape
     out = sample_mixture(logits, mu, log_sigma, torch.zeros(b), torch.rand(b, z, generator=g), torch.randn(b, z, generator=g))
-    expected = mu.gather(-1, logits.argmax(-1, keepdim=True))[..., 0]
+    expected = mu.gather(1, logits.argmax(1, keepdim=True))[:, 0]
     assert torch.equal(out, expected)
+    # a batch mixing tau = 0 and tau > 0: the zero-tau rows still take the mode
+    tau = torch.tensor([0.0, 1.0]).repeat(b // 2)
+    mixed = sample_mixture(logits, mu, log_sigma, tau, torch.rand(b, z, generator=g), torch.randn(b, z, generator=g))
+    assert torch.equal(mixed[0::2], expected[0::2]) and not torch.equal(mixed[1::2], expected[1::2])
 
 
 def test_spread_grows_with_temperature():
     logits, mu, log_sigma, g = _mixture()
-    b, z, _ = logits.shape
+    b, _, z = logits.shape
     u, eps = torch.rand(b, z, generator=g), torch.randn(b, z, generator=g)
     spreads = [sample_mixture(logits, mu, log_sigma, torch.full((b,), tau), u, eps).std(0).mean().item()
                for tau in (0.1, 0.5, 1.0, 1.5)]
@@ -70,14 +74,14 @@ def test_temperature_one_matches_the_mixture():
     logits, mu, log_sigma, g = _mixture(b=20000, z=1, k=3)
     u = torch.rand(20000, 1, generator=g)
     out = sample_mixture(logits, mu, log_sigma.fill_(-7.0), torch.ones(20000), u, torch.zeros(20000, 1))
-    freqs = torch.stack([(out[:, 0] == mu[0, 0, j]).float().mean() for j in range(3)])
-    assert torch.allclose(freqs, torch.softmax(logits[0, 0], -1), atol=0.015)
+    freqs = torch.stack([(out[:, 0] == mu[0, j, 0]).float().mean() for j in range(3)])
+    assert torch.allclose(freqs, torch.softmax(logits[0, :, 0], -1), atol=0.015)
 
 
 def test_nll_is_lowest_at_the_mean():
     logits, mu, log_sigma, _ = _mixture(b=1, z=1, k=1)
-    at_mean = mixture_nll(logits, mu, log_sigma, mu[..., 0])
-    off = mixture_nll(logits, mu, log_sigma, mu[..., 0] + 1.0)
+    at_mean = mixture_nll(logits, mu, log_sigma, mu[:, 0])
+    off = mixture_nll(logits, mu, log_sigma, mu[:, 0] + 1.0)
     assert at_mean < off
 
 

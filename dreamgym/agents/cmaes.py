@@ -1,0 +1,217 @@
+"""CMA-ES for linear controllers in a dream: a whole generation scored in ONE batched rollout.
+
+population × rollouts dreams advance together in one DreamVectorEnv; the candidates' weights are
+one (population, num_params) tensor and act through one batched matmul. pycma's ask/tell does the
+search (it minimises, so returns are negated). Resuming replays the recorded fitnesses through
+pycma — exact, and nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dreamgym.agents.controller import LinearController
+from dreamgym.envs.dream_vector import DreamVectorEnv
+from dreamgym.errors import ConfigError
+from dreamgym.models.world_model import WorldModel, check_temperature
+from dreamgym.registry import DREAMS
+from dreamgym.utils import atomic_write_text
+
+HISTORY_NAME = "cmaes_history.jsonl"
+
+
+@dataclass
+class CMAESConfig:
+    """A CMA-ES run (the paper's defaults: population 64, 16 rollouts, re-score 1024 every 25).
+
+    :param env_id: the Dream id. :param model: its world model (None: the shipped one).
+    :param temperature: tau of the dream (None: the model's default).
+    :param population: candidates per generation. :param rollouts: dream episodes per candidate.
+    :param generations: how many generations. :param max_steps: rollout length (None: the time limit).
+    :param sigma0: CMA-ES initial step size. :param eval_every: re-score the generation's best every
+        this many generations, on ``eval_rollouts`` dreams. :param seed: search and dream seeds.
+    :param obs_type: ``"latent"`` (z‖h, the paper) or ``"z"``. :param device: torch device.
+    """
+
+    env_id: str = "Dream-CarRacing-v0"
+    model: str | None = None
+    temperature: float | None = None
+    population: int = 64
+    rollouts: int = 16
+    generations: int = 300
+    max_steps: int | None = None
+    sigma0: float = 0.1
+    eval_every: int = 25
+    eval_rollouts: int = 1024
+    seed: int = 0
+    obs_type: str = "latent"
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.env_id.split(":", 1)[-1] not in DREAMS:
+            raise ConfigError(f"env_id must be a Dream id, one of {sorted(DREAMS)}; got {self.env_id!r}.")
+        for name in ("population", "rollouts", "generations", "eval_every", "eval_rollouts"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.population < 4:
+            raise ConfigError(f"population must be >= 4 for CMA-ES, got {self.population}.")
+        if self.temperature is not None:
+            check_temperature(self.temperature)
+        if self.obs_type not in ("latent", "z"):
+            raise ConfigError(f"A linear controller takes obs_type 'latent' or 'z', got {self.obs_type!r}.")
+
+
+def rollout_returns(
+    env: DreamVectorEnv,
+    controller: LinearController,
+    params: torch.Tensor,
+    rollouts: int,
+    seeds: list[int],
+    max_steps: int,
+) -> np.ndarray:
+    """First-episode return of every rollout of every candidate: params (p, n) -> (p, rollouts).
+
+    One batched rollout: env p * rollouts + r runs candidate p with seed ``seeds[r]`` (common random
+    numbers: every candidate meets the same dreams, so their ranking is fairer). Finished envs are
+    reset by the vector env and their later rewards ignored.
+    """
+    p = params.shape[0]
+    if env.num_envs != p * rollouts:
+        raise ConfigError(f"Expected a vector env of {p * rollouts} dreams, got {env.num_envs}.")
+    obs, _ = env.reset(seed=[seeds[r] for _ in range(p) for r in range(rollouts)])
+    total = np.zeros(env.num_envs)
+    alive = np.ones(env.num_envs, dtype=bool)
+    for _ in range(max_steps):
+        o = torch.as_tensor(obs).view(p, rollouts, -1)  # (p r) d -> p r d
+        actions = controller.act_batched(params, o).reshape(env.num_envs, *env.single_action_space.shape)
+        obs, reward, terminated, truncated, _ = env.step(actions.numpy())
+        total += reward * alive
+        alive &= ~(terminated | truncated)
+        if not alive.any():
+            break
+    return total.reshape(p, rollouts)
+
+
+class CMAESTrainer:
+    """Train a LinearController in a dream with CMA-ES; checkpoints in ``out``.
+
+    >>> trainer = CMAESTrainer(CMAESConfig("Dream-CarRacing-v0", model="runs/cr"), "agents/cr-cmaes")  # doctest: +SKIP
+    >>> controller = trainer.train()  # doctest: +SKIP
+    """
+
+    def __init__(self, config: CMAESConfig, out: str | Path, model: WorldModel | None = None, progress: bool = True) -> None:
+        import warnings
+
+        with warnings.catch_warnings():  # pycma warns that matplotlib (for its plots) is missing
+            warnings.simplefilter("ignore")
+            import cma
+
+        config.validate()
+        self.config, self.out, self.progress = config, Path(out), progress
+        dream_id = config.env_id.split(":", 1)[-1]
+        source: Any = model if model is not None else (config.model or DREAMS[dream_id].pretrained)
+        self.env = DreamVectorEnv(
+            num_envs=config.population * config.rollouts, model=source, temperature=config.temperature,
+            obs_type=config.obs_type, max_episode_steps=config.max_steps, device=config.device, dream_id=dream_id,
+        )
+        self.max_steps = config.max_steps or self.env.max_episode_steps
+        self.controller = LinearController.for_spaces(
+            self.env.single_observation_space, self.env.single_action_space, env_id=dream_id,
+            obs_type=config.obs_type, world_model=str(config.model or DREAMS[dream_id].pretrained),
+        )
+        self._eval_env: DreamVectorEnv | None = None
+        self.es = cma.CMAEvolutionStrategy(
+            np.zeros(self.controller.num_params), config.sigma0,
+            {"popsize": config.population, "seed": config.seed + 1, "verbose": -9},
+        )
+        self.generation = 0
+        self.best_eval = -math.inf
+        self.history: list[dict[str, Any]] = []
+
+    # ----- resume by replay -------------------------------------------------------------------
+    def load(self) -> bool:
+        """Replay ``cmaes_history.jsonl`` through pycma: the search resumes exactly where it stopped."""
+        path = self.out / HISTORY_NAME
+        if not path.is_file():
+            return False
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        for row in rows:
+            self.es.tell(self.es.ask(), [-f for f in row["fitness"]])
+            self.generation = row["generation"]
+            if row.get("eval_mean") is not None:
+                self.best_eval = max(self.best_eval, row["eval_mean"])
+        self.history = rows
+        best = self.out / "controller"
+        if (best / "config.json").is_file():
+            self.controller = LinearController.from_pretrained(best)
+        return True
+
+    def _seeds(self, generation: int, n: int, stream: int) -> list[int]:
+        rng = np.random.default_rng([self.config.seed, generation, stream])
+        return [int(s) for s in rng.integers(0, 2**31 - 1, size=n)]
+
+    def evaluate(self, flat: np.ndarray, rollouts: int, generation: int) -> tuple[float, float]:
+        """Mean and std of one candidate's return over ``rollouts`` fresh dreams (one batch)."""
+        if self._eval_env is None or self._eval_env.num_envs != rollouts:
+            self._eval_env = DreamVectorEnv(
+                num_envs=rollouts, model=self.env.model, temperature=self.env.temperature,
+                obs_type=self.config.obs_type, max_episode_steps=self.max_steps, device=self.config.device,
+            )
+        params = torch.as_tensor(flat, dtype=torch.float32)[None]
+        returns = rollout_returns(self._eval_env, self.controller, params, rollouts,
+                                  self._seeds(generation, rollouts, 1), self.max_steps)
+        return float(returns.mean()), float(returns.std())
+
+    def train(self) -> LinearController:
+        cfg = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=cfg.generations, initial=self.generation, desc="cma-es", unit="gen", disable=not self.progress)
+        while self.generation < cfg.generations:
+            start = time.perf_counter()
+            candidates = self.es.ask()
+            params = torch.as_tensor(np.asarray(candidates), dtype=torch.float32)
+            fitness = rollout_returns(self.env, self.controller, params, cfg.rollouts,
+                                      self._seeds(self.generation, cfg.rollouts, 0), self.max_steps).mean(axis=1)
+            self.es.tell(candidates, (-fitness).tolist())
+            elapsed = time.perf_counter() - start
+            self.generation += 1
+            row: dict[str, Any] = {
+                "generation": self.generation, "fitness": fitness.tolist(), "best": float(fitness.max()),
+                "mean": float(fitness.mean()), "seconds": elapsed,
+                "dream_steps_per_s": self.env.num_envs * self.max_steps / elapsed,
+            }
+            if self.generation % cfg.eval_every == 0 or self.generation == cfg.generations:
+                best = np.asarray(candidates[int(fitness.argmax())])
+                mean, std = self.evaluate(best, cfg.eval_rollouts, self.generation)
+                row.update(eval_mean=mean, eval_std=std)
+                if mean > self.best_eval:
+                    self.best_eval = mean
+                    self.controller.set_flat(best)
+                    self.controller.config.summary = {
+                        "dream_score": f"{mean:.1f} ± {std:.1f} over {cfg.eval_rollouts} dreams",
+                        "generation": self.generation, "temperature": self.env.temperature,
+                        "population": cfg.population, "rollouts": cfg.rollouts,
+                    }
+                    self.controller.save_pretrained(self.out / "controller")
+            self.history.append(row)
+            with open(self.out / HISTORY_NAME, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            bar.update(1)
+            bar.set_postfix(best=f"{row['best']:.1f}", mean=f"{row['mean']:.1f}",
+                            steps_per_s=f"{row['dream_steps_per_s']:.0f}")
+        bar.close()
+        atomic_write_text(self.out / "cmaes.json", json.dumps(asdict(cfg), sort_keys=True, indent=2) + "\n")
+        if not (self.out / "controller" / "config.json").is_file():
+            self.controller.set_flat(self.es.result.xfavorite)
+            self.controller.save_pretrained(self.out / "controller")
+        return self.controller

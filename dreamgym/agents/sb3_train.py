@@ -1,0 +1,142 @@
+"""Any Stable-Baselines3 algorithm trained in a dream, watched in reality while it learns."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+
+from dreamgym.agents.sb3_io import ALGOS
+from dreamgym.errors import ConfigError
+from dreamgym.registry import DREAMS
+from dreamgym.sb3 import DreamVecEnv
+from dreamgym.utils import atomic_write_text
+
+OFF_POLICY_BOX = ("sac", "td3", "ddpg")
+
+
+@dataclass
+class SB3Config:
+    """An SB3 run in a dream.
+
+    :param env_id: the Dream id. :param algo: ``ppo``, ``a2c``, ``sac``, ``td3``, ``ddpg`` or ``dqn``.
+    :param steps: total dream steps. :param n_envs: dreams stepped together.
+    :param model: the world model (None: the shipped one). :param temperature: tau (None: default).
+    :param obs_type: ``"latent"``, ``"z"`` or ``"pixels"`` (CnnPolicy).
+    :param eval_real_every: evaluate in the REAL env every this many steps (0: never).
+    :param eval_real_episodes: real episodes per evaluation. :param algo_kwargs: for the algorithm.
+    """
+
+    env_id: str = "Dream-CarRacing-v0"
+    algo: str = "ppo"
+    steps: int = 1_000_000
+    n_envs: int = 64
+    model: str | None = None
+    temperature: float | None = None
+    obs_type: str = "latent"
+    seed: int = 0
+    eval_real_every: int = 0
+    eval_real_episodes: int = 3
+    device: str = "cpu"
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def check_algo_fits(algo: str, action_space: spaces.Space) -> None:
+    algo = algo.lower()
+    if algo not in ALGOS:
+        raise ConfigError(f"algo must be one of {sorted(ALGOS)}, got {algo!r}.")
+    if algo in OFF_POLICY_BOX and not isinstance(action_space, spaces.Box):
+        raise ConfigError(f"{algo.upper()} needs a continuous (Box) action space; this dream's is {action_space}.")
+    if algo == "dqn" and not isinstance(action_space, spaces.Discrete):
+        raise ConfigError(f"DQN needs a Discrete action space; this dream's is {action_space}. Try ppo or sac.")
+
+
+def run_episodes(agent: Any, env: gym.Env, episodes: int, seed: int) -> np.ndarray:
+    """Returns of ``episodes`` episodes with seeds seed, seed + 1, ... (deterministic actions)."""
+    returns = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + i)
+        total, done = 0.0, False
+        while not done:
+            action, _ = agent.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return np.asarray(returns)
+
+
+class RealEvalCallback(BaseCallback):
+    """Every ``every`` steps, run the agent in the real env and log ``real/mean_return``.
+
+    Users watch transfer happen while the agent trains only in the dream.
+    """
+
+    def __init__(self, make_env: Callable[[], gym.Env], every: int, episodes: int = 3, seed: int = 10_000,
+                 verbose: int = 1) -> None:
+        super().__init__(verbose)
+        self.make_env, self.every, self.episodes, self.seed = make_env, every, episodes, seed
+        self.history: list[dict[str, float]] = []
+        self._env: gym.Env | None = None
+        self._next = every
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self._next:
+            self._next += self.every
+            self.evaluate()
+        return True
+
+    def evaluate(self) -> dict[str, float]:
+        if self._env is None:
+            self._env = self.make_env()
+        returns = run_episodes(self.model, self._env, self.episodes, self.seed)
+        row = {"timesteps": int(self.num_timesteps), "mean": float(returns.mean()), "std": float(returns.std())}
+        self.history.append(row)
+        self.logger.record("real/mean_return", row["mean"])
+        self.logger.record("real/std_return", row["std"])
+        if self.verbose:
+            print(f"[real env] {row['timesteps']} dream steps: return {row['mean']:.1f} ± {row['std']:.1f}")
+        return row
+
+    def _on_training_end(self) -> None:
+        if self._env is not None:
+            self._env.close()
+
+
+def train_sb3(cfg: SB3Config, out: str | Path, progress: bool = True, callbacks: list[BaseCallback] | None = None
+              ) -> BaseAlgorithm:
+    """Train ``cfg.algo`` on a DreamVecEnv; save ``{algo}-{env_id}.zip`` (huggingface_sb3 naming) + agent.json."""
+    from dreamgym.envs.real import make_real
+
+    dream_id = cfg.env_id.split(":", 1)[-1]
+    if dream_id not in DREAMS:
+        raise ConfigError(f"env_id must be a Dream id, one of {sorted(DREAMS)}; got {cfg.env_id!r}.")
+    world_model = cfg.model or DREAMS[dream_id].pretrained
+    venv = DreamVecEnv(dream_id, n_envs=cfg.n_envs, model=world_model, temperature=cfg.temperature,
+                       obs_type=cfg.obs_type, device=cfg.device)
+    check_algo_fits(cfg.algo, venv.action_space)
+    policy = "CnnPolicy" if cfg.obs_type == "pixels" else "MlpPolicy"
+    agent = ALGOS[cfg.algo.lower()](policy, venv, seed=cfg.seed, verbose=0, device=cfg.device, **cfg.algo_kwargs)
+    calls = list(callbacks or [])
+    real_cb = None
+    if cfg.eval_real_every > 0:
+        real_cb = RealEvalCallback(lambda: make_real(dream_id, model=world_model, obs_type=cfg.obs_type),
+                                   cfg.eval_real_every, cfg.eval_real_episodes)
+        calls.append(real_cb)
+    agent.learn(total_timesteps=cfg.steps, callback=calls, progress_bar=progress)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    zip_path = out / f"{cfg.algo.lower()}-{dream_id}.zip"
+    agent.save(zip_path)
+    meta = {"algo": cfg.algo.lower(), "env_id": dream_id, "obs_type": cfg.obs_type, "world_model": str(world_model),
+            "temperature": venv.dream.temperature, "config": asdict(cfg),
+            "real_eval": real_cb.history if real_cb else []}
+    atomic_write_text(out / "agent.json", json.dumps(meta, sort_keys=True, indent=2, default=float) + "\n")
+    return agent

@@ -1,0 +1,183 @@
+"""Score any agent in a dream and in reality: mean ± std, and the dream-to-real gap."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import multiprocessing as mp
+import numpy as np
+from gymnasium import spaces
+
+from dreamgym.errors import CheckpointError, ConfigError
+from dreamgym.registry import DREAMS
+from dreamgym.utils import atomic_write_text
+
+
+@dataclass
+class AgentInfo:
+    """Where an agent comes from and what it needs: ``kind`` is controller, sb3 or random."""
+
+    path: str
+    kind: str
+    env_id: str
+    obs_type: str
+    world_model: str
+    algo: str | None = None
+
+
+def agent_info(path: str | Path, env_id: str | None = None, model: str | None = None, obs_type: str | None = None
+               ) -> AgentInfo:
+    """Read an agent's metadata (controller config.json, or agent.json beside an SB3 zip); kwargs override."""
+    p = Path(path)
+    if str(path) == "random":
+        if env_id is None:
+            raise ConfigError("The random agent needs env_id (a Dream id) to know its action space.")
+        dream = env_id.split(":", 1)[-1]
+        return AgentInfo("random", "random", dream, obs_type or "latent", model or DREAMS[dream].pretrained)
+    if p.is_dir() and (p / "config.json").is_file():
+        cfg = json.loads((p / "config.json").read_text())
+        info = AgentInfo(str(p), "controller", cfg.get("env_id", ""), cfg.get("obs_type", "latent"),
+                         cfg.get("world_model", ""))
+    elif p.is_dir() and (p / "controller" / "config.json").is_file():  # a CMA-ES run directory
+        return agent_info(p / "controller", env_id, model, obs_type)
+    else:
+        meta_path = (p if p.is_dir() else p.parent) / "agent.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        zips = sorted(p.glob("*.zip")) if p.is_dir() else [p]
+        if len(zips) != 1 or not zips[0].is_file():
+            raise CheckpointError(f"No agent at {path}: expected a controller directory, a CMA-ES run, or an SB3 zip.")
+        info = AgentInfo(str(zips[0]), "sb3", meta.get("env_id", ""), meta.get("obs_type", "latent"),
+                         meta.get("world_model", ""), meta.get("algo"))
+    info.env_id = (env_id or info.env_id).split(":", 1)[-1]
+    info.world_model = model or info.world_model or (DREAMS[info.env_id].pretrained if info.env_id in DREAMS else "")
+    info.obs_type = obs_type or info.obs_type
+    if info.env_id not in DREAMS:
+        raise ConfigError(f"Agent {path} does not say which dream it acts in; pass env_id (one of {sorted(DREAMS)}).")
+    return info
+
+
+class RandomAgent:
+    """Uniformly random actions: the baseline every score is read against."""
+
+    def __init__(self, space: spaces.Space, seed: int = 0) -> None:
+        self.space = space
+        self.space.seed(seed)
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, None]:
+        obs = np.asarray(observation)
+        if obs.ndim == 1 or (obs.ndim == 3 and obs.shape[-1] == 3):
+            return np.asarray(self.space.sample()), None
+        return np.stack([self.space.sample() for _ in range(len(obs))]), None
+
+
+def load(info: AgentInfo, observation_space: spaces.Space, action_space: spaces.Space, seed: int = 0) -> Any:
+    if info.kind == "random":
+        return RandomAgent(action_space, seed)
+    from dreamgym.agents import load_agent
+
+    return load_agent(info.path, observation_space, action_space, algo=info.algo)
+
+
+def evaluate_dream(info: AgentInfo, episodes: int, temperature: float | None = None, seed: int = 0,
+                   max_steps: int | None = None) -> np.ndarray:
+    """Returns of ``episodes`` dream episodes, run as one batch (env i seeded seed + i)."""
+    from dreamgym.envs.dream_vector import DreamVectorEnv
+
+    env = DreamVectorEnv(num_envs=episodes, model=info.world_model, temperature=temperature, obs_type=info.obs_type,
+                         max_episode_steps=max_steps, dream_id=info.env_id)
+    agent = load(info, env.single_observation_space, env.single_action_space, seed)
+    obs, _ = env.reset(seed=seed)
+    total = np.zeros(episodes)
+    alive = np.ones(episodes, dtype=bool)
+    while alive.any():
+        actions, _ = agent.predict(obs, deterministic=True)
+        obs, reward, terminated, truncated, _ = env.step(actions)
+        total += reward * alive
+        alive &= ~(terminated | truncated)
+    return total
+
+
+def _real_chunk(info: AgentInfo, seeds: list[int]) -> list[float]:
+    import torch
+
+    from dreamgym.agents.sb3_train import run_episodes
+    from dreamgym.envs.real import make_real
+
+    torch.set_num_threads(1)
+    env = make_real(info.env_id, model=info.world_model, obs_type=info.obs_type)
+    agent = load(info, env.observation_space, env.action_space, seeds[0])
+    returns = [float(run_episodes(agent, env, 1, s)[0]) for s in seeds]
+    env.close()
+    return returns
+
+
+def evaluate_real(info: AgentInfo, episodes: int, seed: int = 0, workers: int = 0) -> np.ndarray:
+    """Returns of ``episodes`` real episodes (seeds seed + i), spread over worker processes."""
+    seeds = [seed + i for i in range(episodes)]
+    workers = min(workers or os.cpu_count() or 1, episodes)
+    if workers == 1:
+        return np.asarray(_real_chunk(info, seeds))
+    chunks = [seeds[w::workers] for w in range(workers)]
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        parts = list(pool.map(_real_chunk, [info] * workers, chunks))
+    by_seed = {s: r for chunk, part in zip(chunks, parts) for s, r in zip(chunk, part)}
+    return np.asarray([by_seed[s] for s in seeds])
+
+
+def _stats(returns: np.ndarray) -> dict[str, Any]:
+    return {"mean": float(returns.mean()), "std": float(returns.std()), "episodes": int(len(returns)),
+            "returns": [round(float(r), 3) for r in returns]}
+
+
+def evaluate(
+    agent: str | Path,
+    episodes: int = 100,
+    *,
+    temperature: float | None = None,
+    env_id: str | None = None,
+    model: str | None = None,
+    dream: bool = True,
+    real: bool = True,
+    workers: int = 0,
+    seed: int = 0,
+    out: str | Path | None = None,
+) -> dict[str, Any]:
+    """Score an agent (controller dir, CMA-ES run, SB3 zip, or ``"random"``) in the dream and in reality.
+
+    Returns (and writes to ``out`` as JSON) ``{"dream": {mean, std, ...}, "real": {...}, "gap": dream - real}``.
+
+    >>> evaluate("agents/cr-cmaes", episodes=100, out="agents/cr-cmaes/eval.json")  # doctest: +SKIP
+    """
+    if episodes < 1:
+        raise ConfigError(f"episodes must be >= 1, got {episodes}.")
+    info = agent_info(agent, env_id, model)
+    result: dict[str, Any] = {"agent": asdict(info), "seed": seed, "temperature": temperature}
+    start = time.perf_counter()
+    if dream:
+        result["dream"] = _stats(evaluate_dream(info, episodes, temperature, seed))
+    if real:
+        result["real"] = _stats(evaluate_real(info, episodes, seed, workers))
+    if dream and real:
+        result["gap"] = result["dream"]["mean"] - result["real"]["mean"]
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    if out is not None:
+        atomic_write_text(out, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return result
+
+
+def format_result(result: dict[str, Any]) -> str:
+    lines = [f"agent: {result['agent']['path']} in {result['agent']['env_id']}"]
+    for where in ("dream", "real"):
+        if where in result:
+            r = result[where]
+            lines.append(f"  {where:<5} {r['mean']:9.1f} ± {r['std']:.1f}  ({r['episodes']} episodes)")
+    if "gap" in result:
+        lines.append(f"  dream - real gap: {result['gap']:.1f}")
+    return "\n".join(lines)
