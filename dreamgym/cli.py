@@ -1,4 +1,4 @@
-"""The ``dreamgym`` command: collect | train | validate | train-agent | evaluate | iterate.
+"""The ``dreamgym`` command: collect | train | validate | train-agent | evaluate | iterate | push | pull.
 
 Flags and presets live here only; the library takes config dataclasses.
 """
@@ -137,6 +137,21 @@ def _iterate(args: argparse.Namespace) -> None:
     print(format_rounds(iterate(cfg, args.out)))
 
 
+def _push(args: argparse.Namespace) -> None:
+    from dreamgym.hub import push
+
+    result = push(args.folder, args.repo_id, private=args.private, revision=args.revision,
+                  commit_message=args.message)
+    print(f"pushed {result['kind']} to https://huggingface.co/{result['repo_id']} ({', '.join(result['files'])})")
+
+
+def _pull(args: argparse.Namespace) -> None:
+    from dreamgym.hub import pull
+
+    result = pull(args.repo_id, revision=args.revision)
+    print(f"{result['repo_id']} ({result['kind']}) at commit {result['commit']}: {result['path']}")
+
+
 def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
     if data:
         p.add_argument("data", nargs="+", help="dataset directories, or minari:<dataset-id>")
@@ -235,6 +250,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(p, data=False)
     _add_cmaes_args(p)
     p.set_defaults(func=_iterate)
+
+    p = sub.add_parser("push", help="publish a world model, controller or SB3 agent to the Hugging Face Hub")
+    p.add_argument("folder")
+    p.add_argument("repo_id", help="e.g. someone/dream-carracing (SB3 agents: someone/ppo-Dream-CarRacing-v0)")
+    p.add_argument("--private", action="store_true")
+    p.add_argument("--revision", help="branch to push to")
+    p.add_argument("--message", help="commit message")
+    p.set_defaults(func=_push)
+
+    p = sub.add_parser("pull", help="download a Hub repo into the cache for offline use, and check it loads")
+    p.add_argument("repo_id")
+    p.add_argument("--revision")
+    p.set_defaults(func=_pull)
 
     p = sub.add_parser("validate", help="check every shard of a dataset")
     p.add_argument("data")

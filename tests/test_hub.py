@@ -39,3 +39,107 @@ def test_uncached_hub_id_offline_names_the_repo(hub_cache):
         WorldModel.from_pretrained("someone/not-cached")
     with pytest.raises(CheckpointError, match="someone/dream-pendulum"):
         WorldModel.from_pretrained("someone/dream-pendulum", revision="v2")
+
+
+def test_resolved_commit_is_recorded(hub_cache):
+    env = gym.make("Dream-Pendulum-v0", model="someone/dream-pendulum", revision="v1")
+    _, info = env.reset(seed=0)
+    assert info["model_source"] == {"repo_id": "someone/dream-pendulum", "revision": "v1", "commit": COMMIT}
+    assert env.unwrapped.model.source["commit"] == COMMIT
+
+
+def test_pull_offline_from_the_cache(hub_cache):
+    from dreamgym.hub import pull
+
+    result = pull("someone/dream-pendulum", revision="v1")
+    assert result["commit"] == COMMIT and result["kind"] == "world_model"
+    with pytest.raises(CheckpointError, match="someone/missing"):
+        pull("someone/missing")
+
+
+class FakeApi:
+    """Records what push would send; the upload call is the boundary of the test."""
+
+    def __init__(self):
+        self.calls = []
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", repo_id, kwargs))
+
+    def upload_folder(self, *, folder_path, repo_id, **kwargs):
+        from pathlib import Path
+
+        files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+        self.calls.append(("upload_folder", repo_id, files, kwargs))
+        return type("CommitInfo", (), {"oid": "f" * 40})()
+
+
+def test_push_world_model_sends_checkpoint_card_media_and_eval(tmp_path, model_dirs):
+    import json
+
+    from huggingface_hub import ModelCard
+
+    from dreamgym.hub import push
+
+    folder = tmp_path / "wm"
+    shutil.copytree(model_dirs["carracing"], folder)
+    (folder / "dream.gif").write_bytes(b"GIF89a")
+    (folder / "notes.txt").write_text("not sent")
+    (folder / "eval.json").write_text(json.dumps({"agent": {"path": "agents/c"}, "temperature": 1.15,
+                                                  "dream": {"mean": 900.0, "std": 10.0, "episodes": 100},
+                                                  "real": {"mean": 850.0, "std": 30.0, "episodes": 100}}))
+    api = FakeApi()
+    result = push(folder, "someone/dream-carracing", api=api)
+    (_, repo, kwargs), (_, repo2, files, upload_kwargs) = api.calls
+    assert repo == repo2 == "someone/dream-carracing" and kwargs["exist_ok"]
+    assert set(files) == {"config.json", "model.safetensors", "README.md", "dream.gif", "eval.json"}
+    card = ModelCard(files["README.md"].decode())
+    assert card.data.library_name == "dreamgym"
+    assert {"world-model", "gymnasium", "reinforcement-learning", "dreamgym", "CarRacing-v3"} <= set(card.data.tags)
+    metrics = {r.metric_name: r.metric_value for r in card.data.eval_results}
+    assert metrics["mean_reward (real, 100 episodes)"] == "850.00 +/- 30.00"
+    assert "dream.gif" in card.text and 'model="someone/dream-carracing"' in card.text
+    assert result["commit"] == "f" * 40
+
+
+def test_push_refuses_a_corrupt_checkpoint_and_keeps_hand_written_cards(tmp_path, model_dirs):
+    from dreamgym.hub import push
+
+    folder = tmp_path / "wm"
+    shutil.copytree(model_dirs["pendulum"], folder)
+    (folder / "README.md").write_text("# My own card\n")
+    api = FakeApi()
+    push(folder, "someone/p", api=api)
+    assert api.calls[1][2]["README.md"] == b"# My own card\n"
+    (folder / "model.safetensors").write_bytes(b"broken")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        push(folder, "someone/p", api=FakeApi())
+    with pytest.raises(CheckpointError, match="Nothing to push"):
+        push(tmp_path / "empty", "someone/p", api=FakeApi())
+
+
+def test_push_controller_and_sb3_agent(tmp_path, model_dirs):
+    import json
+
+    from gymnasium import spaces
+    from stable_baselines3 import PPO
+
+    from dreamgym.agents import LinearController
+    from dreamgym.hub import push
+    from dreamgym.sb3 import DreamVecEnv
+
+    ctrl = LinearController.for_spaces(spaces.Box(-1, 1, (11,)), spaces.Box(-2, 2, (1,)), env_id="Dream-Pendulum-v0")
+    ctrl.save_pretrained(tmp_path / "run" / "controller")
+    api = FakeApi()
+    push(tmp_path / "run", "someone/cmaes-Dream-Pendulum-v0", api=api)
+    assert {"config.json", "model.safetensors", "README.md"} <= set(api.calls[1][2])
+    venv = DreamVecEnv("Dream-Pendulum-v0", n_envs=2, model=str(model_dirs["pendulum"]))
+    agent_dir = tmp_path / "sb3"
+    agent_dir.mkdir()
+    PPO("MlpPolicy", venv, n_steps=8, batch_size=16).save(agent_dir / "ppo-Dream-Pendulum-v0.zip")
+    (agent_dir / "agent.json").write_text(json.dumps({"algo": "ppo", "env_id": "Dream-Pendulum-v0"}))
+    api = FakeApi()
+    push(agent_dir, "someone/ppo-Dream-Pendulum-v0", api=api)
+    files = api.calls[1][2]
+    assert set(files) == {"ppo-Dream-Pendulum-v0.zip", "agent.json", "README.md"}
+    assert b"library_name: stable-baselines3" in files["README.md"]

@@ -100,7 +100,7 @@ class DreamEnv(gym.Env):
         self._was_reset = True
         if self.render_mode == "human":
             self.render()
-        return self._batch.observations()[0], {"start_state": start}
+        return self._batch.observations()[0], {"start_state": start, "model_source": dict(self.model.source)}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self._was_reset:
