@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv test demo clean
+.PHONY: venv test demo bench clean
 
 venv: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ test: venv
 
 demo: venv
 	SDL_VIDEODRIVER=dummy $(PY) examples/quickstart.py
+
+bench: venv
+	$(PY) benchmarks/bench_dream.py
+	$(PY) benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -1,4 +1,5 @@
-"""The ``dreamgym`` command: collect | train | validate | train-agent | evaluate | iterate | push | pull.
+"""The ``dreamgym`` command: collect | train | validate | train-agent | evaluate | iterate | push | pull |
+dream | play | plot.
 
 Flags and presets live here only; the library takes config dataclasses.
 """
@@ -91,6 +92,7 @@ def _train_agent(args: argparse.Namespace) -> None:
             env_id=args.env_id, model=args.model, temperature=args.temperature, population=args.population,
             rollouts=args.rollouts, generations=args.generations, max_steps=args.max_steps, sigma0=args.sigma0,
             eval_every=args.eval_every, eval_rollouts=args.eval_rollouts, seed=args.seed, device=args.device,
+            dtype=args.dtype,
         )
         trainer = CMAESTrainer(cfg, args.out)
         if args.resume:
@@ -213,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--resume", action="store_true", help="continue a CMA-ES run in --out")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                   help="CMA-ES: bfloat16 runs M's matmuls faster on CPUs with bf16 instructions")
     _add_cmaes_args(p)
     p.add_argument("--max-steps", type=int, help="CMA-ES rollout length (default: the time limit)")
     p.add_argument("--steps", type=int, default=1_000_000, help="SB3: total dream steps")
@@ -263,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("repo_id")
     p.add_argument("--revision")
     p.set_defaults(func=_pull)
+
+    from dreamgym.viz.cli import register as register_viz
+
+    register_viz(sub)  # dream | play | plot
 
     p = sub.add_parser("validate", help="check every shard of a dataset")
     p.add_argument("data")

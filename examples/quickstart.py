@@ -1,57 +1,48 @@
-"""dreamgym quickstart: a dream as a Gymnasium env, batched, in SB3, and its real twin.
+"""dreamgym's main job on the shipped model: train a controller ONLY in a dream, then score it in reality.
 
-Run: python examples/quickstart.py   (or `make demo`)
+Run: python examples/quickstart.py   (or `make demo`; about a minute on a 2-core CPU, no download)
 
-Until the pretrained dreams ship in pretrained/, this tour builds a small, *untrained* world model
-of Pendulum-v1, so the numbers it prints are speeds and API shapes, not agent scores.
+1. gym.make("Dream-Pendulum-v0") loads the shipped world model (pretrained/pendulum), offline.
+2. CMA-ES trains the paper's linear controller in 512 batched dreams per generation.
+3. The controller runs unchanged in the REAL Pendulum-v1 (seen through the same world model),
+   next to a random policy; dream and real scores are printed.
+4. A GIF plays the same actions in the dream and in reality side by side (dream-vs-real-pendulum.gif).
+(pretrained/carracing, the CarRacing version of this job, is not trained yet: see pretrained/README.md.)
 """
 
 import tempfile
 import time
 
 import gymnasium as gym
-import numpy as np
-from stable_baselines3 import PPO
 
 import dreamgym
-from dreamgym.sb3 import DreamVecEnv
-from dreamgym.testing import world_model_config
+from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
+from dreamgym.evaluate import evaluate, format_result
+from dreamgym.viz.video import rollout_frames, write_video
 
-# 1. A world model checkpoint: config.json + model.safetensors + README.md (Hub-ready).
-checkpoint = tempfile.mkdtemp(prefix="dream-pendulum-")
-dreamgym.WorldModel(world_model_config("Pendulum-v1")).save_pretrained(checkpoint)
+def main() -> None:
+    start = time.perf_counter()
+    env = gym.make("Dream-Pendulum-v0")  # the shipped dream, no model= needed
+    print(f"dream: {env.unwrapped.model.config.env_id} world model from {env.unwrapped.model.source['path']}")
+    print(f"observation {env.observation_space.shape} (z‖h), action {env.action_space}")
 
-# 2. The dream as a registered Gymnasium env, with a temperature.
-env = gym.make("Dream-Pendulum-v0", model=checkpoint, temperature=1.15)
-obs, info = env.reset(seed=0)
-steps, start = 0, time.perf_counter()
-while time.perf_counter() - start < 1.0:
-    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-    steps += 1
-    if terminated or truncated:
-        obs, info = env.reset()
-print(f"DreamEnv: obs {obs.shape}, {steps / (time.perf_counter() - start):,.0f} steps/s")
+    out = tempfile.mkdtemp(prefix="dreamgym-quickstart-")
+    config = CMAESConfig("Dream-Pendulum-v0", temperature=1.3, population=32, rollouts=16, generations=100,
+                         eval_every=10, eval_rollouts=256, sigma0=0.5, seed=0)
+    CMAESTrainer(config, out).train()  # trains only in the dream
 
-# 3. 1024 dreams in one forward pass per step.
-envs = gym.make_vec("Dream-Pendulum-v0", num_envs=1024, model=checkpoint)
-envs.reset(seed=0)
-actions = np.zeros((1024, 1), np.float32)
-start = time.perf_counter()
-for _ in range(50):
-    envs.step(actions)
-print(f"DreamVectorEnv x1024: {50 * 1024 / (time.perf_counter() - start):,.0f} steps/s")
+    episodes = 20
+    agent = evaluate(out, episodes=episodes, temperature=1.3, seed=1000)  # dream and REAL Pendulum-v1
+    random = evaluate("random", env_id="Dream-Pendulum-v0", episodes=episodes, seed=1000, dream=False)
+    print(format_result(agent))
+    print(f"  random policy in reality: {random['real']['mean']:.1f} ± {random['real']['std']:.1f}")
+    # the same actions in the dream (left) and in reality (right)
+    frames = rollout_frames("Dream-Pendulum-v0", agent=f"{out}/controller", temperature=1.3, steps=200, seed=7,
+                            side_by_side=True)
+    gif = write_video(frames, "dream-vs-real-pendulum.gif", fps=30)
+    print(f"wrote {gif} ({len(frames)} frames)")
+    print(f"done in {time.perf_counter() - start:.0f} s; controller saved in {out}/controller")
 
-# 4. Stable-Baselines3 on the batched dream.
-agent = PPO("MlpPolicy", DreamVecEnv("Dream-Pendulum-v0", n_envs=16, model=checkpoint), n_steps=64, seed=0)
-agent.learn(total_timesteps=2048)
 
-# 5. The same policy, unchanged, in the real Pendulum-v1 seen through the same world model.
-real = dreamgym.make_real("Dream-Pendulum-v0", model=checkpoint)
-assert real.observation_space == env.observation_space and real.action_space == env.action_space
-obs, _ = real.reset(seed=0)
-total, done = 0.0, False
-while not done:
-    action, _ = agent.predict(obs, deterministic=True)
-    obs, reward, terminated, truncated, _ = real.step(action)
-    total, done = total + reward, terminated or truncated
-print(f"PPO (2048 dream steps, untrained model) in the real Pendulum-v1: return {total:.1f}")
+if __name__ == "__main__":  # real-env episodes run in worker processes, which re-import this file
+    main()

@@ -17,6 +17,7 @@ from dreamgym.models.world_model import WorldModel, check_temperature
 from dreamgym.spaces import ActionAdapter
 
 OBS_TYPES = ("latent", "z", "pixels")
+COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def observation_space(model: WorldModel, obs_type: str) -> spaces.Box:
@@ -45,7 +46,11 @@ class DreamBatch:
     Randomness comes only from the keys the envs set at reset (:mod:`dreamgym.rng`).
     """
 
-    def __init__(self, model: WorldModel, num_envs: int, obs_type: str, device: torch.device) -> None:
+    def __init__(self, model: WorldModel, num_envs: int, obs_type: str, device: torch.device,
+                 dtype: str = "float32") -> None:
+        if dtype not in COMPUTE_DTYPES:
+            raise ConfigError(f"dtype must be one of {sorted(COMPUTE_DTYPES)}, got {dtype!r}.")
+        self.compute_dtype = COMPUTE_DTYPES[dtype]
         self.model = model
         self.num_envs = num_envs
         self.obs_type = obs_type
@@ -98,7 +103,8 @@ class DreamBatch:
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance every env by one M action vector each (b, a) -> reward (b,), terminated (b,) bool."""
         u, eps = rng.uniform_and_normal(self.keys, self.t, self.model.z_dim)
-        z, h, c, reward, p_done = self.model.imagine_step(self.z, self.h, self.c, action, self.tau, u, eps)
+        z, h, c, reward, p_done = self.model.imagine_step(self.z, self.h, self.c, action, self.tau, u, eps,
+                                                          self.compute_dtype)
         if not bool(torch.isfinite(z).all() & torch.isfinite(reward).all()):
             bad = (~torch.isfinite(z).all(dim=-1) | ~torch.isfinite(reward)).nonzero()[:, 0].tolist()
             raise NumericalError(

@@ -43,6 +43,8 @@ class DreamEnv(gym.Env):
     :param obs_type: ``"latent"``, ``"z"`` or ``"pixels"``.
     :param render_mode: ``"rgb_array"`` (the decoded dream frame) or ``"human"`` (a window).
     :param device: torch device.
+    :param dtype: ``"float32"`` (default) or ``"bfloat16"``: M's matmuls in bfloat16, several times
+        faster on CPUs with bf16 instructions (AVX512-BF16, AMX) and on GPUs, at bf16 precision.
     :param dream_id: the registered id this env is made under (set by registration): the model
         must dream of that id's real env.
 
@@ -66,13 +68,14 @@ class DreamEnv(gym.Env):
         render_mode: str | None = None,
         device: str | torch.device = "cpu",
         dream_id: str | None = None,
+        dtype: str = "float32",
     ) -> None:
         if render_mode not in (None, "rgb_array", "human"):
             raise ConfigError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}.")
         self.device = torch.device(device)
         self.model = resolve_model(model, revision, self.device, dream_id=dream_id).eval()
         cfg = self.model.config
-        self._batch = DreamBatch(self.model, 1, obs_type, self.device)
+        self._batch = DreamBatch(self.model, 1, obs_type, self.device, dtype)
         self.temperature = cfg.default_temperature if temperature is None else temperature
         self.obs_type = obs_type
         self.render_mode = render_mode

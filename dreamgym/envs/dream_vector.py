@@ -49,6 +49,8 @@ class DreamVectorEnv(VectorEnv):
     :param render_mode: ``"rgb_array"`` or ``"human"``.
     :param device: torch device of the batch (``"cpu"``, ``"cuda"``).
     :param autoreset_mode: ``"SameStep"`` (default) or ``"NextStep"``.
+    :param dtype: ``"float32"`` (default) or ``"bfloat16"``: M's matmuls in bfloat16, several times
+        faster on CPUs with bf16 instructions (AVX512-BF16, AMX) and on GPUs, at bf16 precision.
     :param dream_id: the registered id this env is made under (set by registration).
 
     ## Example
@@ -74,6 +76,7 @@ class DreamVectorEnv(VectorEnv):
         device: str | torch.device = "cpu",
         autoreset_mode: str | AutoresetMode = AutoresetMode.SAME_STEP,
         dream_id: str | None = None,
+        dtype: str = "float32",
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}.")
@@ -89,7 +92,7 @@ class DreamVectorEnv(VectorEnv):
         self.max_episode_steps = int(max_episode_steps if max_episode_steps is not None else cfg.max_episode_steps)
         if self.max_episode_steps < 1:
             raise ConfigError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
-        self._batch = DreamBatch(self.model, self.num_envs, obs_type, self.device)
+        self._batch = DreamBatch(self.model, self.num_envs, obs_type, self.device, dtype)
         self.temperature = cfg.default_temperature if temperature is None else temperature
         self.obs_type = obs_type
         self.render_mode = render_mode

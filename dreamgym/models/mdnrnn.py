@@ -47,39 +47,53 @@ class MDNRNN(nn.Module):
         self.mdn = nn.Linear(config.hidden_size, 3 * z_dim * config.n_mixtures)
 
     def step(
-        self, z: torch.Tensor, action: torch.Tensor, h: torch.Tensor, c: torch.Tensor
+        self, z: torch.Tensor, action: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+        compute_dtype: torch.dtype = torch.float32,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One LSTM step for a batch: z (b, z), action (b, a), h, c (b, H) -> h', c'.
 
         One matmul for all four gates: [z, a, h, 1] @ [W_ih | W_hh | b_ih + b_hh]^T. On a CPU this
         skips torch.lstm_cell's two matmuls and the (b, 4H) bias copies each of them starts with.
+        ``compute_dtype=torch.bfloat16`` runs that matmul in bfloat16 (state stays float32).
         """
         ones = torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)
-        gates = torch.cat([z, action, h, ones], dim=-1) @ self._fused_lstm_weight()  # b (z+a+H+1) -> b 4H
+        x = torch.cat([z, action, h, ones], dim=-1)
+        gates = (x.to(compute_dtype) @ self._fused_lstm_weight(compute_dtype)).float()  # b (z+a+H+1) -> b 4H
         i, f, g, o = gates.chunk(4, dim=-1)  # PyTorch's gate order
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * _tanh(g)
         return torch.sigmoid(o) * _tanh(c), c
 
-    def _fused_lstm_weight(self) -> torch.Tensor:
+    def _fused_lstm_weight(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """(z+a+H+1, 4H) fused LSTM weight, rebuilt only when a weight changed (training, loading)."""
         lstm = self.lstm
         params = (lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0)
-        key = tuple((p.data_ptr(), p._version, p.device) for p in params)
-        if getattr(self, "_fused_key", None) != key or torch.is_grad_enabled():
+        if torch.is_grad_enabled():  # differentiable, not cached
             w_ih, w_hh, b_ih, b_hh = params
-            fused = torch.cat([w_ih, w_hh, (b_ih + b_hh)[:, None]], dim=1).t().contiguous()
-            if torch.is_grad_enabled():
-                return fused  # differentiable, not cached
-            self._fused, self._fused_key = fused, key
-        return self._fused
+            return torch.cat([w_ih, w_hh, (b_ih + b_hh)[:, None]], dim=1).t().to(dtype)
+        return self._cached("lstm", params, dtype, lambda w_ih, w_hh, b_ih, b_hh: torch.cat(
+            [w_ih, w_hh, (b_ih + b_hh)[:, None]], dim=1).t().contiguous())
 
-    def mixture(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _cached(self, name: str, params: tuple[torch.Tensor, ...], dtype: torch.dtype, build) -> torch.Tensor:
+        """A derived weight, rebuilt only when one of ``params`` changed (version counter, storage, device)."""
+        cache = self.__dict__.setdefault("_weight_cache", {})
+        key = (dtype, *((p.data_ptr(), p._version, p.device) for p in params))
+        if name not in cache or cache[name][0] != key:
+            cache[name] = (key, build(*params).to(dtype).contiguous())
+        return cache[name][1]
+
+    def mixture(
+        self, h: torch.Tensor, compute_dtype: torch.dtype = torch.float32
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """h (..., H) -> logits, mu, log_sigma, each (..., k, z).
 
         Components before latent dimensions: reductions over k then run over contiguous rows of z,
         which is ~5x faster than a softmax over a last axis of 5.
         """
-        out = self.mdn(h)
+        if compute_dtype == torch.float32 or torch.is_grad_enabled():
+            out = self.mdn(h)
+        else:
+            w = self._cached("mdn", (self.mdn.weight,), compute_dtype, lambda w: w.t())
+            out = (h.to(compute_dtype) @ w).float() + self.mdn.bias
         out = out.view(*h.shape[:-1], 3, self.config.n_mixtures, self.z_dim)  # ... (3 k z) -> ... 3 k z
         logits, mu, log_sigma = out.unbind(dim=-3)
         return logits, mu, log_sigma.clamp(-7.0, 5.0)

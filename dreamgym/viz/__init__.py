@@ -5,7 +5,8 @@ matplotlib) are imported only by the function that needs them, and a missing one
 ``gymnasium.error.DependencyNotInstalled`` with the pip command.
 
 >>> from dreamgym.viz.video import rollout_frames, write_video  # doctest: +SKIP
->>> write_video(rollout_frames("Dream-CarRacing-v0", model="runs/cr", side_by_side=True), "cr.gif", fps=30)  # doctest: +SKIP
+>>> frames = rollout_frames("Dream-CarRacing-v0", model="runs/cr", side_by_side=True)  # doctest: +SKIP
+>>> write_video(frames, "cr.gif", fps=30)  # doctest: +SKIP
 """
 
 from __future__ import annotations

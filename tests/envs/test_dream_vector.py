@@ -136,3 +136,20 @@ def test_render_returns_one_frame_per_env():
     venv.reset(seed=0)
     frames = venv.render()
     assert len(frames) == 3 and frames[0].shape == (64, 64, 3)
+
+
+def test_bfloat16_matmuls_track_the_float32_dream():
+    model = make_tiny_model("carracing", num_start_states=1)
+    actions = np.tile(np.array([0.2, 0.6, 0.0], np.float32), (2, 1))
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        venv = DreamVectorEnv(num_envs=2, model=model, temperature=0.0, dtype=dtype)
+        venv.reset(seed=0)
+        for _ in range(5):
+            obs, reward, *_ = venv.step(actions)
+        out[dtype] = (obs, reward)
+    assert not np.array_equal(out["float32"][0], out["bfloat16"][0])  # bf16 really ran
+    np.testing.assert_allclose(out["bfloat16"][0], out["float32"][0], atol=0.05)
+    np.testing.assert_allclose(out["bfloat16"][1], out["float32"][1], atol=0.05)
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        DreamVectorEnv(num_envs=1, model=model, dtype="float16")

@@ -1,0 +1,300 @@
+"""Play a dream yourself: keyboard control in a pygame window, tau on a key, Tab to compare with reality.
+
+Keys (held keys act every frame; with none held the neutral action is played):
+
+- CarRacing-v3, ``Box([-1, 0, 0], 1, (3,))`` = [steer, gas, brake]: ←/→ steer -1/+1, ↑ gas 1, ↓ brake 0.8
+  (gymnasium's own CarRacing keyboard values).
+- VizdoomTakeCover-v1, ``Discrete(3)``: ← move left, → move right, neither (or both) stand still. ViZDoom's
+  gymnasium wrapper (``vizdoom/gymnasium_wrapper/base_gymnasium_env.py``, ``__get_binary_action_space``)
+  builds its Discrete actions as ``itertools.product((0, 1), repeat=n_buttons)`` filtered to at most one
+  pressed button, over take_cover.cfg's buttons ``{MOVE_LEFT, MOVE_RIGHT}``: index 0 = (0, 0) no-op,
+  1 = (0, 1) MOVE_RIGHT, 2 = (1, 0) MOVE_LEFT.
+- Pendulum-v1, ``Box(-2, 2, (1,))`` torque: ← +2 (counter-clockwise on screen), → -2 (clockwise).
+- ``]`` / ``+`` / ``=`` raise tau by 0.05, ``[`` / ``-`` lower it (never below 0); ``Tab`` switches between
+  the dream and the real env (each keeps its own episode); ``r`` resets the env on screen; ``Esc`` or
+  closing the window quits.
+
+Built on pygame directly rather than ``gymnasium.utils.play``, which has no place for the tau keys, the
+overlay or the switch to reality.
+
+>>> play("Dream-CarRacing-v0", model="runs/carracing")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.error import DependencyNotInstalled
+
+from dreamgym.errors import ConfigError
+from dreamgym.models.world_model import WorldModel
+
+TAU_STEP = 0.05
+DOOM_NOOP, DOOM_RIGHT, DOOM_LEFT = 0, 1, 2  # ViZDoom's Discrete(3) over {MOVE_LEFT, MOVE_RIGHT}: see above
+CAR_GAS, CAR_BRAKE = 1.0, 0.8
+PENDULUM_TORQUE = 2.0
+EVENT_KINDS = ("down", "up", "quit")
+
+ScriptedEvent = tuple[str, "str | int | None"]  # ("down" | "up", key name or pygame key code), ("quit", None)
+
+
+def _pygame() -> Any:
+    try:
+        import pygame
+    except ImportError as e:  # pragma: no cover - gymnasium[box2d] brings pygame
+        raise DependencyNotInstalled("Playing a dream needs pygame: pip install pygame") from e
+    return pygame
+
+
+@dataclass(frozen=True)
+class Controls:
+    """How held keys become an action for one real env.
+
+    :param action: held pygame key codes -> an action of the env's action space.
+    :param help: a one-line key summary for the on-screen help.
+    """
+
+    action: Callable[[set[int]], Any]
+    help: str
+
+
+def controls_for(env_id: str) -> Controls:
+    """The keyboard controls of a real env id (``CarRacing-v3``, ``VizdoomTakeCover-v1``, ``Pendulum-v1``).
+
+    :param env_id: the real env a dream was learned from (``model.config.env_id``).
+    """
+    pg = _pygame()
+    left, right, up, down = pg.K_LEFT, pg.K_RIGHT, pg.K_UP, pg.K_DOWN
+
+    def car(held: set[int]) -> np.ndarray:
+        steer = float(right in held) - float(left in held)
+        return np.array([steer, CAR_GAS * (up in held), CAR_BRAKE * (down in held)], dtype=np.float32)
+
+    def doom(held: set[int]) -> int:
+        if (left in held) == (right in held):
+            return DOOM_NOOP
+        return DOOM_LEFT if left in held else DOOM_RIGHT
+
+    def pendulum(held: set[int]) -> np.ndarray:
+        return np.array([PENDULUM_TORQUE * (float(left in held) - float(right in held))], dtype=np.float32)
+
+    table = {
+        "CarRacing-v3": Controls(car, "arrows: steer / gas / brake"),
+        "VizdoomTakeCover-v1": Controls(doom, "left/right: move"),
+        "Pendulum-v1": Controls(pendulum, "left/right: torque"),
+    }
+    if env_id not in table:
+        raise ConfigError(f"No keyboard controls for {env_id!r}: expected a dream of one of {sorted(table)}.")
+    return table[env_id]
+
+
+def press(key: str | int, hold: int = 1) -> list[list[ScriptedEvent]]:
+    """A scripted key press for :func:`play`'s ``events``: down now, up ``hold`` frames later.
+
+    :param key: a pygame key name (``"tab"``, ``"]"``, ``"left"``) or a pygame key code.
+    :param hold: frames the key stays down (the action it drives is played on each of them).
+    """
+    if hold < 1:
+        raise ConfigError(f"hold must be >= 1 frame, got {hold}.")
+    return [[("down", key)], *[[] for _ in range(hold - 1)], [("up", key)]]
+
+
+def idle(frames: int) -> list[list[ScriptedEvent]]:
+    """``frames`` frames without scripted events (the game keeps running).
+
+    :param frames: how many.
+    """
+    return [[] for _ in range(frames)]
+
+
+def _post(pg: Any, frame_events: Sequence[ScriptedEvent]) -> None:
+    for event in frame_events:
+        if not (isinstance(event, (tuple, list)) and len(event) == 2 and event[0] in EVENT_KINDS):
+            raise ConfigError(f"A scripted event must be a pair (kind, key) with kind one of {EVENT_KINDS}, "
+                              f"e.g. ('down', 'tab'); got {event!r}.")
+        kind, key = event
+        if kind == "quit":
+            pg.event.post(pg.event.Event(pg.QUIT))
+            continue
+        code = key
+        if isinstance(key, str):
+            try:
+                code = pg.key.key_code(key)
+            except ValueError as e:
+                raise ConfigError(f"Unknown key name {key!r} in a scripted event: use pygame key names "
+                                  "such as 'left', 'tab', ']', 'escape', or pygame key codes.") from e
+        pg.event.post(pg.event.Event(pg.KEYDOWN if kind == "down" else pg.KEYUP, key=int(code), mod=0,
+                                     unicode="", scancode=0))
+
+
+@dataclass
+class _Track:
+    """One env on the screen: the dream or reality, each with its own running episode."""
+
+    env: gym.Env
+    needs_reset: bool = True
+    steps: int = 0
+    episode_steps: int = 0
+    episode_return: float = 0.0
+    last_reward: float = 0.0
+    done_prob: float | None = None
+    returns: list[float] = field(default_factory=list)
+
+    def reset(self, seed: int | None) -> None:
+        self.env.reset(seed=seed)
+        self.needs_reset, self.episode_steps, self.episode_return, self.last_reward = False, 0, 0.0, 0.0
+        self.done_prob = None
+        self.returns.append(0.0)
+
+    def step(self, action: Any) -> None:
+        _, reward, terminated, truncated, info = self.env.step(action)
+        self.steps, self.episode_steps = self.steps + 1, self.episode_steps + 1
+        self.last_reward = float(reward)
+        self.episode_return += float(reward)
+        self.returns[-1] = self.episode_return
+        self.done_prob = info.get("done_prob")
+        self.needs_reset = bool(terminated or truncated)
+
+
+def play(
+    dream_id: str,
+    *,
+    model: str | WorldModel | None = None,
+    temperature: float | None = None,
+    fps: float | None = None,
+    scale: int = 8,
+    max_steps: int | None = None,
+    events: Iterable[Sequence[ScriptedEvent]] | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Drive a dream (and, after ``Tab``, the real env) with the keyboard; see the module docstring for keys.
+
+    :param dream_id: a registered Dream id.
+    :param model: world model (WorldModel, checkpoint directory, pretrained name or Hub id); default: the shipped one.
+    :param temperature: the starting tau (None: the model's default).
+    :param fps: frames (= env steps) per second; None: the dream's render_fps; 0: as fast as possible.
+    :param scale: the window is a 64×64 frame enlarged ``scale`` times (plus a status bar).
+    :param max_steps: stop after this many env steps in all (None: play until Esc or the window closes).
+    :param events: for tests and demos, per-frame lists of scripted key events, posted with
+        ``pygame.event.post`` at the start of each frame so they pass through the real event loop:
+        ``("down", key)``, ``("up", key)`` (a pygame key name like ``"tab"``, ``"]"``, ``"left"``, or a key
+        code) and ``("quit", None)``. Play stops when the script runs out. :func:`press` and :func:`idle`
+        build scripts: ``press("]") + press("tab") + idle(5)``.
+    :param seed: seeds each env's first reset (later resets continue its generator).
+    :return: ``{"steps", "steps_dream", "steps_real", "temperature", "switches", "resets", "mode", "frames",
+        "returns": {"dream": [...], "real": [...]}}``; returns hold every episode begun in that mode, the
+        last one possibly unfinished.
+    """
+    if not (isinstance(scale, (int, np.integer)) and scale >= 1):
+        raise ConfigError(f"scale must be an integer >= 1, got {scale!r}.")
+    if fps is not None and not (np.isfinite(fps) and fps >= 0):
+        raise ConfigError(f"fps must be >= 0 (0: unthrottled) or None, got {fps!r}.")
+    if max_steps is not None and max_steps < 0:
+        raise ConfigError(f"max_steps must be >= 0 or None, got {max_steps}.")
+    pg = _pygame()
+    kwargs: dict[str, Any] = {} if model is None else {"model": model}
+    dream = gym.make(dream_id, temperature=temperature, render_mode="rgb_array", **kwargs)
+    wm: WorldModel = dream.unwrapped.model
+    tracks: dict[str, _Track] = {"dream": _Track(dream)}
+    fps = dream.metadata.get("render_fps", 30) if fps is None else fps
+    seeds = {"dream": seed, "real": seed}
+    script = iter(events) if events is not None else None
+    summary = {"switches": 0, "resets": 0, "frames": 0}
+    mode = "dream"
+    held: set[int] = set()
+    view = 64 * scale
+    font_size = int(np.clip(view // 24, 12, 22))
+    try:
+        controls = controls_for(wm.config.env_id)
+        pg.display.init()  # not pg.init(): the mixer would look for a sound card
+        pg.font.init()
+        pg.display.set_caption(f"dreamgym: {dream_id}")
+        window = pg.display.set_mode((view, view + 2 * font_size + 20))
+        font = pg.font.Font(None, font_size)
+        clock = pg.time.Clock()
+        running = True
+        while running:
+            if max_steps is not None and sum(t.steps for t in tracks.values()) >= max_steps:
+                break
+            if script is not None:
+                frame_events = next(script, None)
+                if frame_events is None:
+                    break
+                _post(pg, frame_events)
+            for event in pg.event.get():
+                if event.type == pg.QUIT:
+                    running = False
+                elif event.type == pg.KEYUP:
+                    held.discard(event.key)
+                elif event.type == pg.WINDOWFOCUSLOST:
+                    held.clear()  # a key released in another window would otherwise stay down
+                elif event.type == pg.KEYDOWN:
+                    held.add(event.key)
+                    if event.key == pg.K_ESCAPE:
+                        running = False
+                    elif event.key == pg.K_TAB:
+                        mode = "real" if mode == "dream" else "dream"
+                        summary["switches"] += 1
+                        if mode not in tracks:
+                            from dreamgym.envs.real import make_real
+
+                            tracks["real"] = _Track(make_real(dream_id, model=wm, render_mode="rgb_array"))
+                    elif event.key == pg.K_r:
+                        tracks[mode].needs_reset = True
+                        summary["resets"] += 1
+                    elif event.key in (pg.K_RIGHTBRACKET, pg.K_PLUS, pg.K_EQUALS, pg.K_KP_PLUS):
+                        dream.unwrapped.temperature = round(dream.unwrapped.temperature + TAU_STEP, 6)
+                    elif event.key in (pg.K_LEFTBRACKET, pg.K_MINUS, pg.K_KP_MINUS):
+                        dream.unwrapped.temperature = max(0.0, round(dream.unwrapped.temperature - TAU_STEP, 6))
+            if not running:
+                break
+            track = tracks[mode]
+            if track.needs_reset:
+                track.reset(seeds[mode])
+                seeds[mode] = None
+            track.step(controls.action(held))
+            _draw(pg, window, font, track, mode, dream.unwrapped.temperature, controls.help, view)
+            summary["frames"] += 1
+            clock.tick(fps)
+    finally:
+        pg.display.quit()
+        for t in tracks.values():
+            t.env.close()
+    steps = {m: (tracks[m].steps if m in tracks else 0) for m in ("dream", "real")}
+    return {
+        "steps": steps["dream"] + steps["real"],
+        "steps_dream": steps["dream"],
+        "steps_real": steps["real"],
+        "temperature": round(float(dream.unwrapped.temperature), 6),
+        "mode": mode,
+        "returns": {m: (list(tracks[m].returns) if m in tracks else []) for m in ("dream", "real")},
+        **summary,
+    }
+
+
+def _draw(pg: Any, window: Any, font: Any, track: _Track, mode: str, tau: float, help_line: str, view: int) -> None:
+    window.fill((0, 0, 0))
+    frame = np.ascontiguousarray(track.env.render())
+    h, w = frame.shape[:2]
+    surface = pg.surfarray.make_surface(np.ascontiguousarray(frame.swapaxes(0, 1)))
+    k = view / max(h, w)
+    size = (max(1, round(w * k)), max(1, round(h * k)))
+    # the dream's 64x64 pixels stay crisp; the real env's large frame is smoothly shrunk
+    scaled = pg.transform.scale(surface, size) if mode == "dream" else pg.transform.smoothscale(surface, size)
+    window.blit(scaled, ((view - size[0]) // 2, (view - size[1]) // 2))
+    p_done = "" if track.done_prob is None else f"   p(done) {track.done_prob:.2f}"
+    lines = [
+        (f"{mode.upper()}   τ {tau:.2f}{'' if mode == 'dream' else ' (dream)'}   step {track.episode_steps}   "
+         f"reward {track.last_reward:+.2f}   return {track.episode_return:+.1f}{p_done}"),
+        f"{help_line}   [ ] τ   Tab dream/real   r reset   Esc quit",
+    ]
+    for i, line in enumerate(lines):
+        window.blit(font.render(line, True, (255, 255, 255)), (6, view + 8 + (font.get_linesize() + 2) * i))
+    pg.display.flip()
+
+
+__all__ = ["DOOM_LEFT", "DOOM_NOOP", "DOOM_RIGHT", "Controls", "controls_for", "idle", "play", "press"]

@@ -1,0 +1,40 @@
+"""The shipped checkpoints: load offline with no model=, within the size budget, with honest cards."""
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+
+from dreamgym import CheckpointError, WorldModel
+from dreamgym.hub import pretrained_path
+
+ROOT = Path(__file__).resolve().parent.parent / "pretrained"
+
+
+def test_pendulum_ships_and_loads_by_default():
+    env = gym.make("Dream-Pendulum-v0")  # no model=: pretrained/pendulum, offline
+    obs, info = env.reset(seed=0)
+    assert info["model_source"]["pretrained"] == "pendulum"
+    assert env.observation_space.contains(obs)
+    env.step(env.action_space.sample())
+    model = WorldModel.from_pretrained(pretrained_path("pendulum"))
+    assert model.config.env_id == "Pendulum-v1" and model.config.summary["fidelity"]["z_nll"] < 0
+
+
+@pytest.mark.parametrize("folder", sorted(p for p in ROOT.iterdir() if p.is_dir()))
+def test_shipped_checkpoints_are_small_and_carry_their_numbers(folder):
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    assert size <= 15 * 2**20
+    card = (folder / "README.md").read_text()
+    assert "library_name: dreamgym" in card and "model-index" in card
+    evals = [json.loads(p.read_text()) for p in folder.glob("eval*.json")]
+    for e in evals:  # every number in the card comes from an eval file beside it
+        for where in ("dream", "real"):
+            if where in e:
+                assert f"{e[where]['mean']:.2f} +/- {e[where]['std']:.2f}" in card
+
+
+def test_carracing_does_not_ship_yet():
+    with pytest.raises(CheckpointError, match="No pretrained world model 'carracing' ships"):
+        gym.make("Dream-CarRacing-v0")
