@@ -216,6 +216,22 @@ def fidelity(model: WorldModel, episodes: Sequence[Episode], mus: Sequence[np.nd
 
 
 # ----- the whole run ------------------------------------------------------------------------
+def _check_run_data(out: Path, meta: DatasetMeta, resume: bool, rank: int) -> None:
+    """Record the data a run trains on; a resumed run must get data of the same env and spaces."""
+    path = out / "stages" / "data.json"
+    if resume and path.is_file():
+        old = DatasetMeta(**json.loads(path.read_text()))
+        differ = meta.compatible(old)
+        if differ:
+            raise DatasetError(
+                f"{out} was trained on {old.env_id} data and this dataset differs in {differ}; its model cannot "
+                "continue on it. Train a new run (a new --out), or pass the run's own data."
+            )
+    elif rank == 0:
+        atomic_write_text(path, json.dumps(asdict(meta), sort_keys=True, indent=2) + "\n")
+
+
+
 def train_world_model(
     data: str | Path | Sequence[str | Path],
     out: str | Path,
@@ -240,6 +256,7 @@ def train_world_model(
     meta, episodes = load_dataset(*dirs)
     if len(episodes) < 2:
         raise DatasetError(f"Training needs at least 2 episodes (one held out for validation), got {len(episodes)}.")
+    _check_run_data(out, meta, resume, rank)
     torch.manual_seed(cfg.seed)
     model = WorldModel(model_config(meta, cfg)).to(device)
     train_eps, val_eps = split(episodes, cfg.val_fraction, cfg.seed)

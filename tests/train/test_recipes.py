@@ -11,6 +11,7 @@ from dreamgym.data.collect import CollectConfig, collect
 from dreamgym.data.episodes import shard_paths
 from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.train.recipes import RecipeConfig, train_world_model
+from dreamgym.train.trainer import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,14 @@ def test_bad_datasets(tmp_path):
         p.unlink()
     with pytest.raises(DatasetError, match="holds no episodes"):
         train_world_model(tmp_path / "one", tmp_path / "r3", RecipeConfig.tiny(), progress=False)
+    collect(CollectConfig("Pendulum-v1", out=str(tmp_path / "three"), episodes=3, max_steps=10, workers=1),
+            progress=False)
+    train_world_model(tmp_path / "three", tmp_path / "r5", RecipeConfig.tiny(memory=TrainConfig(steps=1, batch_size=2)),
+                      progress=False)
+    collect(CollectConfig("MountainCarContinuous-v0", out=str(tmp_path / "mc3"), episodes=3, max_steps=10, workers=1),
+            progress=False)
+    with pytest.raises(DatasetError, match="cannot continue on it"):
+        train_world_model(tmp_path / "mc3", tmp_path / "r5", RecipeConfig.tiny(), resume=True, progress=False)
     with pytest.raises(ConfigError, match="batch"):
         collect(CollectConfig("Pendulum-v1", out=str(tmp_path / "two"), episodes=2, max_steps=5, workers=1), progress=False)
         train_world_model(tmp_path / "two", tmp_path / "r4", RecipeConfig.tiny(), progress=False)
