@@ -16,7 +16,6 @@ import gc
 import json
 import os
 import platform
-import resource
 import tempfile
 import time
 from pathlib import Path

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from dreamgym.errors import CheckpointError, ConfigError
 from dreamgym.models.world_model import WorldModel
 from dreamgym.registry import DREAMS, dream_spec
+
+if TYPE_CHECKING:
+    from huggingface_hub import ModelCard
 
 PRETRAINED_DIRS = (
     Path(__file__).resolve().parent / "pretrained",  # installed wheel: packaged as dreamgym/pretrained

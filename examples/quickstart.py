@@ -15,7 +15,7 @@ import time
 
 import gymnasium as gym
 
-import dreamgym
+import dreamgym  # noqa: F401  (registers the Dream-* ids)
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 from dreamgym.evaluate import evaluate, format_result
 from dreamgym.viz.video import rollout_frames, write_video

@@ -22,7 +22,7 @@ from dreamgym.checkpoint import (
     strict_fields,
 )
 from dreamgym.errors import CheckpointError, ConfigError
-from dreamgym.spaces import space_from_dict, space_to_dict
+from dreamgym.spaces import action_dim, space_from_dict, space_to_dict
 from dreamgym.utils import atomic_write_text
 
 CONTROLLER_FORMAT = 1
@@ -50,14 +50,6 @@ class ControllerConfig:
     format_version: int = CONTROLLER_FORMAT
 
 
-def _out_dim(space: spaces.Space) -> int:
-    if isinstance(space, spaces.Box):
-        return int(np.prod(space.shape))
-    if isinstance(space, spaces.Discrete):
-        return int(space.n)
-    raise ConfigError(f"LinearController supports Box and Discrete action spaces, got {space!r}.")
-
-
 class LinearController(
     nn.Module,
     PyTorchModelHubMixin,
@@ -82,7 +74,7 @@ class LinearController(
             config = ControllerConfig(**strict_fields(ControllerConfig, config, "config.json"))
         self.config = config
         self.action_space = space_from_dict(config.action_space)
-        self.out_dim = _out_dim(self.action_space)
+        self.out_dim = action_dim(self.action_space)  # Box: one output per dimension; Discrete: one per action
         self.linear = nn.Linear(config.obs_dim, self.out_dim)
         if isinstance(self.action_space, spaces.Box):
             low = torch.as_tensor(self.action_space.low.reshape(-1), dtype=torch.float32)

@@ -14,7 +14,7 @@ from dreamgym.envs.core import DreamBatch, draw_start
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
 from dreamgym.hub import resolve_model
-from dreamgym.models.world_model import WorldModel, check_temperature
+from dreamgym.models.world_model import WorldModel
 
 
 class DreamVectorEnv(VectorEnv):

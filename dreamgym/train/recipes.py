@@ -25,7 +25,6 @@ from dreamgym.models.mdnrnn import MemoryConfig, mixture_nll
 from dreamgym.models.vision import VisionConfig
 from dreamgym.models.world_model import WorldModel, WorldModelConfig
 from dreamgym.registry import dream_spec_for_env
-from dreamgym.spaces import space_from_dict
 from dreamgym.train.trainer import TrainConfig, Trainer, distributed
 from dreamgym.utils import atomic_write, atomic_write_text
 

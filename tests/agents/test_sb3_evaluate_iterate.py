@@ -2,7 +2,6 @@ import json
 
 import numpy as np
 import pytest
-from stable_baselines3 import PPO
 
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 from dreamgym.agents.iterate import IterateConfig, format_rounds, iterate
