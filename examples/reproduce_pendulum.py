@@ -6,7 +6,7 @@ Steps (about two minutes on a 2-core CPU):
 1. collect 200 brownian episodes of Pendulum-v1 (seed 0)
 2. train the world model: identity V (normalised state), LSTM 64, 5 Gaussians, reward head
 3. train a CMA-ES linear controller only in the dream (tau 1.3) and score it in the real env
-4. write the checkpoint (with eval.json and the numbers in its model card) to --out
+4. write the checkpoint (with eval.json, a dream-vs-real GIF and the numbers in its model card) to --out
 """
 
 from __future__ import annotations
@@ -55,10 +55,15 @@ def main() -> None:
     shutil.copy(agent / "eval.json", out / "eval.json")
     shutil.copy(agent / "eval-random.json", out / "eval-random.json")
     from dreamgym import WorldModel
+    from dreamgym.viz.video import rollout_frames, write_video
 
+    # the controller's actions played in the dream (left, started from reality's first state) and in reality
+    frames = rollout_frames("Dream-Pendulum-v0", agent=str(agent / "controller"), model=str(out), steps=200, seed=5,
+                            side_by_side=True, scale=2)
+    write_video(frames, out / "dream-vs-real.gif", fps=30)
     model = WorldModel.from_pretrained(out)
     (out / "README.md").unlink()
-    model.save_pretrained(out, model_card_kwargs={"eval_results": [result, baseline]})
+    model.save_pretrained(out, model_card_kwargs={"eval_results": [result, baseline], "media": ["dream-vs-real.gif"]})
     print(f"written {out}")
 
 

@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 
 from dreamgym import rng
-from dreamgym.envs.render import state_bars
+from dreamgym.envs.render import STATE_RENDERERS, state_bars
 from dreamgym.errors import ConfigError, NumericalError
 from dreamgym.models.world_model import WorldModel, check_temperature
 from dreamgym.spaces import ActionAdapter
@@ -100,6 +100,13 @@ class DreamBatch:
         self.last_done_prob[idx] = 0.0
 
     @torch.no_grad()
+    def set_state(self, index: int, z: torch.Tensor) -> None:
+        """Put env ``index`` at latent ``z`` with a fresh memory (h = c = 0), as a real episode starts."""
+        self.z[index] = z.to(self.device)
+        self.h[index] = 0.0
+        self.c[index] = 0.0
+
+    @torch.no_grad()
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance every env by one M action vector each (b, a) -> reward (b,), terminated (b,) bool."""
         u, eps = rng.uniform_and_normal(self.keys, self.t, self.model.z_dim)
@@ -137,7 +144,8 @@ class DreamBatch:
         space = self.model.config.observation_space
         low = np.broadcast_to(np.asarray(space.get("low", -1.0), dtype=np.float64), x.shape[1:])
         high = np.broadcast_to(np.asarray(space.get("high", 1.0), dtype=np.float64), x.shape[1:])
-        return np.stack([state_bars(row, low, high) for row in x])
+        draw = STATE_RENDERERS.get(self.model.config.env_id, state_bars)  # the real env's look where we can
+        return np.stack([draw(row, low, high) for row in x])
 
 
 def draw_start(rng_: np.random.Generator, num_start_states: int) -> tuple[int, int]:

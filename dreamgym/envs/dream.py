@@ -27,6 +27,8 @@ class DreamEnv(gym.Env):
     ## Observation Space
     ``obs_type="latent"`` (default): z‖h float32, the paper's controller input; ``"z"``: z only;
     ``"pixels"``: the decoded 64×64×3 uint8 frame (frame models only), for CnnPolicy.
+    ``render()`` shows the decoded frame; a state-vector dream is drawn by its real env's renderer
+    where dreamgym knows how (Pendulum-v1), else as a bar chart of the state.
 
     ## Rewards
     The reward head's prediction, or the model's constant reward (Doom: 1 per step survived).
@@ -97,9 +99,20 @@ class DreamEnv(gym.Env):
         self._batch.set_temperature(value)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start a dream from a stored real start state, or from ``options={"start_latent": z}``.
+
+        ``start_latent`` (z of shape (z_dim,), e.g. ``real_obs[:z_dim]`` of the real twin) starts the
+        dream where a real episode starts (h = c = 0), so dream and reality can be compared step by step.
+        """
         super().reset(seed=seed)
         start, key = draw_start(self.np_random, self.model.config.num_start_states)
         self._batch.reset_envs(np.array([0]), np.array([start]), np.array([key], dtype=np.int64))
+        if options and options.get("start_latent") is not None:
+            z = np.asarray(options["start_latent"], dtype=np.float32)
+            if z.shape != (self.model.z_dim,) or not np.isfinite(z).all():
+                raise ValueError(f"options['start_latent'] must be {self.model.z_dim} finite floats, got {z!r}.")
+            self._batch.set_state(0, torch.as_tensor(z))
+            start = -1
         self._was_reset = True
         if self.render_mode == "human":
             self.render()

@@ -53,6 +53,10 @@ class RealTwin(gym.Wrapper):
         self._h = torch.zeros(1, h, device=self.device)
         self._c = torch.zeros(1, h, device=self.device)
 
+    def latent(self) -> np.ndarray:
+        """z of the current real observation (what a dream can start from: ``options={"start_latent": ...}``)."""
+        return self._z[0].cpu().numpy().copy()
+
     def _observation(self) -> np.ndarray:
         if self.obs_type == "latent":
             return torch.cat([self._z, self._h], dim=-1)[0].cpu().numpy()

@@ -23,6 +23,28 @@ def state_bars(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
     return img
 
 
+_PENDULUM: dict[str, object] = {}
+
+
+def pendulum_frame(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """A dreamed Pendulum-v1 state (cos, sin, angular velocity) drawn by Pendulum-v1's own renderer."""
+    import gymnasium as gym
+
+    env = _PENDULUM.get("env")
+    if env is None:
+        env = _PENDULUM["env"] = gym.make("Pendulum-v1", render_mode="rgb_array").unwrapped
+        env.reset(seed=0)
+    from PIL import Image
+
+    env.state = np.array([np.arctan2(x[1], x[0]), x[2]])
+    env.last_u = None
+    frame = Image.fromarray(env.render()).resize((BAR_IMAGE_SIZE, BAR_IMAGE_SIZE), Image.BILINEAR)
+    return np.asarray(frame)  # the size every state-vector dream renders at
+
+
+STATE_RENDERERS = {"Pendulum-v1": pendulum_frame}
+
+
 class Viewer:
     """A pygame window that shows RGB frames, scaled up."""
 

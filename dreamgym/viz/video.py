@@ -171,11 +171,13 @@ def rollout_frames(
 
 def _play(dream: gym.Env, real: gym.Env | None, act: Callable[[Any], Any], steps: int, seed: int, scale: int,
           annotated: bool) -> list[np.ndarray]:
-    obs, _ = dream.reset(seed=seed)
     real_frame = None
-    if real is not None:
+    if real is not None:  # start the dream where reality starts, so the two panels can be compared
         real.reset(seed=seed)
         real_frame = real.render()
+        obs, _ = dream.reset(seed=seed, options={"start_latent": real.latent()})
+    else:
+        obs, _ = dream.reset(seed=seed)
     step, reward, ret, done_prob = 0, 0.0, 0.0, 0.0
     real_reward, real_ret, real_done = 0.0, 0.0, False
 

@@ -191,3 +191,16 @@ def test_model_instance_and_from_pretrained(model_dirs):
     model = dreamgym.WorldModel.from_pretrained(model_dirs["pendulum"])
     env = gym.make("Dream-Pendulum-v0", model=model)
     assert env.unwrapped.model is model
+
+
+def test_reset_from_a_real_latent(model_dirs):
+    import dreamgym
+
+    real = dreamgym.make_real("Dream-Pendulum-v0", model=str(model_dirs["pendulum"]))
+    real_obs, _ = real.reset(seed=3)
+    env = DreamEnv(model=str(model_dirs["pendulum"]))
+    obs, info = env.reset(seed=0, options={"start_latent": real.latent()})
+    np.testing.assert_allclose(obs, real_obs, atol=1e-6)  # the same z, and h = 0 as in the real twin
+    assert info["start_state"] == -1
+    with pytest.raises(ValueError, match="start_latent"):
+        env.reset(options={"start_latent": [1.0, np.nan, 0.0]})
