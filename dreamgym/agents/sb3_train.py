@@ -12,6 +12,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import VecMonitor
 
 from dreamgym.agents.sb3_io import ALGOS
 from dreamgym.errors import ConfigError
@@ -123,7 +124,9 @@ def train_sb3(cfg: SB3Config, out: str | Path, progress: bool = True, callbacks:
                        obs_type=cfg.obs_type, device=cfg.device)
     check_algo_fits(cfg.algo, venv.action_space)
     policy = "CnnPolicy" if cfg.obs_type == "pixels" else "MlpPolicy"
-    agent = ALGOS[cfg.algo.lower()](policy, venv, seed=cfg.seed, verbose=0, device=cfg.device, **cfg.algo_kwargs)
+    # VecMonitor records episode returns, so SB3's logger shows rollout/ep_rew_mean for the dream
+    agent = ALGOS[cfg.algo.lower()](policy, VecMonitor(venv), seed=cfg.seed, verbose=0, device=cfg.device,
+                                    **cfg.algo_kwargs)
     calls = list(callbacks or [])
     real_cb = None
     if cfg.eval_real_every > 0:

@@ -16,10 +16,12 @@ from dreamgym.train.trainer import TrainConfig
 
 
 def test_sb3_ppo_trains_in_a_dream_and_is_watched_in_reality(tmp_path, model_dirs, capsys):
-    cfg = SB3Config("Dream-Pendulum-v0", algo="ppo", steps=256, n_envs=8, model=str(model_dirs["pendulum"]),
-                    eval_real_every=128, eval_real_episodes=1, algo_kwargs={"n_steps": 16, "batch_size": 64})
+    cfg = SB3Config("Dream-Pendulum-v0", algo="ppo", steps=1600, n_envs=8, model=str(model_dirs["pendulum"]),
+                    eval_real_every=800, eval_real_episodes=1,
+                    algo_kwargs={"n_steps": 200, "batch_size": 400, "n_epochs": 1})
     agent = train_sb3(cfg, tmp_path, progress=False)
     assert (tmp_path / "ppo-Dream-Pendulum-v0.zip").is_file()
+    assert len(agent.ep_info_buffer) == 8  # every dream episode (200 steps) is monitored: rollout/ep_rew_mean
     meta = json.loads((tmp_path / "agent.json").read_text())
     assert meta["algo"] == "ppo" and len(meta["real_eval"]) == 2 and "[real env]" in capsys.readouterr().out
     loaded = load_sb3(tmp_path / "ppo-Dream-Pendulum-v0.zip", agent.observation_space, agent.action_space)
