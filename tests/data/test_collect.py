@@ -106,3 +106,28 @@ def test_a_failed_write_loses_nothing(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="No space left"):
         collect(_cfg(tmp_path / "d", episodes=3), progress=False)
     assert {p.name: p.read_bytes() for p in (tmp_path / "d").iterdir()} == before
+
+
+def test_ctrl_c_loses_only_episodes_in_flight_and_a_rerun_continues(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "cr"
+    cmd = [sys.executable, "-m", "dreamgym.cli", "collect", "CarRacing-v3", "--out", str(out), "--episodes", "12",
+           "--max-steps", "120", "--workers", "2"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while len(shard_paths(out)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches the whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    _, good, bad = validate(out)
+    assert not bad and 2 <= len(good) < 12
+    assert not list(out.glob(".*.tmp"))  # no half-written shard left behind
+    result = collect(CollectConfig("CarRacing-v3", out=str(out), episodes=12, max_steps=120, workers=1),
+                     progress=False)
+    assert result.episodes_written == 12 - len(good) and len(shard_paths(out)) == 12
