@@ -74,13 +74,14 @@ class ActionAdapter:
         self.device = torch.device(device)
         self.dim = action_dim(space)
         if isinstance(space, spaces.Box):
-            self._low = torch.as_tensor(space.low.reshape(-1), dtype=torch.float32, device=self.device)
-            self._high = torch.as_tensor(space.high.reshape(-1), dtype=torch.float32, device=self.device)
+            self._low_np = space.low.reshape(-1).astype(np.float32)
+            self._high_np = space.high.reshape(-1).astype(np.float32)
             self.neutral = np.clip(np.zeros(space.shape, dtype=space.dtype), space.low, space.high)
         else:
+            self._eye = np.eye(space.n, dtype=np.float32)
             self.neutral = np.int64(space.start)
 
-    def batch(self, actions: Any, num_envs: int) -> torch.Tensor:
+    def batch_numpy(self, actions: Any, num_envs: int) -> np.ndarray:
         """Validate a batch of actions, shape ``(num_envs, *action_shape)``; return ``(num_envs, dim)`` float32."""
         space = self.space
         if isinstance(space, spaces.Discrete):
@@ -95,8 +96,7 @@ class ActionAdapter:
                 raise InvalidActionError(
                     f"Expected actions in [{space.start}, {space.start + space.n - 1}] for {space}, got {a.tolist()}."
                 )
-            # (b,) -> (b, n) one-hot
-            return torch.nn.functional.one_hot(torch.as_tensor(idx, device=self.device), space.n).float()
+            return self._eye[idx]  # (b,) -> (b, n) one-hot
         try:
             a = np.asarray(actions, dtype=np.float32)
         except (TypeError, ValueError) as e:
@@ -116,26 +116,31 @@ class ActionAdapter:
                 f"Expected finite actions for {space}, got {a.tolist()} (NaN or inf). "
                 "Check the policy's output; a NaN action would silently corrupt the dream."
             )
-        t = torch.as_tensor(a.reshape(num_envs, -1), device=self.device)
-        return torch.minimum(torch.maximum(t, self._low), self._high)
+        return np.clip(a.reshape(num_envs, -1), self._low_np, self._high_np)
 
-    def single(self, action: Any) -> torch.Tensor:
-        """Validate one action; return ``(1, dim)`` float32."""
+    def batch(self, actions: Any, num_envs: int) -> torch.Tensor:
+        """As :meth:`batch_numpy`, as a float32 tensor on the adapter's device."""
+        return torch.as_tensor(self.batch_numpy(actions, num_envs), device=self.device)
+
+    def single_numpy(self, action: Any) -> np.ndarray:
+        """Validate one action; return M's ``(dim,)`` float32 input."""
         if isinstance(self.space, spaces.Discrete):
             a = np.asarray(action)
             if a.shape not in ((), (1,)):
-                raise InvalidActionError(
-                    f"Expected one integer action for {self.space}, got {_describe(action)}."
-                )
-            return self.batch(a.reshape(1), 1)
-        return self.batch(action, 1)
+                raise InvalidActionError(f"Expected one integer action for {self.space}, got {_describe(action)}.")
+            return self.batch_numpy(a.reshape(1), 1)[0]
+        return self.batch_numpy(action, 1)[0]
+
+    def single(self, action: Any) -> torch.Tensor:
+        """Validate one action; return ``(1, dim)`` float32."""
+        return torch.as_tensor(self.single_numpy(action), device=self.device)[None]
 
     def to_real(self, action: Any) -> Any:
         """The action the real env receives: the same clipping as in the dream."""
         if isinstance(self.space, spaces.Discrete):
-            self.single(action)  # validates
+            self.single_numpy(action)  # validates
             return int(np.asarray(action).reshape(()))
-        return self.single(action).cpu().numpy().reshape(self.space.shape).astype(self.space.dtype)
+        return self.single_numpy(action).reshape(self.space.shape).astype(self.space.dtype)
 
 
 def _integral_floats(a: np.ndarray) -> bool:

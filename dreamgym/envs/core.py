@@ -114,11 +114,7 @@ class DreamBatch:
                                                           self.compute_dtype)
         if not bool(torch.isfinite(z).all() & torch.isfinite(reward).all()):
             bad = (~torch.isfinite(z).all(dim=-1) | ~torch.isfinite(reward)).nonzero()[:, 0].tolist()
-            raise NumericalError(
-                f"The world model produced NaN/inf in env(s) {bad[:8]} at temperature(s) "
-                f"{self.tau[bad[:8]].tolist()}. The dream stops here rather than run on silently: "
-                "check the checkpoint (WorldModel.from_pretrained validates it) or lower the temperature."
-            )
+            raise numerical_error(bad, self.tau[bad].tolist())
         self.z, self.h, self.c = z, h, c
         self.t += 1
         self.last_done_prob = p_done
@@ -146,6 +142,14 @@ class DreamBatch:
         high = np.broadcast_to(np.asarray(space.get("high", 1.0), dtype=np.float64), x.shape[1:])
         draw = STATE_RENDERERS.get(self.model.config.env_id, state_bars)  # the real env's look where we can
         return np.stack([draw(row, low, high) for row in x])
+
+
+def numerical_error(envs: list[int], temperatures: list[float]) -> NumericalError:
+    return NumericalError(
+        f"The world model produced NaN/inf in env(s) {envs[:8]} at temperature(s) {temperatures[:8]}. "
+        "The dream stops here rather than run on silently: check the checkpoint (WorldModel.from_pretrained "
+        "validates it) or lower the temperature."
+    )
 
 
 def draw_start(rng_: np.random.Generator, num_start_states: int) -> tuple[int, int]:

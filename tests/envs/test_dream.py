@@ -204,3 +204,28 @@ def test_reset_from_a_real_latent(model_dirs):
     assert info["start_state"] == -1
     with pytest.raises(ValueError, match="start_latent"):
         env.reset(options={"start_latent": [1.0, np.nan, 0.0]})
+
+
+@pytest.mark.parametrize("name", ["carracing", "doom", "pendulum"])
+@pytest.mark.parametrize("tau", [0.0, 1.0, 1.3])
+def test_fast_single_env_path_equals_the_batched_torch_step(name, tau):
+    model = make_tiny_model(name)
+    fast, plain = DreamEnv(model=model, temperature=tau), DreamEnv(model=model, temperature=tau, fast=False)
+    assert fast._lean is not None and plain._lean is None
+    fast.action_space.seed(0)
+    actions = [fast.action_space.sample() for _ in range(60)]
+    a, b = _rollout(fast, 11, actions), _rollout(plain, 11, actions)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_fast_path_follows_weight_changes(model_dirs):
+    model = make_tiny_model("pendulum")
+    env = DreamEnv(model=model)
+    env.reset(seed=0)
+    before = env.step(np.zeros(1, np.float32))[1]
+    with torch.no_grad():
+        model.heads.reward.bias.add_(5.0)  # e.g. training the model under a live env
+    env.reset(seed=0)
+    assert env.step(np.zeros(1, np.float32))[1] == pytest.approx(before + 5.0, abs=1e-5)
