@@ -55,9 +55,14 @@ def _box_muller(bits: torch.Tensor) -> torch.Tensor:
 
 
 def uniform_and_normal(keys: torch.Tensor, steps: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One hash pass for a dream step: (b, width) uniforms and (b, width) normals.
+    """All of a dream step's noise from ONE 64-bit hash per latent dimension: (b, width) each.
 
-    Equal to ``uniform(keys, steps, 0, width)`` and ``normal(keys, steps, 1, width)``.
+    The hash's top 21 bits pick the mixture component (u); the next 21 and the low 22 feed
+    Box-Muller (eps). 21-bit uniforms are ample here (Box-Muller's tail reaches 5.4 sigma), and one
+    hash instead of three halves the cost of the noise, a few percent of a batched dream step.
     """
-    bits = _bits(keys, steps, 0, 2 * width)
-    return _lsr(bits[:, :width], 40).to(torch.float32) * (1.0 / (1 << 24)), _box_muller(bits[:, width:])
+    bits = _bits(keys, steps, 0, width)
+    u = _lsr(bits, 43).to(torch.float32) * (1.0 / (1 << 21))
+    u1 = ((_lsr(bits, 22) & 0x1FFFFF).to(torch.float32) + 1.0) * (1.0 / (1 << 21))  # (0, 1]: log is finite
+    u2 = (bits & 0x3FFFFF).to(torch.float32) * (1.0 / (1 << 22))
+    return u, torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(_TWO_PI * u2)

@@ -61,7 +61,7 @@ class LeanDream:
         self.model = model
         self.z_dim, self.hidden, self.k = model.z_dim, model.hidden_size, model.config.memory.n_mixtures
         self._key: tuple = ()
-        self._stream = _splitmix64(np.arange(2 * self.z_dim, dtype=np.uint64))  # splitmix64(index) of rng._bits
+        self._stream = _splitmix64(np.arange(self.z_dim, dtype=np.uint64))  # splitmix64(index) of rng._bits
         self._cols = np.arange(self.z_dim)
         self._x = np.zeros(self.z_dim + model.action_dim + self.hidden + 1, dtype=np.float32)
         self._x[-1] = 1.0
@@ -109,9 +109,10 @@ class LeanDream:
         logits, mu, log_sigma = out[0], out[1], np.clip(out[2], -7.0, 5.0)
         # the step's noise: the same counter-based hash as dreamgym.rng, in uint64
         bits = _splitmix64(np.uint64((key + t * _STEP_INT) & _U64) + self._stream)
-        u = (bits[:zd] >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / (1 << 24))
-        u1 = ((bits[zd:] >> np.uint64(40)).astype(np.float32) + np.float32(1.0)) * np.float32(1.0 / (1 << 24))
-        u2 = ((bits[zd:] >> np.uint64(16)) & np.uint64(0xFFFFFF)).astype(np.float32) * np.float32(1.0 / (1 << 24))
+        u = (bits >> np.uint64(43)).astype(np.float32) * np.float32(1.0 / (1 << 21))  # as rng.uniform_and_normal
+        u1 = (((bits >> np.uint64(22)) & np.uint64(0x1FFFFF)).astype(np.float32) + np.float32(1.0)) * np.float32(
+            1.0 / (1 << 21))
+        u2 = (bits & np.uint64(0x3FFFFF)).astype(np.float32) * np.float32(1.0 / (1 << 22))
         if tau > 0:
             scaled = logits / np.float32(tau)
             cum = np.exp(scaled - scaled.max(axis=0)).cumsum(axis=0)
