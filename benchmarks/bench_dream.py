@@ -74,8 +74,8 @@ def real_steps_per_s(env_id: str, seconds: float) -> float:
     return n / (time.perf_counter() - start)
 
 
-def single_steps_per_s(model_dir: str, obs_type: str, seconds: float, device: str) -> float:
-    env = gym.make("Dream-CarRacing-v0", model=model_dir, obs_type=obs_type, device=device)
+def single_steps_per_s(model_dir: str, obs_type: str, seconds: float, device: str, fast: bool = True) -> float:
+    env = gym.make("Dream-CarRacing-v0", model=model_dir, obs_type=obs_type, device=device, fast=fast)
     env.reset(seed=0)
     action = np.array([0.0, 0.5, 0.0], np.float32)
     n, start = 0, time.perf_counter()
@@ -174,6 +174,7 @@ def main() -> None:
     rows["FLOP bound dream steps/s"] = bound
     for obs_type in ("latent", "pixels"):
         rows[f"DreamEnv single ({obs_type}) steps/s"] = single_steps_per_s(model_dir, obs_type, secs, dev)
+    rows["DreamEnv single (latent, fast=False) steps/s"] = single_steps_per_s(model_dir, "latent", secs, dev, fast=False)
     model = model.to(dev)
     for n in (1, 16, 256, 1024, 4096):
         rows[f"DreamVectorEnv x{n} steps/s"] = vector_steps_per_s(model, n, secs, dev)

@@ -27,8 +27,8 @@ def main() -> None:
     print(f"observation {env.observation_space.shape} (z‖h), action {env.action_space}")
 
     out = tempfile.mkdtemp(prefix="dreamgym-quickstart-")
-    config = CMAESConfig("Dream-Pendulum-v0", temperature=1.3, population=32, rollouts=16, generations=100,
-                         eval_every=10, eval_rollouts=256, sigma0=0.5, seed=0)
+    config = CMAESConfig("Dream-Pendulum-v0", temperature=1.3, population=32, rollouts=16, generations=150,
+                         eval_every=10, eval_rollouts=256, sigma0=0.5, seed=1)
     CMAESTrainer(config, out).train()  # trains only in the dream
 
     episodes = 20
