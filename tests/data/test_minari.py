@@ -361,3 +361,18 @@ def test_missing_storage_package_is_a_dependency_error(tmp_path: Path, monkeypat
     monkeypatch.delitem(sys.modules, "minari.dataset._storages.hdf5_storage", raising=False)
     with pytest.raises(DependencyNotInstalled, match="h5py"):
         import_minari("dreamgym/p-v0", tmp_path / "out")
+
+
+def test_cli_trains_a_world_model_on_a_minari_dataset(tmp_path: Path) -> None:
+    """`dreamgym train minari:<id>` imports the local dataset into the run, then trains on it."""
+    from dreamgym import WorldModel
+    from dreamgym.cli import main
+
+    make_dataset(gym.make("Pendulum-v1", max_episode_steps=20), "dreamgym/pendulum-cli-v0", episodes=4,
+                 collector=False)
+    run = tmp_path / "run"
+    main(["train", "minari:dreamgym/pendulum-cli-v0", "--out", str(run), "--preset", "tiny",
+          "--memory-batch", "2", "--seq-len", "8"])
+    assert read_meta(run / "data" / "dreamgym--pendulum-cli-v0").source == "minari:dreamgym/pendulum-cli-v0"
+    model = WorldModel.from_pretrained(run)
+    assert model.config.env_id == "Pendulum-v1" and model.config.summary["data"]["source"].startswith("minari:")
