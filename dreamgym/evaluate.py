@@ -152,6 +152,8 @@ def evaluate(
     """Score an agent (controller dir, CMA-ES run, SB3 zip, or ``"random"``) in the dream and in reality.
 
     Returns (and writes to ``out`` as JSON) ``{"dream": {mean, std, ...}, "real": {...}, "gap": dream - real}``.
+    Real episodes run in ``workers`` spawned processes (0: one per core), so a script that calls this
+    needs the usual ``if __name__ == "__main__":`` guard (or ``workers=1``).
 
     >>> evaluate("agents/cr-cmaes", episodes=100, out="agents/cr-cmaes/eval.json")  # doctest: +SKIP
     """
