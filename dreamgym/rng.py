@@ -38,22 +38,6 @@ def _bits(keys: torch.Tensor, steps: torch.Tensor, stream: int, width: int) -> t
     return splitmix64(x)
 
 
-def uniform(keys: torch.Tensor, steps: torch.Tensor, stream: int, width: int) -> torch.Tensor:
-    """(b, width) float32 uniforms in [0, 1), from the top 24 bits of the hash."""
-    return _lsr(_bits(keys, steps, stream, width), 40).to(torch.float32) * (1.0 / (1 << 24))
-
-
-def normal(keys: torch.Tensor, steps: torch.Tensor, stream: int, width: int) -> torch.Tensor:
-    """(b, width) float32 standard normals by Box-Muller from two 24-bit uniforms of one hash."""
-    return _box_muller(_bits(keys, steps, stream, width))
-
-
-def _box_muller(bits: torch.Tensor) -> torch.Tensor:
-    u1 = (_lsr(bits, 40).to(torch.float32) + 1.0) * (1.0 / (1 << 24))  # (0, 1]: log is finite
-    u2 = (_lsr(bits, 16) & 0xFFFFFF).to(torch.float32) * (1.0 / (1 << 24))
-    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(_TWO_PI * u2)
-
-
 def uniform_and_normal(keys: torch.Tensor, steps: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All of a dream step's noise from ONE 64-bit hash per latent dimension: (b, width) each.
 

@@ -135,13 +135,6 @@ class ActionAdapter:
         """Validate one action; return ``(1, dim)`` float32."""
         return torch.as_tensor(self.single_numpy(action), device=self.device)[None]
 
-    def to_real(self, action: Any) -> Any:
-        """The action the real env receives: the same clipping as in the dream."""
-        if isinstance(self.space, spaces.Discrete):
-            self.single_numpy(action)  # validates
-            return int(np.asarray(action).reshape(()))
-        return self.single_numpy(action).reshape(self.space.shape).astype(self.space.dtype)
-
 
 def _integral_floats(a: np.ndarray) -> bool:
     return np.issubdtype(a.dtype, np.floating) and bool(np.all(np.isfinite(a))) and bool(np.all(a == np.round(a)))
