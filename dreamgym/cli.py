@@ -57,6 +57,10 @@ def recipe_from_args(args: argparse.Namespace):
                              "seed": args.seed, "default_temperature": args.temperature}.items() if v is not None}
     if args.fp16:
         top["storage_dtype"] = "float16"
+    if getattr(args, "init_from", None):
+        top["init_from"] = args.init_from
+    if getattr(args, "keep_vision", False):
+        top["train_vision"] = False
     return replace(cfg, vision=replace(cfg.vision, **vision), memory=replace(cfg.memory, **memory), **top)
 
 
@@ -92,7 +96,7 @@ def _train_agent(args: argparse.Namespace) -> None:
             env_id=args.env_id, model=args.model, temperature=args.temperature, population=args.population,
             rollouts=args.rollouts, generations=args.generations, max_steps=args.max_steps, sigma0=args.sigma0,
             eval_every=args.eval_every, eval_rollouts=args.eval_rollouts, seed=args.seed, device=args.device,
-            dtype=args.dtype,
+            dtype=args.dtype, init=args.init,
         )
         trainer = CMAESTrainer(cfg, args.out)
         if args.resume:
@@ -134,7 +138,7 @@ def _iterate(args: argparse.Namespace) -> None:
         cmaes=CMAESConfig(temperature=args.temperature, population=args.population, rollouts=args.rollouts,
                           generations=args.generations, eval_every=args.eval_every, eval_rollouts=args.eval_rollouts,
                           sigma0=args.sigma0),
-        eval_episodes=args.eval_episodes, workers=args.workers, seed=args.seed or 0,
+        eval_episodes=args.eval_episodes, workers=args.workers, seed=args.seed or 0, warm_start=args.warm_start,
     )
     print(format_rounds(iterate(cfg, args.out)))
 
@@ -161,6 +165,8 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
         p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
         p.add_argument("--temperature", type=float, help="the dream's default temperature")
         p.add_argument("--seed", type=int)
+        p.add_argument("--init-from", help="start from this world model's weights (same sizes), e.g. a Dyna round's")
+        p.add_argument("--keep-vision", action="store_true", help="with --init-from: keep its V, train only M + heads")
     p.add_argument("--preset", choices=["paper", "tiny"], default="paper", help="paper sizes, or tiny for smoke runs")
     p.add_argument("--vision-steps", type=int)
     p.add_argument("--memory-steps", type=int)
@@ -215,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--resume", action="store_true", help="continue a CMA-ES run in --out")
+    p.add_argument("--init", help="cmaes: start the search from this controller directory (fine-tuning)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="CMA-ES: bfloat16 runs M's matmuls faster on CPUs with bf16 instructions")
     _add_cmaes_args(p)
@@ -251,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=0)
     p.add_argument("--temperature", type=float)
     p.add_argument("--seed", type=int)
+    p.add_argument("--warm-start", action="store_true",
+                   help="later rounds continue the last round's world model (V kept) and controller "
+                        "instead of starting from scratch")
     add_train_args(p, data=False)
     _add_cmaes_args(p)
     p.set_defaults(func=_iterate)

@@ -1,15 +1,18 @@
-"""dreamgym's main job on the shipped model: train a controller ONLY in a dream, then score it in reality.
+"""dreamgym's main job on a shipped model: train a controller ONLY in a dream, then score it in reality.
 
-Run: python examples/quickstart.py   (or `make demo`; about a minute on a 2-core CPU, no download)
+Run: python examples/quickstart.py               (or `make demo`; CarRacing, a few minutes on a 2-core CPU)
+     python examples/quickstart.py --env pendulum (under a minute)
+No download: the world model ships in pretrained/.
 
-1. gym.make("Dream-Pendulum-v0") loads the shipped world model (pretrained/pendulum), offline.
-2. CMA-ES trains the paper's linear controller in 512 batched dreams per generation.
-3. The controller runs unchanged in the REAL Pendulum-v1 (seen through the same world model),
-   next to a random policy; dream and real scores are printed.
-4. A GIF plays the same actions in the dream and in reality side by side (dream-vs-real-pendulum.gif).
-(pretrained/carracing, the CarRacing version of this job, is not trained yet: see pretrained/README.md.)
+1. gym.make("Dream-CarRacing-v0") loads the shipped world model (pretrained/carracing), offline.
+2. CMA-ES trains the paper's linear controller (867 parameters on z‖h) in batched dreams.
+3. The controller runs unchanged in the REAL CarRacing-v3 (seeing it through the same V and M), next
+   to a random policy; dream and real scores are printed.
+4. A GIF plays the same actions in the dream and in reality side by side (dream-vs-real-carracing.gif).
 """
 
+import argparse
+import os
 import tempfile
 import time
 
@@ -20,26 +23,42 @@ from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 from dreamgym.evaluate import evaluate, format_result
 from dreamgym.viz.video import rollout_frames, write_video
 
+JOBS = {  # settings per shipped dream: a few minutes each on 2 CPU cores
+    "carracing": dict(dream="Dream-CarRacing-v0", temperature=1.15, population=32, rollouts=8, generations=100,
+                      sigma0=0.1, dtype="bfloat16", real_episodes=10, gif_steps=300, fps=25),
+    "pendulum": dict(dream="Dream-Pendulum-v0", temperature=1.3, population=32, rollouts=16, generations=150,
+                     sigma0=0.5, dtype="float32", real_episodes=20, gif_steps=200, fps=30),
+}
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", choices=sorted(JOBS), default="carracing")
+    parser.add_argument("--generations", type=int, help="CMA-ES generations (default: the job's)")
+    args = parser.parse_args()
+    job = JOBS[args.env]
+    dream, tau = job["dream"], job["temperature"]
     start = time.perf_counter()
-    env = gym.make("Dream-Pendulum-v0")  # the shipped dream, no model= needed
+    env = gym.make(dream)  # the shipped dream, no model= needed
     print(f"dream: {env.unwrapped.model.config.env_id} world model from {env.unwrapped.model.source['path']}")
     print(f"observation {env.observation_space.shape} (z‖h), action {env.action_space}")
 
     out = tempfile.mkdtemp(prefix="dreamgym-quickstart-")
-    config = CMAESConfig("Dream-Pendulum-v0", temperature=1.3, population=32, rollouts=16, generations=150,
-                         eval_every=10, eval_rollouts=256, sigma0=0.5, seed=1)
+    config = CMAESConfig(dream, temperature=tau, population=job["population"], rollouts=job["rollouts"],
+                         generations=args.generations or job["generations"], eval_every=25, eval_rollouts=256,
+                         sigma0=job["sigma0"], seed=1, dtype=job["dtype"])
     CMAESTrainer(config, out).train()  # trains only in the dream
+    print(f"trained in the dream in {time.perf_counter() - start:.0f} s")
 
-    episodes = 20
-    agent = evaluate(out, episodes=episodes, temperature=1.3, seed=1000)  # dream and REAL Pendulum-v1
-    random = evaluate("random", env_id="Dream-Pendulum-v0", episodes=episodes, seed=1000, dream=False)
+    n = job["real_episodes"]  # real episodes run in parallel worker processes
+    agent = evaluate(out, episodes=n, temperature=tau, seed=1000, workers=min(n, os.cpu_count() or 1))
+    random = evaluate("random", env_id=dream, episodes=n, seed=1000, dream=False, workers=min(n, os.cpu_count() or 1))
     print(format_result(agent))
-    print(f"  random policy in reality: {random['real']['mean']:.1f} ± {random['real']['std']:.1f}")
-    # the same actions in the dream (left) and in reality (right)
-    frames = rollout_frames("Dream-Pendulum-v0", agent=f"{out}/controller", temperature=1.3, steps=200, seed=7,
-                            side_by_side=True)
-    gif = write_video(frames, "dream-vs-real-pendulum.gif", fps=30)
+    print(f"  random policy in reality: {random['real']['mean']:.1f} ± {random['real']['std']:.1f}  ({n} episodes)")
+    # the same actions in the dream (left, started from V's latent of reality's first frame) and in reality
+    frames = rollout_frames(dream, agent=f"{out}/controller", temperature=tau, steps=job["gif_steps"], seed=7,
+                            side_by_side=True, scale=2)
+    gif = write_video(frames, f"dream-vs-real-{args.env}.gif", fps=job["fps"])
     print(f"wrote {gif} ({len(frames)} frames)")
     print(f"done in {time.perf_counter() - start:.0f} s; controller saved in {out}/controller")
 

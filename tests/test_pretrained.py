@@ -24,8 +24,10 @@ def test_pendulum_ships_and_loads_by_default():
 
 @pytest.mark.parametrize("folder", sorted(p for p in ROOT.iterdir() if p.is_dir()))
 def test_shipped_checkpoints_are_small_and_carry_their_numbers(folder):
-    size = sum(p.stat().st_size for p in folder.iterdir())
-    assert size <= 15 * 2**20
+    weights = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
+    assert weights <= 15 * 2**20  # the checkpoint budget
+    assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) <= 20 * 2**20  # with card, GIF, evals
+    WorldModel.from_pretrained(folder)  # strict
     card = (folder / "README.md").read_text()
     assert "library_name: dreamgym" in card and "model-index" in card
     evals = [json.loads(p.read_text()) for p in folder.glob("eval*.json")]

@@ -41,6 +41,8 @@ class CMAESConfig:
         this many generations, on ``eval_rollouts`` dreams. :param seed: search and dream seeds.
     :param obs_type: ``"latent"`` (z‖h, the paper) or ``"z"``. :param device: torch device.
     :param dtype: ``"float32"``, or ``"bfloat16"`` for M's matmuls (faster on CPUs with bf16 instructions).
+    :param init: a controller directory whose parameters start the search (its mean) instead of zeros:
+        fine-tune a controller in a new dream, e.g. the last Dyna round's in the next round's world model.
     """
 
     env_id: str = "Dream-CarRacing-v0"
@@ -57,6 +59,7 @@ class CMAESConfig:
     obs_type: str = "latent"
     device: str = "cpu"
     dtype: str = "float32"
+    init: str | None = None
 
     def validate(self) -> None:
         if self.env_id.split(":", 1)[-1] not in DREAMS:
@@ -132,8 +135,20 @@ class CMAESTrainer:
             obs_type=config.obs_type, world_model=str(config.model or DREAMS[dream_id].pretrained),
         )
         self._eval_env: DreamVectorEnv | None = None
+        x0 = np.zeros(self.controller.num_params)
+        if config.init is not None:
+            start = LinearController.from_pretrained(config.init)
+            if (start.config.obs_dim, start.config.action_space) != (self.controller.config.obs_dim,
+                                                                     self.controller.config.action_space):
+                raise ConfigError(
+                    f"init={config.init!r} is a controller for observations of {start.config.obs_dim} and actions "
+                    f"{start.config.action_space}; this dream needs {self.controller.config.obs_dim} and "
+                    f"{self.controller.config.action_space}. Start from a controller of the same dream and obs_type."
+                )
+            x0 = start.get_flat().astype(np.float64)
+            self.controller.set_flat(x0)
         self.es = cma.CMAEvolutionStrategy(
-            np.zeros(self.controller.num_params), config.sigma0,
+            x0, config.sigma0,
             {"popsize": config.population, "seed": config.seed + 1, "verbose": -9},
         )
         self.generation = 0

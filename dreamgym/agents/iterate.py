@@ -29,6 +29,9 @@ class IterateConfig:
     :param episodes: episodes collected per round. :param noise: exploration noise of the agent's data.
     :param recipe: world-model training. :param cmaes: agent training (env_id and model are set per round).
     :param eval_episodes: real and dream episodes scored per round. :param workers: processes.
+    :param warm_start: rounds after the first continue the last round's world model (V kept, M and the
+        heads trained ``recipe.memory.steps`` more steps on all data) and start CMA-ES from its controller,
+        instead of starting both from scratch.
     """
 
     env_id: str = "CarRacing-v3"
@@ -41,6 +44,7 @@ class IterateConfig:
     eval_episodes: int = 20
     workers: int = 0
     seed: int = 0
+    warm_start: bool = False
 
 
 def iterate(cfg: IterateConfig, out: str | Path, progress: bool = True) -> list[dict[str, Any]]:
@@ -64,10 +68,14 @@ def iterate(cfg: IterateConfig, out: str | Path, progress: bool = True) -> list[
         collect(collect_cfg, progress=progress)
         data_dirs.append(str(data))
         if not (wm / "config.json").is_file():
-            train_world_model(data_dirs, wm, cfg.recipe, resume=(wm / "stages").exists(), progress=progress)
+            recipe = cfg.recipe
+            if cfg.warm_start and k > 0:
+                recipe = replace(recipe, init_from=str(out / f"round{k - 1}" / "world_model"), train_vision=False)
+            train_world_model(data_dirs, wm, recipe, resume=(wm / "stages").exists(), progress=progress)
         if not (agent / "controller" / "config.json").is_file() or not (agent / "cmaes.json").is_file():
-            trainer = CMAESTrainer(replace(cfg.cmaes, env_id=spec.id, model=str(wm), seed=cfg.seed + k), agent,
-                                   progress=progress)
+            init = str(out / f"round{k - 1}" / "agent" / "controller") if cfg.warm_start and k > 0 else cfg.cmaes.init
+            trainer = CMAESTrainer(replace(cfg.cmaes, env_id=spec.id, model=str(wm), seed=cfg.seed + k, init=init),
+                                   agent, progress=progress)
             trainer.load()
             trainer.train()
         score_path = out / f"round{k}" / "eval.json"

@@ -238,6 +238,7 @@ def _worker(cfg: CollectConfig, desc: dict[str, Any], indices: list[int], messag
     """Collect the episodes ``indices``; report each finished one on ``messages``."""
     import torch
 
+    parent = os.getppid()
     if own_process:
         torch.set_num_threads(1)  # one core per worker; the workers together use them all
     try:
@@ -249,6 +250,8 @@ def _worker(cfg: CollectConfig, desc: dict[str, Any], indices: list[int], messag
 
             agent = load_agent(cfg.agent, env.observation_space, env.action_space)
         for i in indices:
+            if own_process and os.getppid() != parent:
+                break  # the collecting process is gone (killed): stop instead of running on as an orphan
             rng = np.random.default_rng([cfg.seed, i])
             episode = run_episode(env, _make_policy(cfg, env, rng, agent), cfg.seed + i, desc)
             write_episode(Path(cfg.out) / shard_name(i), episode)

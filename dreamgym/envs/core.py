@@ -86,7 +86,8 @@ class DreamBatch:
 
     def temperature(self) -> float | np.ndarray:
         tau = self.tau.cpu().numpy()
-        return float(tau[0]) if (tau == tau[0]).all() else tau.copy()
+        # float(str(...)): the shortest decimal of the float32, so a tau set to 1.15 reads back as 1.15
+        return float(str(tau[0])) if (tau == tau[0]).all() else tau.copy()
 
     # ----- dynamics --------------------------------------------------------------------------
     @torch.no_grad()

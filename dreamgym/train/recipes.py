@@ -42,6 +42,9 @@ class RecipeConfig:
     :param default_temperature: the dream's default tau.
     :param storage_dtype: ``"float16"`` halves the checkpoint.
     :param seed: split, init and data order.
+    :param init_from: a world-model checkpoint directory of the same sizes and spaces to start from
+        (a Dyna round continuing the last round's model) instead of a random init.
+    :param train_vision: False keeps V as it is (``init_from``'s V): only M and the heads train.
     """
 
     z_dim: int | None = None
@@ -57,6 +60,8 @@ class RecipeConfig:
     default_temperature: float = 1.0
     storage_dtype: str = "float32"
     seed: int = 0
+    init_from: str | None = None
+    train_vision: bool = True
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "RecipeConfig":
@@ -231,6 +236,22 @@ def _check_run_data(out: Path, meta: DatasetMeta, resume: bool, rank: int) -> No
 
 
 
+def _init_from(model: WorldModel, path: str | Path) -> None:
+    """Copy a checkpoint's weights into ``model``; its sizes and spaces must be the same."""
+    old = WorldModel.from_pretrained(path)
+    mine, theirs = model.config, old.config
+    differ = [k for k in ("env_id", "action_space", "observation_space", "vision", "memory", "heads", "frame_key",
+                          "frame_crop") if getattr(mine, k) != getattr(theirs, k)]
+    if differ:
+        raise ConfigError(f"init_from={str(path)!r} is a world model of other sizes or spaces ({', '.join(differ)} "
+                          "differ) than this recipe and data make; start from a matching checkpoint or from scratch.")
+    state = old.state_dict()
+    own = model.state_dict()
+    # start states are per-dataset: keep this model's buffer shapes, everything else must match exactly
+    state = {k: (v if v.shape == own[k].shape else own[k]) for k, v in state.items()}
+    model.load_state_dict(state, strict=True)
+
+
 def train_world_model(
     data: str | Path | Sequence[str | Path],
     out: str | Path,
@@ -257,7 +278,12 @@ def train_world_model(
         raise DatasetError(f"Training needs at least 2 episodes (one held out for validation), got {len(episodes)}.")
     _check_run_data(out, meta, resume, rank)
     torch.manual_seed(cfg.seed)
-    model = WorldModel(model_config(meta, cfg)).to(device)
+    model = WorldModel(model_config(meta, cfg))
+    if cfg.init_from is not None:
+        _init_from(model, cfg.init_from)
+    elif not cfg.train_vision:
+        raise ConfigError("train_vision=False keeps an existing V: pass init_from=<world model directory> too.")
+    model = model.to(device)
     train_eps, val_eps = split(episodes, cfg.val_fraction, cfg.seed)
     timings: dict[str, float] = {}
     metrics: dict[str, Any] = {}
@@ -269,6 +295,8 @@ def train_world_model(
     if model.config.pixels:
         if resume and vision_done.is_file():
             model.vision.load_state_dict(load_file(str(vision_done)))
+        elif not cfg.train_vision:
+            pass  # V stays init_from's
         else:
             trainer = Trainer(model.vision, _vision_loss, FrameDataset(train_eps), FrameDataset(val_eps), cfg.vision,
                               vision_dir, name="vision", device=device, progress=progress)
@@ -278,8 +306,8 @@ def train_world_model(
             if rank == 0:
                 state = {k: v.contiguous() for k, v in model.vision.state_dict().items()}
                 atomic_write(vision_done, lambda p: save_file(state, str(p)))
-    else:
-        _normalise_states(model, train_eps)
+    elif cfg.train_vision:
+        _normalise_states(model, train_eps)  # (kept: init_from's normalisation, which its M was trained on)
     timings["vision_s"] = time.perf_counter() - t0
 
     # 2. encode
@@ -312,7 +340,8 @@ def train_world_model(
     summary = {
         "data": {"episodes": len(episodes), "steps": int(sum(len(e) for e in episodes)), "policy": meta.policy.get("name"),
                  "source": meta.source, "train_episodes": len(train_eps), "val_episodes": len(val_eps)},
-        "training": {"vision_steps": cfg.vision.steps if model.config.pixels else 0, "memory_steps": cfg.memory.steps,
+        "training": {"vision_steps": cfg.vision.steps if model.config.pixels and cfg.train_vision else 0,
+                     "memory_steps": cfg.memory.steps, **({"init_from": str(cfg.init_from)} if cfg.init_from else {}),
                      **{k: round(v, 1) for k, v in timings.items()}},
         "fidelity": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in fid.items()},
     }

@@ -95,3 +95,19 @@ def test_cmaes_config_errors():
         CMAESConfig("Dream-Pendulum-v0", population=2).validate()
     with pytest.raises(ValueError, match="temperature"):
         CMAESConfig("Dream-Pendulum-v0", temperature=-1).validate()
+
+
+def test_cmaes_init_starts_the_search_from_a_controller(tmp_path):
+    model = make_tiny_model("pendulum")
+    cfg = CMAESConfig("Dream-Pendulum-v0", population=8, rollouts=2, generations=6, max_steps=20, eval_every=3,
+                      eval_rollouts=8, sigma0=1.0, seed=0)
+    first = CMAESTrainer(cfg, tmp_path / "a", model=model, progress=False)
+    first.train()
+    start = LinearController.from_pretrained(tmp_path / "a" / "controller").get_flat()
+    cont = CMAESTrainer(CMAESConfig(**{**cfg.__dict__, "init": str(tmp_path / "a" / "controller"), "sigma0": 1e-6}),
+                        tmp_path / "b", model=model, progress=False)
+    assert np.allclose(cont.es.mean, start)
+    assert np.abs(np.asarray(cont.es.ask()) - start).max() < 1e-3  # candidates are drawn around it
+    with pytest.raises(ConfigError, match="same dream"):
+        CMAESTrainer(CMAESConfig("Dream-CarRacing-v0", init=str(tmp_path / "a" / "controller")), tmp_path / "c",
+                     model=make_tiny_model("carracing"), progress=False)

@@ -1,8 +1,10 @@
 import json
 
 import numpy as np
+import torch
 import pytest
 
+from dreamgym import WorldModel
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 from dreamgym.agents.iterate import IterateConfig, format_rounds, iterate
 from dreamgym.agents.sb3_io import load_sb3
@@ -100,6 +102,22 @@ def test_iterate_two_rounds_and_cli(tmp_path, capsys):
     main(["evaluate", str(tmp_path / "iter" / "round1" / "agent"), "--episodes", "2", "--workers", "1"])
     assert "dream - real gap" in capsys.readouterr().out
     assert (tmp_path / "iter" / "round1" / "agent" / "eval.json").is_file()
+
+
+def test_iterate_warm_start_continues_the_last_world_model(tmp_path, capsys):
+    main(["iterate", "Pendulum-v1", "--rounds", "2", "--out", str(tmp_path / "w"), "--episodes", "4", "--max-steps", "40",
+          "--workers", "1", "--eval-episodes", "2", "--preset", "tiny", "--warm-start", "--generations", "2",
+          "--population", "4", "--rollouts", "1", "--eval-every", "1", "--eval-rollouts", "2"])
+    assert "round  episodes" in capsys.readouterr().out
+    summaries = [json.loads((tmp_path / "w" / f"round{k}" / "world_model" / "config.json").read_text())["summary"]
+                 for k in (0, 1)]
+    assert "init_from" not in summaries[0]["training"]
+    assert summaries[1]["training"]["init_from"] == str(tmp_path / "w" / "round0" / "world_model")
+    r0, r1 = (WorldModel.from_pretrained(tmp_path / "w" / f"round{k}" / "world_model") for k in (0, 1))
+    for (name, a), b in zip(r0.vision.state_dict().items(), r1.vision.state_dict().values()):
+        assert torch.equal(a, b), name  # V (here: the state normalisation) kept, so M's inputs mean the same
+    assert json.loads((tmp_path / "w" / "round1" / "agent" / "cmaes.json").read_text())["init"] == str(
+        tmp_path / "w" / "round0" / "agent" / "controller")
 
 
 def test_cli_train_agent(tmp_path, model_dirs):

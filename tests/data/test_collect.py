@@ -131,3 +131,32 @@ def test_ctrl_c_loses_only_episodes_in_flight_and_a_rerun_continues(tmp_path):
     result = collect(CollectConfig("CarRacing-v3", out=str(out), episodes=12, max_steps=120, workers=1),
                      progress=False)
     assert result.episodes_written == 12 - len(good) and len(shard_paths(out)) == 12
+
+
+def test_workers_stop_when_the_collecting_process_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "p"
+    cmd = [sys.executable, "-m", "dreamgym.cli", "collect", "Pendulum-v1", "--out", str(out), "--episodes", "100000",
+           "--workers", "2"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while len(shard_paths(out)) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)  # the parent only (`kill -9`, the OOM killer): its workers are orphaned
+        proc.wait(timeout=10)
+        time.sleep(1.0)
+        count = len(shard_paths(out))
+        time.sleep(1.0)
+        assert len(shard_paths(out)) == count  # no orphan goes on collecting
+        assert 2 <= count < 100000
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # the workers share the session's process group
+        except ProcessLookupError:
+            pass

@@ -41,6 +41,26 @@ def test_collect_train_load_make_end_to_end(tmp_path, carracing_data):
     assert loaded.start_z.abs().sum() > 0 and model.config.summary["data"]["episodes"] == 3
 
 
+def test_a_dyna_round_continues_the_last_model(tmp_path, carracing_data):
+    import torch
+
+    first = train_world_model(carracing_data, tmp_path / "r0", RecipeConfig.tiny(), progress=False)
+    cfg = RecipeConfig.tiny(init_from=str(tmp_path / "r0"), train_vision=False,
+                            memory=TrainConfig(steps=1, batch_size=8, lr=1e-9, val_every=1, checkpoint_every=1))
+    second = train_world_model(carracing_data, tmp_path / "r1", cfg, progress=False)
+    # V kept as it was; M and the heads start from round 0's weights (one step at lr 1e-9 barely moves them)
+    for (name, a), b in zip(first.vision.state_dict().items(), second.vision.state_dict().values()):
+        assert torch.equal(a, b), name
+    for (name, a), b in zip(first.memory.state_dict().items(), second.memory.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), name
+    assert json.loads((tmp_path / "r1" / "config.json").read_text())["summary"]["training"]["vision_steps"] == 0
+    with pytest.raises(ConfigError, match="other sizes"):
+        train_world_model(carracing_data, tmp_path / "r2", RecipeConfig.tiny(init_from=str(tmp_path / "r0"),
+                                                                             hidden_size=8), progress=False)
+    with pytest.raises(ConfigError, match="init_from"):
+        train_world_model(carracing_data, tmp_path / "r3", RecipeConfig.tiny(train_vision=False), progress=False)
+
+
 def test_memory_training_lowers_the_loss(tmp_path):
     collect(CollectConfig("Pendulum-v1", out=str(tmp_path / "d"), episodes=6, max_steps=50, workers=1), progress=False)
     cfg = RecipeConfig.tiny()

@@ -1,0 +1,128 @@
+"""Doom TakeCover entirely in a dream, and the paper's temperature table; resumable at every stage.
+
+Run: nohup python examples/reproduce_doom.py --work runs/doom > doom.log 2>&1 &
+
+1. collect --episodes episodes of VizdoomTakeCover-v1 with uniformly random actions (seeds 0..)
+2. train the world model: VAE (z 64), then LSTM 512 + 5 Gaussians + a termination head (reward is the
+   constant 1 per step survived, as in the paper)
+3. for each temperature (first in --temperatures first): CMA-ES trains a linear controller on [z, h] only in
+   the dream at that temperature, then it is scored over --eval-episodes episodes in the dream at that
+   temperature and in the REAL VizdoomTakeCover-v1 (2100-step cap)
+4. a random policy in reality, for the baseline
+`table.json` in --work collects the rows; every stage is skipped when its output exists.
+With --ship: pretrained/doom-takecover gets the fp16 world model, the controller with the best real score (in
+controller/), every temperature's eval JSON, a dream-vs-real GIF and the model card with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
+from dreamgym.data.collect import CollectConfig, collect
+from dreamgym.evaluate import evaluate
+from dreamgym.train.recipes import RecipeConfig, train_world_model
+from dreamgym.train.trainer import TrainConfig
+from dreamgym.utils import atomic_write_text
+
+PAPER = {0.10: (2086, 193), 0.50: (2060, 196), 1.00: (1145, 868), 1.15: (918, 1092), 1.30: (732, 753)}
+
+
+def ship(work: Path, rows: list[dict], args: argparse.Namespace) -> None:
+    from dreamgym import WorldModel
+    from dreamgym.viz.video import rollout_frames, write_video
+
+    best = max(rows, key=lambda r: r["real"])
+    out = Path(args.ship_to)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(work / "world_model", tmp, ignore=shutil.ignore_patterns("stages", "recipe.json", "README.md"))
+    agent = work / f"cmaes-tau{best['temperature']:.2f}"
+    shutil.copytree(agent / "controller", tmp / "controller")
+    evals = []
+    for r in rows:
+        name = f"eval-tau{r['temperature']:.2f}.json"
+        shutil.copy(work / f"cmaes-tau{r['temperature']:.2f}" / "eval.json", tmp / name)
+        evals.append(json.loads((tmp / name).read_text()))
+    shutil.copy(work / "eval-random.json", tmp / "eval-random.json")
+    evals.append(json.loads((tmp / "eval-random.json").read_text()))
+    # the controller's actions played in the dream (left) and in the real VizdoomTakeCover-v1 (right)
+    frames = rollout_frames("Dream-DoomTakeCover-v0", agent=str(tmp / "controller"), model=str(tmp),
+                            temperature=best["temperature"], steps=300, seed=7, side_by_side=True, scale=2)
+    write_video(frames, tmp / "dream-vs-real.gif", fps=20)
+    model = WorldModel.from_pretrained(tmp)
+    model.config.summary["temperature_table"] = [
+        {k: (round(v, 1) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+    model.config.summary["controller"] = f"controller/ was trained at tau {best['temperature']} (best real score)"
+    model.config.summary["reproduce"] = "python examples/reproduce_doom.py --ship"
+    model.save_pretrained(tmp, model_card_kwargs={"eval_results": evals, "media": ["dream-vs-real.gif"]})
+    WorldModel.from_pretrained(tmp)  # strict load before it replaces the shipped folder
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    print(f"shipped {out}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", default="runs/doom")
+    parser.add_argument("--episodes", type=int, default=300)
+    parser.add_argument("--vision-steps", type=int, default=2000)
+    parser.add_argument("--memory-steps", type=int, default=2000)
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.15, 1.0, 1.3, 0.5, 0.1])
+    parser.add_argument("--generations", type=int, default=40)
+    parser.add_argument("--population", type=int, default=32)
+    parser.add_argument("--rollouts", type=int, default=4)
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--ship", action="store_true", help="write the result to --ship-to")
+    parser.add_argument("--ship-to", default="pretrained/doom-takecover")
+    args = parser.parse_args()
+    work = Path(args.work).resolve()
+    collect(CollectConfig("VizdoomTakeCover-v1", out=str(work / "data"), episodes=args.episodes, policy="random",
+                          workers=args.workers, seed=0))
+    wm = work / "world_model"
+    if not (wm / "config.json").is_file():
+        recipe = RecipeConfig(
+            vision=TrainConfig(steps=args.vision_steps, batch_size=100, lr=1e-3, val_every=500, checkpoint_every=250),
+            memory=TrainConfig(steps=args.memory_steps, batch_size=64, lr=1e-3, val_every=500, checkpoint_every=250),
+            seq_len=64, num_start_states=256, storage_dtype="float16", default_temperature=1.15, seed=0,
+        )
+        train_world_model(work / "data", wm, recipe, resume=(wm / "stages").exists())
+    rows = []
+    for tau in args.temperatures:
+        agent = work / f"cmaes-tau{tau:.2f}"
+        history = agent / "cmaes_history.jsonl"
+        if not (history.is_file() and len(history.read_text().splitlines()) >= args.generations
+                and (agent / "controller" / "config.json").is_file()):
+            trainer = CMAESTrainer(CMAESConfig("Dream-DoomTakeCover-v0", model=str(wm), temperature=tau,
+                                               population=args.population, rollouts=args.rollouts,
+                                               generations=args.generations, eval_every=10, eval_rollouts=64,
+                                               sigma0=0.1, seed=0, dtype=args.dtype), agent)
+            trainer.load()
+            trainer.train()
+        path = agent / "eval.json"
+        result = json.loads(path.read_text()) if path.is_file() else evaluate(
+            agent, episodes=args.eval_episodes, temperature=tau, seed=1000, workers=args.workers, out=path)
+        paper = PAPER.get(round(tau, 2), (None, None))
+        rows.append({"temperature": tau, "dream": result["dream"]["mean"], "dream_std": result["dream"]["std"],
+                     "real": result["real"]["mean"], "real_std": result["real"]["std"],
+                     "episodes": len(result["real"]["returns"]), "paper_dream": paper[0], "paper_real": paper[1]})
+        atomic_write_text(work / "table.json", json.dumps({"rows": rows}, indent=2) + "\n")
+        print(json.dumps(rows[-1]), flush=True)
+    path = work / "eval-random.json"
+    baseline = json.loads(path.read_text()) if path.is_file() else evaluate(
+        "random", env_id="Dream-DoomTakeCover-v0", model=str(wm), episodes=args.eval_episodes, seed=1000,
+        dream=False, workers=args.workers, out=path)
+    atomic_write_text(work / "table.json", json.dumps({"rows": rows, "random": {
+        "real": baseline["real"]["mean"], "real_std": baseline["real"]["std"]}}, indent=2) + "\n")
+    print(json.dumps({"random_real": baseline["real"]["mean"], "random_real_std": baseline["real"]["std"]}))
+    if args.ship:
+        ship(work, rows, args)
+
+
+if __name__ == "__main__":
+    main()
