@@ -45,6 +45,8 @@ class RecipeConfig:
     :param init_from: a world-model checkpoint directory of the same sizes and spaces to start from
         (a Dyna round continuing the last round's model) instead of a random init.
     :param train_vision: False keeps V as it is (``init_from``'s V): only M and the heads train.
+    :param heads: overrides of the env's registered heads settings, e.g. ``{"termination_pos_weight": 100}``
+        when deaths are rare in the data.
     """
 
     z_dim: int | None = None
@@ -62,6 +64,7 @@ class RecipeConfig:
     seed: int = 0
     init_from: str | None = None
     train_vision: bool = True
+    heads: dict[str, Any] | None = None
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "RecipeConfig":
@@ -85,7 +88,11 @@ def model_config(meta: DatasetMeta, cfg: RecipeConfig) -> WorldModelConfig:
     else:
         obs_dim = int(np.prod(meta.obs_shape))
         vision = VisionConfig(kind="identity", z_dim=obs_dim, obs_dim=obs_dim)
-    heads = HeadsConfig(**(spec.heads if spec else {}))
+    unknown = sorted(set(cfg.heads or {}) - set(HeadsConfig.__dataclass_fields__))
+    if unknown:
+        raise ConfigError(f"Unknown heads settings {unknown}; expected some of {sorted(HeadsConfig.__dataclass_fields__)}.")
+    heads = HeadsConfig(**{**(spec.heads if spec else {}), **(cfg.heads or {})})
+    heads.validate()
     return WorldModelConfig(
         env_id=meta.env_id, action_space=meta.action_space, observation_space=meta.observation_space,
         vision=vision, memory=MemoryConfig(hidden_size=hidden, n_mixtures=cfg.n_mixtures), heads=heads,
@@ -240,8 +247,11 @@ def _init_from(model: WorldModel, path: str | Path) -> None:
     """Copy a checkpoint's weights into ``model``; its sizes and spaces must be the same."""
     old = WorldModel.from_pretrained(path)
     mine, theirs = model.config, old.config
-    differ = [k for k in ("env_id", "action_space", "observation_space", "vision", "memory", "heads", "frame_key",
+    differ = [k for k in ("env_id", "action_space", "observation_space", "vision", "memory", "frame_key",
                           "frame_crop") if getattr(mine, k) != getattr(theirs, k)]
+    # the heads' shapes must match; their loss weights and threshold may change
+    differ += [f"heads.{k}" for k in ("reward", "termination", "hidden")
+               if getattr(mine.heads, k) != getattr(theirs.heads, k)]
     if differ:
         raise ConfigError(f"init_from={str(path)!r} is a world model of other sizes or spaces ({', '.join(differ)} "
                           "differ) than this recipe and data make; start from a matching checkpoint or from scratch.")

@@ -1,5 +1,6 @@
 import json
 import time
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
@@ -59,6 +60,12 @@ def test_a_dyna_round_continues_the_last_model(tmp_path, carracing_data):
                                                                              hidden_size=8), progress=False)
     with pytest.raises(ConfigError, match="init_from"):
         train_world_model(carracing_data, tmp_path / "r3", RecipeConfig.tiny(train_vision=False), progress=False)
+    # loss weights may change between rounds (rare deaths: weigh them more); head shapes may not
+    heavier = replace(cfg, heads={"termination_pos_weight": 100.0})
+    third = train_world_model(carracing_data, tmp_path / "r4", heavier, progress=False)
+    assert third.config.heads.termination_pos_weight == 100.0
+    with pytest.raises(ConfigError, match="Unknown heads settings"):
+        train_world_model(carracing_data, tmp_path / "r5", RecipeConfig.tiny(heads={"pos_weight": 3}), progress=False)
 
 
 def test_memory_training_lowers_the_loss(tmp_path):
