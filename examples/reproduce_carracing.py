@@ -14,7 +14,8 @@ through round k-1's world model, Gaussian action noise 0.2; retrain the world mo
 data so far (VAE 2000 steps, M 3000 steps); CMA-ES 150 generations; evaluate over 50 episodes (dream, real).
 In the --warm-rounds (3 and 4), a round's world model continued round k-1's instead of starting from scratch:
 V kept, M and the heads trained --warm-memory-steps (1500) more steps on all data (about half the CPU time).
-It widened the dream-to-real gap (dream 667 / real 290, then 685 / 150), so later rounds train from scratch again.
+Measured: rounds 3-5 raised the dream score (667, 685, 670) but not reality (290, 150, 186 over 50 episodes),
+whether M continued (rounds 3, 4) or was retrained from scratch (round 5); --ship picks round 2 (real 359).
 Every stage is skipped when its output exists, so re-running continues after a crash or Ctrl-C.
 `rounds.json` in --work collects one row per finished round.
 With --ship: the round with the best real score (or --ship-round) is scored again on 100 fresh episodes (seeds

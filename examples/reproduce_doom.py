@@ -1,6 +1,8 @@
 """Doom TakeCover entirely in a dream, and the paper's temperature table; resumable at every stage.
 
-Run: nohup python examples/reproduce_doom.py --work runs/doom > doom.log 2>&1 &
+Run (what was run for pretrained/doom-takecover, in this order; the second continues the first):
+  python examples/reproduce_doom.py --work runs/doom --episodes 300
+  python examples/reproduce_doom.py --work runs/doom --episodes 1200 --refine-steps 2000 --ship
 
 1. collect --episodes episodes of VizdoomTakeCover-v1 with uniformly random actions (seeds 0..)
 2. train the world model: VAE (z 64), then LSTM 512 + 5 Gaussians + a termination head (reward is the
@@ -12,7 +14,7 @@ Run: nohup python examples/reproduce_doom.py --work runs/doom > doom.log 2>&1 &
    the dream at that temperature, then it is scored over --eval-episodes episodes in the dream at that
    temperature and in the REAL VizdoomTakeCover-v1 (2100-step cap)
 4. a random policy in reality, for the baseline
-`table.json` in --work collects the rows; every stage is skipped when its output exists.
+`table-ep<episodes>.json` in --work collects the rows; every stage is skipped when its output exists.
 With --ship: pretrained/doom-takecover gets the fp16 world model, the controller with the best real score (in
 controller/), every temperature's eval JSON, a dream-vs-real GIF and the model card with the table.
 """
@@ -43,7 +45,7 @@ def ship(work: Path, wm: Path, rows: list[dict], args: argparse.Namespace) -> No
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(wm, tmp, ignore=shutil.ignore_patterns("stages", "recipe.json", "README.md"))
-    agent = work / f"cmaes-tau{best['temperature']:.2f}"
+    agent = work / f"cmaes-ep{args.episodes}-tau{best['temperature']:.2f}"
     shutil.copytree(agent / "controller", tmp / "controller")
     ccfg = json.loads((tmp / "controller" / "config.json").read_text())
     ccfg["world_model"] = "doom-takecover"  # the shipped dream it sees reality through (resolved under pretrained/)
@@ -51,7 +53,7 @@ def ship(work: Path, wm: Path, rows: list[dict], args: argparse.Namespace) -> No
     evals = []
     for r in rows:
         name = f"eval-tau{r['temperature']:.2f}.json"
-        shutil.copy(work / f"cmaes-tau{r['temperature']:.2f}" / "eval.json", tmp / name)
+        shutil.copy(work / f"cmaes-ep{args.episodes}-tau{r['temperature']:.2f}" / "eval.json", tmp / name)
         evals.append(json.loads((tmp / name).read_text()))
     shutil.copy(work / "eval-random.json", tmp / "eval-random.json")
     evals.append(json.loads((tmp / "eval-random.json").read_text()))
@@ -100,7 +102,7 @@ def main() -> None:
             seq_len=64, num_start_states=256, storage_dtype="float16", default_temperature=1.15, seed=0,
         )
         train_world_model(work / "data", wm, recipe, resume=(wm / "stages").exists())
-    first, wm = wm, work / f"world_model-pw{args.pos_weight:g}"
+    first, wm = wm, work / f"world_model-pw{args.pos_weight:g}-ep{args.episodes}"
     if not (wm / "config.json").is_file():
         recipe = RecipeConfig(
             memory=TrainConfig(steps=args.refine_steps, batch_size=64, lr=1e-3, val_every=500, checkpoint_every=250),
@@ -110,7 +112,7 @@ def main() -> None:
         train_world_model(work / "data", wm, recipe, resume=(wm / "stages").exists())
     rows = []
     for tau in args.temperatures:
-        agent = work / f"cmaes-tau{tau:.2f}"
+        agent = work / f"cmaes-ep{args.episodes}-tau{tau:.2f}"
         history = agent / "cmaes_history.jsonl"
         if not (history.is_file() and len(history.read_text().splitlines()) >= args.generations
                 and (agent / "controller" / "config.json").is_file()):
@@ -127,13 +129,13 @@ def main() -> None:
         rows.append({"temperature": tau, "dream": result["dream"]["mean"], "dream_std": result["dream"]["std"],
                      "real": result["real"]["mean"], "real_std": result["real"]["std"],
                      "episodes": len(result["real"]["returns"]), "paper_dream": paper[0], "paper_real": paper[1]})
-        atomic_write_text(work / "table.json", json.dumps({"rows": rows}, indent=2) + "\n")
+        atomic_write_text(work / f"table-ep{args.episodes}.json", json.dumps({"rows": rows}, indent=2) + "\n")
         print(json.dumps(rows[-1]), flush=True)
     path = work / "eval-random.json"
     baseline = json.loads(path.read_text()) if path.is_file() else evaluate(
         "random", env_id="Dream-DoomTakeCover-v0", model=str(wm), episodes=args.eval_episodes, seed=1000,
         dream=False, workers=args.workers, out=path)
-    atomic_write_text(work / "table.json", json.dumps({"rows": rows, "random": {
+    atomic_write_text(work / f"table-ep{args.episodes}.json", json.dumps({"rows": rows, "random": {
         "real": baseline["real"]["mean"], "real_std": baseline["real"]["std"]}}, indent=2) + "\n")
     print(json.dumps({"random_real": baseline["real"]["mean"], "random_real_std": baseline["real"]["std"]}))
     if args.ship:
