@@ -15,15 +15,20 @@ from gymnasium import spaces
 from dreamgym.errors import ConfigError, InvalidActionError
 
 
+def _bound(x: np.ndarray) -> Any:
+    """One number when every element is the same (a 96x96x3 image's 0..255: 2 numbers, not 55,296)."""
+    return x.flat[0].item() if x.size and bool((x == x.flat[0]).all()) else x.tolist()
+
+
 def space_to_dict(space: spaces.Space) -> dict[str, Any]:
-    """JSON-able description of a Box, Discrete or Dict space."""
+    """JSON-able description of a Box, Discrete or Dict space (uniform Box bounds as one number)."""
     if isinstance(space, spaces.Box):
         return {
             "type": "Box",
             "shape": list(space.shape),
             "dtype": str(space.dtype),
-            "low": space.low.tolist(),
-            "high": space.high.tolist(),
+            "low": _bound(space.low),
+            "high": _bound(space.high),
         }
     if isinstance(space, spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
@@ -48,6 +53,14 @@ def space_from_dict(d: dict[str, Any]) -> spaces.Space:
     if kind == "Dict":
         return spaces.Dict({k: space_from_dict(v) for k, v in d["spaces"].items()})
     raise ConfigError(f"Expected a space dict with type 'Box', 'Discrete' or 'Dict', got {d!r}.")
+
+
+def same_space(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two space dicts describe the same space (bounds written as lists or as one number)."""
+    try:
+        return space_from_dict(a) == space_from_dict(b)
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return a == b
 
 
 def action_dim(space: spaces.Space) -> int:

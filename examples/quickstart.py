@@ -33,7 +33,7 @@ JOBS = {  # settings per shipped dream: a few minutes each on 2 CPU cores
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", choices=sorted(JOBS), default="pendulum")  # carracing once pretrained/carracing ships
+    parser.add_argument("--env", choices=sorted(JOBS), default="carracing")
     parser.add_argument("--generations", type=int, help="CMA-ES generations (default: the job's)")
     args = parser.parse_args()
     job = JOBS[args.env]

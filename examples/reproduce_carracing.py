@@ -101,7 +101,7 @@ def ship(work: Path, rows: list[dict], args: argparse.Namespace) -> None:
     model.config.summary["pipeline"] = {
         "rounds": rows.index(row) + 1, "real_episodes_collected": row["episodes_so_far"],
         "data_policy": f"round 0 brownian, then each round's controller with action noise {args.noise}",
-        "train_and_cmaes_cpu_minutes": round(seconds / 60, 1),
+        "train_and_cmaes_wall_minutes_2_cores": round(seconds / 60, 1),
         "cmaes": f"population {args.population} x {args.rollouts} dreams, tau {args.temperature}, {args.dtype}",
         "real_scores_by_round": [round(r["real"], 1) for r in rows[: rows.index(row) + 1]],
         "reproduce": f"python examples/reproduce_carracing.py --rounds {rows.index(row) + 1} --ship",

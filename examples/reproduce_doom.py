@@ -36,6 +36,11 @@ from dreamgym.utils import atomic_write_text
 PAPER = {0.10: (2086, 193), 0.50: (2060, 196), 1.00: (1145, 868), 1.15: (918, 1092), 1.30: (732, 753)}
 
 
+def run_tag(args: argparse.Namespace) -> str:
+    """Names the refined dream and the runs trained in it: deaths weight, M's window, episodes."""
+    return f"pw{args.pos_weight:g}-L{args.refine_seq_len}-ep{args.episodes}"
+
+
 def ship(work: Path, wm: Path, rows: list[dict], args: argparse.Namespace) -> None:
     from dreamgym import WorldModel
     from dreamgym.viz.video import rollout_frames, write_video
@@ -45,7 +50,7 @@ def ship(work: Path, wm: Path, rows: list[dict], args: argparse.Namespace) -> No
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(wm, tmp, ignore=shutil.ignore_patterns("stages", "recipe.json", "README.md"))
-    agent = work / f"cmaes-ep{args.episodes}-tau{best['temperature']:.2f}"
+    agent = work / f"cmaes-{run_tag(args)}-tau{best['temperature']:.2f}"
     shutil.copytree(agent / "controller", tmp / "controller")
     ccfg = json.loads((tmp / "controller" / "config.json").read_text())
     ccfg["world_model"] = "doom-takecover"  # the shipped dream it sees reality through (resolved under pretrained/)
@@ -53,7 +58,7 @@ def ship(work: Path, wm: Path, rows: list[dict], args: argparse.Namespace) -> No
     evals = []
     for r in rows:
         name = f"eval-tau{r['temperature']:.2f}.json"
-        shutil.copy(work / f"cmaes-ep{args.episodes}-tau{r['temperature']:.2f}" / "eval.json", tmp / name)
+        shutil.copy(work / f"cmaes-{run_tag(args)}-tau{r['temperature']:.2f}" / "eval.json", tmp / name)
         evals.append(json.loads((tmp / name).read_text()))
     shutil.copy(work / "eval-random.json", tmp / "eval-random.json")
     evals.append(json.loads((tmp / "eval-random.json").read_text()))
@@ -88,6 +93,9 @@ def main() -> None:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--pos-weight", type=float, default=100.0)
     parser.add_argument("--refine-steps", type=int, default=1500)
+    parser.add_argument("--refine-seq-len", type=int, default=512,
+                        help="M's training window in the refine stage; 512 holds most whole episodes")
+    parser.add_argument("--refine-batch", type=int, default=16)
     parser.add_argument("--ship", action="store_true", help="write the result to --ship-to")
     parser.add_argument("--ship-to", default="pretrained/doom-takecover")
     args = parser.parse_args()
@@ -102,17 +110,19 @@ def main() -> None:
             seq_len=64, num_start_states=256, storage_dtype="float16", default_temperature=1.15, seed=0,
         )
         train_world_model(work / "data", wm, recipe, resume=(wm / "stages").exists())
-    first, wm = wm, work / f"world_model-pw{args.pos_weight:g}-ep{args.episodes}"
+    tag = run_tag(args)
+    first, wm = wm, work / f"world_model-{tag}"
     if not (wm / "config.json").is_file():
         recipe = RecipeConfig(
-            memory=TrainConfig(steps=args.refine_steps, batch_size=64, lr=1e-3, val_every=500, checkpoint_every=250),
-            seq_len=64, num_start_states=256, storage_dtype="float16", default_temperature=1.15, seed=0,
+            memory=TrainConfig(steps=args.refine_steps, batch_size=args.refine_batch, lr=1e-3, val_every=500,
+                               checkpoint_every=250),
+            seq_len=args.refine_seq_len, num_start_states=256, storage_dtype="float16", default_temperature=1.15, seed=0,
             init_from=str(first), train_vision=False, heads={"termination_pos_weight": args.pos_weight},
         )
         train_world_model(work / "data", wm, recipe, resume=(wm / "stages").exists())
     rows = []
     for tau in args.temperatures:
-        agent = work / f"cmaes-ep{args.episodes}-tau{tau:.2f}"
+        agent = work / f"cmaes-{tag}-tau{tau:.2f}"
         history = agent / "cmaes_history.jsonl"
         if not (history.is_file() and len(history.read_text().splitlines()) >= args.generations
                 and (agent / "controller" / "config.json").is_file()):
@@ -129,13 +139,13 @@ def main() -> None:
         rows.append({"temperature": tau, "dream": result["dream"]["mean"], "dream_std": result["dream"]["std"],
                      "real": result["real"]["mean"], "real_std": result["real"]["std"],
                      "episodes": len(result["real"]["returns"]), "paper_dream": paper[0], "paper_real": paper[1]})
-        atomic_write_text(work / f"table-ep{args.episodes}.json", json.dumps({"rows": rows}, indent=2) + "\n")
+        atomic_write_text(work / f"table-{tag}.json", json.dumps({"rows": rows}, indent=2) + "\n")
         print(json.dumps(rows[-1]), flush=True)
     path = work / "eval-random.json"
     baseline = json.loads(path.read_text()) if path.is_file() else evaluate(
         "random", env_id="Dream-DoomTakeCover-v0", model=str(wm), episodes=args.eval_episodes, seed=1000,
         dream=False, workers=args.workers, out=path)
-    atomic_write_text(work / f"table-ep{args.episodes}.json", json.dumps({"rows": rows, "random": {
+    atomic_write_text(work / f"table-{tag}.json", json.dumps({"rows": rows, "random": {
         "real": baseline["real"]["mean"], "real_std": baseline["real"]["std"]}}, indent=2) + "\n")
     print(json.dumps({"random_real": baseline["real"]["mean"], "random_real_std": baseline["real"]["std"]}))
     if args.ship:

@@ -4,9 +4,11 @@ import json
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 
 from dreamgym import CheckpointError, WorldModel
+from dreamgym.evaluate import agent_info, evaluate_dream
 from dreamgym.hub import pretrained_path
 
 ROOT = Path(__file__).resolve().parent.parent / "pretrained"
@@ -37,9 +39,30 @@ def test_shipped_checkpoints_are_small_and_carry_their_numbers(folder):
                 assert f"{e[where]['mean']:.2f} +/- {e[where]['std']:.2f}" in card
 
 
-def test_carracing_does_not_ship_yet():
-    with pytest.raises(CheckpointError, match="No pretrained world model 'carracing' ships"):
-        gym.make("Dream-CarRacing-v0")
+SHIPPED = {  # name: (dream id, latent obs size z+h, real env)
+    "carracing": ("Dream-CarRacing-v0", 32 + 256, "CarRacing-v3"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_a_shipped_dream_loads_by_default_with_its_controller(name):
+    dream_id, obs_size, real_id = SHIPPED[name]
+    env = gym.make(dream_id)  # no model=: pretrained/<name>, offline
+    obs, info = env.reset(seed=0)
+    assert info["model_source"]["pretrained"] == name and obs.shape == (obs_size,)
+    assert env.unwrapped.model.config.env_id == real_id
+    env.step(env.action_space.sample())
+    info = agent_info(ROOT / name / "controller")
+    assert info.env_id == dream_id and info.world_model == name  # resolves to the shipped dream, not a run dir
+    returns = evaluate_dream(info, episodes=4, seed=0, max_steps=50)
+    assert returns.shape == (4,) and np.isfinite(returns).all()
+    card = (ROOT / name / "README.md").read_text()
+    assert "dream-vs-real.gif" in card and (ROOT / name / "dream-vs-real.gif").is_file()
+
+
+def test_doom_does_not_ship_yet():
+    with pytest.raises(CheckpointError, match="No pretrained world model 'doom-takecover' ships"):
+        gym.make("Dream-DoomTakeCover-v0")
 
 
 def test_a_dream_without_a_shipped_model_says_so(monkeypatch):

@@ -4,7 +4,7 @@ import torch
 from gymnasium import spaces
 
 from dreamgym.errors import ConfigError, InvalidActionError
-from dreamgym.spaces import ActionAdapter, space_from_dict, space_to_dict
+from dreamgym.spaces import ActionAdapter, same_space, space_from_dict, space_to_dict
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,17 @@ from dreamgym.spaces import ActionAdapter, space_from_dict, space_to_dict
 )
 def test_space_json_round_trip(space):
     assert space_from_dict(space_to_dict(space)) == space
+
+
+def test_uniform_bounds_are_one_number_and_old_lists_still_match():
+    image = spaces.Box(0, 255, (96, 96, 3), np.uint8)
+    d = space_to_dict(image)
+    assert (d["low"], d["high"]) == (0, 255)  # not 2 x 27,648 numbers in every config.json
+    old = {**d, "low": image.low.tolist(), "high": image.high.tolist()}  # how checkpoints wrote it before
+    assert space_from_dict(old) == image and same_space(old, d)
+    assert not same_space(d, space_to_dict(spaces.Box(0, 1, (96, 96, 3), np.uint8)))
+    mixed = space_to_dict(spaces.Box(np.array([-1, 0, 0], np.float32), np.ones(3, np.float32)))
+    assert mixed["low"] == [-1.0, 0.0, 0.0] and mixed["high"] == 1.0
 
 
 def test_unsupported_space_is_a_clear_error():

@@ -24,6 +24,7 @@ from dreamgym.envs.dream_vector import DreamVectorEnv
 from dreamgym.errors import ConfigError
 from dreamgym.models.world_model import WorldModel, check_temperature
 from dreamgym.registry import DREAMS
+from dreamgym.spaces import same_space
 from dreamgym.utils import atomic_write_text
 
 HISTORY_NAME = "cmaes_history.jsonl"
@@ -138,8 +139,8 @@ class CMAESTrainer:
         x0 = np.zeros(self.controller.num_params)
         if config.init is not None:
             start = LinearController.from_pretrained(config.init)
-            if (start.config.obs_dim, start.config.action_space) != (self.controller.config.obs_dim,
-                                                                     self.controller.config.action_space):
+            if start.config.obs_dim != self.controller.config.obs_dim or not same_space(
+                    start.config.action_space, self.controller.config.action_space):
                 raise ConfigError(
                     f"init={config.init!r} is a controller for observations of {start.config.obs_dim} and actions "
                     f"{start.config.action_space}; this dream needs {self.controller.config.obs_dim} and "

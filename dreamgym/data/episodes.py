@@ -57,8 +57,11 @@ class DatasetMeta:
 
     def compatible(self, other: "DatasetMeta") -> list[str]:
         """Fields that differ in a way that makes two datasets unmixable (empty when they mix)."""
-        keys = ("env_id", "env_kwargs", "obs_kind", "obs_shape", "action_space", "frame_key", "frame_crop")
-        return [k for k in keys if getattr(self, k) != getattr(other, k)]
+        from dreamgym.spaces import same_space
+
+        keys = ("env_id", "env_kwargs", "obs_kind", "obs_shape", "frame_key", "frame_crop")
+        differ = [k for k in keys if getattr(self, k) != getattr(other, k)]
+        return differ + ([] if same_space(self.action_space, other.action_space) else ["action_space"])
 
 
 def package_versions() -> dict[str, str]:

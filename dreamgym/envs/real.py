@@ -13,7 +13,7 @@ from dreamgym.envs.core import observation_space
 from dreamgym.hub import resolve_model
 from dreamgym.models.world_model import WorldModel
 from dreamgym.registry import DREAMS, make_real_env
-from dreamgym.spaces import ActionAdapter, space_to_dict
+from dreamgym.spaces import ActionAdapter
 from dreamgym.errors import ConfigError
 
 
@@ -43,7 +43,7 @@ class RealTwin(gym.Wrapper):
         self.action_space = model.action_space
         self.adapter = ActionAdapter(model.action_space, self.device)
         real_space = env.action_space
-        if space_to_dict(real_space) != space_to_dict(model.action_space):
+        if real_space != model.action_space:
             raise ConfigError(
                 f"The world model's action space {model.action_space} differs from the real "
                 f"{model.config.env_id}'s {real_space}; the model was trained on another version of the env."

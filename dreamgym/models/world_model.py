@@ -32,7 +32,7 @@ from dreamgym.errors import CheckpointError, ConfigError, DreamgymError
 from dreamgym.models.heads import Heads, HeadsConfig
 from dreamgym.models.mdnrnn import MDNRNN, MemoryConfig, mixture_nll, sample_mixture
 from dreamgym.models.vision import VisionConfig, build_vision
-from dreamgym.spaces import action_dim, space_from_dict
+from dreamgym.spaces import action_dim, space_from_dict, space_to_dict
 from dreamgym.utils import atomic_write_text
 
 FORMAT_VERSION = 1
@@ -78,6 +78,13 @@ class WorldModelConfig:
     storage_dtype: str = "float32"
     summary: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        for key in ("action_space", "observation_space"):  # canonical: uniform Box bounds as one number
+            try:
+                setattr(self, key, space_to_dict(space_from_dict(getattr(self, key))))
+            except (ConfigError, KeyError, TypeError, ValueError):
+                pass  # left as given: validate() and the env checks say what is wrong with it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -396,7 +403,8 @@ class WorldModel(
                 d, r = e.get("dream"), e.get("real")
                 fmt = lambda x: f"{x['mean']:.1f} ± {x['std']:.1f}" if x else "–"  # noqa: E731
                 n = (r or d or {}).get("episodes", "")
-                lines.append(f"| `{Path(e.get('agent', {}).get('path', '?')).name}` | {e.get('temperature') or 'default'} "
+                tau = (e.get("temperature") or "default") if d else "–"  # a real-only row has no dream τ
+                lines.append(f"| `{Path(e.get('agent', {}).get('path', '?')).name}` | {tau} "
                              f"| {fmt(d)} | {fmt(r)} | {n} |")
         for m in media or []:
             lines += ["", f"![{m}]({m})"]
@@ -408,11 +416,12 @@ def _eval_results(result: dict[str, Any], env_id: str) -> list[Any]:
     from huggingface_hub import EvalResult
 
     out = []
+    agent = Path(result.get("agent", {}).get("path", "agent")).name
     for where, dataset in (("real", env_id), ("dream", f"{env_id} (dream)")):
         r = result.get(where)
         if r:
             out.append(EvalResult(task_type="reinforcement-learning", task_name="reinforcement-learning",
                                   dataset_type=dataset, dataset_name=dataset, metric_type="mean_reward",
                                   metric_value=f"{r['mean']:.2f} +/- {r['std']:.2f}",
-                                  metric_name=f"mean_reward ({where}, {r['episodes']} episodes)"))
+                                  metric_name=f"mean_reward ({agent}, {where}, {r['episodes']} episodes)"))
     return out

@@ -169,12 +169,13 @@ def test_render_rgb_array_and_human(model_dirs):
     assert env.metadata["render_fps"] == 50 and pend.metadata["render_fps"] == 30
 
 
-def test_registration_and_model_errors(model_dirs):
+def test_registration_and_model_errors(model_dirs, monkeypatch):
     for dream_id in ("Dream-CarRacing-v0", "Dream-DoomTakeCover-v0", "Dream-Pendulum-v0"):
         spec = gym.spec(dream_id)
         assert spec.vector_entry_point and spec.max_episode_steps
     env = gym.make("dreamgym:Dream-Pendulum-v0", model=str(model_dirs["pendulum"]))
     assert isinstance(env.unwrapped, DreamEnv)
+    monkeypatch.setattr("dreamgym.hub.PRETRAINED_DIRS", ())  # as if nothing shipped
     with pytest.raises(CheckpointError, match="No pretrained world model 'carracing' ships"):
         gym.make("Dream-CarRacing-v0")
     with pytest.raises(ConfigError, match="dreams of CarRacing-v3, but .* Pendulum-v1"):
