@@ -31,6 +31,7 @@ import shutil
 from pathlib import Path
 
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
+from dreamgym.agents.controller import LinearController
 from dreamgym.data.collect import CollectConfig, collect
 from dreamgym.evaluate import evaluate
 from dreamgym.train.recipes import RecipeConfig, train_world_model
@@ -80,10 +81,9 @@ def ship(work: Path, rows: list[dict], args: argparse.Namespace) -> None:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src / "world_model", tmp, ignore=shutil.ignore_patterns("stages", "recipe.json", "README.md"))
-    shutil.copytree(src / "cmaes" / "controller", tmp / "controller")
-    ccfg = json.loads((tmp / "controller" / "config.json").read_text())
-    ccfg["world_model"] = "carracing"  # the shipped dream it sees reality through (resolved under pretrained/)
-    (tmp / "controller" / "config.json").write_text(json.dumps(ccfg, indent=2, sort_keys=True) + "\n")
+    controller = LinearController.from_pretrained(src / "cmaes" / "controller")
+    controller.config.world_model = "carracing"  # the shipped dream it sees reality through (under pretrained/)
+    controller.save_pretrained(tmp / "controller")  # config, weights and a card naming that dream
     shutil.copy(final, tmp / "eval.json")
     shutil.copy(work / "cmaes" / "eval-random.json", tmp / "eval-random.json")
     # the controller's actions played in the dream (left, started from V's latent of reality's first frame)

@@ -27,6 +27,7 @@ import shutil
 from pathlib import Path
 
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
+from dreamgym.agents.controller import LinearController
 from dreamgym.data.collect import CollectConfig, collect
 from dreamgym.evaluate import evaluate
 from dreamgym.train.recipes import RecipeConfig, train_world_model
@@ -51,10 +52,9 @@ def ship(work: Path, wm: Path, rows: list[dict], args: argparse.Namespace) -> No
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(wm, tmp, ignore=shutil.ignore_patterns("stages", "recipe.json", "README.md"))
     agent = work / f"cmaes-{run_tag(args)}-tau{best['temperature']:.2f}"
-    shutil.copytree(agent / "controller", tmp / "controller")
-    ccfg = json.loads((tmp / "controller" / "config.json").read_text())
-    ccfg["world_model"] = "doom-takecover"  # the shipped dream it sees reality through (resolved under pretrained/)
-    (tmp / "controller" / "config.json").write_text(json.dumps(ccfg, indent=2, sort_keys=True) + "\n")
+    controller = LinearController.from_pretrained(agent / "controller")
+    controller.config.world_model = "doom-takecover"  # the shipped dream it sees reality through (under pretrained/)
+    controller.save_pretrained(tmp / "controller")  # config, weights and a card naming that dream
     evals = []
     for r in rows:
         name = f"eval-tau{r['temperature']:.2f}.json"
