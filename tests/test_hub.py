@@ -97,7 +97,7 @@ def test_push_world_model_sends_checkpoint_card_media_and_eval(tmp_path, model_d
     assert card.data.library_name == "dreamgym"
     assert {"world-model", "gymnasium", "reinforcement-learning", "dreamgym", "CarRacing-v3"} <= set(card.data.tags)
     metrics = {r.metric_name: r.metric_value for r in card.data.eval_results}
-    assert metrics["mean_reward (c, real, 100 episodes)"] == "850.00 +/- 30.00"
+    assert metrics["mean_reward (c at tau 1.15, real, 100 episodes)"] == "850.00 +/- 30.00"
     assert "dream.gif" in card.text and 'model="someone/dream-carracing"' in card.text
     assert result["commit"] == "f" * 40
 

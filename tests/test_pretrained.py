@@ -41,6 +41,7 @@ def test_shipped_checkpoints_are_small_and_carry_their_numbers(folder):
 
 SHIPPED = {  # name: (dream id, latent obs size z+h, real env)
     "carracing": ("Dream-CarRacing-v0", 32 + 256, "CarRacing-v3"),
+    "doom-takecover": ("Dream-DoomTakeCover-v0", 64 + 512, "VizdoomTakeCover-v1"),
 }
 
 
@@ -58,11 +59,6 @@ def test_a_shipped_dream_loads_by_default_with_its_controller(name):
     assert returns.shape == (4,) and np.isfinite(returns).all()
     card = (ROOT / name / "README.md").read_text()
     assert "dream-vs-real.gif" in card and (ROOT / name / "dream-vs-real.gif").is_file()
-
-
-def test_doom_does_not_ship_yet():
-    with pytest.raises(CheckpointError, match="No pretrained world model 'doom-takecover' ships"):
-        gym.make("Dream-DoomTakeCover-v0")
 
 
 def test_a_dream_without_a_shipped_model_says_so(monkeypatch):

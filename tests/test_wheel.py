@@ -15,7 +15,8 @@ import gymnasium as gym, dreamgym
 from dreamgym.evaluate import agent_info, evaluate_dream
 from dreamgym.hub import pretrained_path
 assert dreamgym.__file__.startswith({site!r}), dreamgym.__file__
-for name, dream in (("pendulum", "Dream-Pendulum-v0"), ("carracing", "Dream-CarRacing-v0")):
+for name, dream in (("pendulum", "Dream-Pendulum-v0"), ("carracing", "Dream-CarRacing-v0"),
+                    ("doom-takecover", "Dream-DoomTakeCover-v0")):
     env = gym.make(dream)
     _, info = env.reset(seed=0)
     assert info["model_source"]["path"].startswith({site!r}), info

@@ -417,6 +417,8 @@ def _eval_results(result: dict[str, Any], env_id: str) -> list[Any]:
 
     out = []
     agent = Path(result.get("agent", {}).get("path", "agent")).name
+    if result.get("temperature") is not None and result.get("dream"):
+        agent += f" at tau {result['temperature']:g}"  # one agent per temperature reads apart on the Hub
     for where, dataset in (("real", env_id), ("dream", f"{env_id} (dream)")):
         r = result.get(where)
         if r:
