@@ -14,11 +14,12 @@ Run (what was run for pretrained/doom-takecover, in this order; the second conti
    controllers train in. Measured termination recall on held-out episodes (p > 0.5): 0.07 for the base
    model (deaths x10, 64-step windows), 0.16 after refining on 64-step windows (x100, 1200 episodes),
    0.79 on 512-step windows (precision 0.16: the dream kills sooner than reality)
-2c. --dyna-rounds: the last dream's controller at the first temperature plays reality (--dyna-episodes, a random
+2c. --dyna-rounds: the last dream's controller (trained at --dyna-temperatures' k-th) plays reality (--dyna-episodes, a random
    action with probability --dyna-noise), and M continues --dyna-steps on all data into world_model-<tag>-r<k>.
    One round (300 episodes) lifted the best real score from 183 to 278 (random: 228). Before it, controllers
    mostly strafed one way (273 of 291 actions in one real episode): in the dream-vs-real GIF reality ends
    against a side wall that the dream, trained on random play that rarely reaches the walls, never shows
+   A second round (--dyna-rounds 2 --dyna-temperatures 1.15 1.3) did not help: 168-171 in reality at tau 1.0-1.3
 3. for each temperature (first in --temperatures first): CMA-ES trains a linear controller on [z, h] only in
    the dream at that temperature, then it is scored over --eval-episodes episodes in the dream at that
    temperature and in the REAL VizdoomTakeCover-v1 (2100-step cap)
@@ -93,18 +94,31 @@ def ship(work: Path, wm: Path, tag: str, rows: list[dict], args: argparse.Namesp
     model.config.summary["temperature_table"] = [
         {k: (round(v, 1) if isinstance(v, float) and k != "temperature" else v) for k, v in r.items()} for r in rows]
     model.config.summary["controller"] = f"controller/ was trained at tau {best['temperature']} (best real score)"
+    base = run_tag(args)
+    models = [work / "world_model", work / f"world_model-{base}"] + [
+        work / f"world_model-{base}-r{k}" for k in range(1, args.dyna_rounds + 1)]
+    runs = [work / f"cmaes-{tag}-tau{r['temperature']:.2f}" for r in rows] + [
+        work / f"cmaes-{base}{f'-r{k - 1}' if k > 1 else ''}-tau"
+               f"{args.dyna_temperatures[min(k, len(args.dyna_temperatures)) - 1]:.2f}"
+        for k in range(1, args.dyna_rounds + 1)]
+    seconds = sum(v for m in models for k, v in json.loads((m / "config.json").read_text())["summary"]["training"].items()
+                  if k.endswith("_s"))
+    seconds += sum(json.loads(line)["seconds"] for r in set(runs) for line in (r / "cmaes_history.jsonl").open())
     model.config.summary["pipeline"] = {
+        "train_and_cmaes_wall_minutes_2_cores": round(seconds / 60, 1),
         "base_world_model": "VAE 2000 steps and M 2000 steps (64-step windows, deaths x10) on the first 300 episodes",
         "refine": f"M and heads {args.refine_steps} more steps on all {args.episodes} episodes, windows of "
                   f"{args.refine_seq_len} steps, deaths x{args.pos_weight:g}, V kept",
-        "dyna": (f"{args.dyna_rounds} round(s): {args.dyna_episodes} episodes collected by the previous dream's "
-                 f"tau-{args.temperatures[0]:g} controller (random action with p {args.dyna_noise:g}), then M and heads "
+        "dyna": (f"{args.dyna_rounds} round(s): {args.dyna_episodes} episodes each, collected by the previous "
+                 f"dream's controller at tau {args.dyna_temperatures[:args.dyna_rounds]} (random action with p "
+                 f"{args.dyna_noise:g}), then M and heads "
                  f"{args.dyna_steps} more steps on all data") if args.dyna_rounds else "none",
         "cmaes": f"{args.generations} generations of {args.population} x {args.rollouts} dreams per temperature, "
                  f"{args.dtype}",
         "reproduce": "python examples/reproduce_doom.py --episodes 300 --base-only; then "
                      f"python examples/reproduce_doom.py --episodes {args.episodes} --refine-steps {args.refine_steps} "
-                     f"--dyna-rounds {args.dyna_rounds} --ship",
+                     f"--dyna-rounds {args.dyna_rounds} --dyna-temperatures "
+                     f"{' '.join(f'{t:g}' for t in args.dyna_temperatures)} --ship",
     }
     model.save_pretrained(tmp, model_card_kwargs={"eval_results": evals, "media": ["dream-vs-real.gif"]})
     WorldModel.from_pretrained(tmp)  # strict load before it replaces the shipped folder
@@ -133,6 +147,8 @@ def main() -> None:
     parser.add_argument("--refine-batch", type=int, default=16)
     parser.add_argument("--dyna-rounds", type=int, default=0,
                         help="Dyna rounds after the refine: collect with the last controller, continue M on all data")
+    parser.add_argument("--dyna-temperatures", type=float, nargs="+", default=[1.15],
+                        help="round k collects with the controller trained at the k-th of these (the last repeats)")
     parser.add_argument("--dyna-episodes", type=int, default=300)
     parser.add_argument("--dyna-noise", type=float, default=0.3, help="probability of a random action")
     parser.add_argument("--dyna-steps", type=int, default=800)
@@ -165,9 +181,10 @@ def main() -> None:
         train_world_model(work / "data", wm, recipe, resume=(wm / "stages").exists())
     data = [work / "data"]
     for k in range(1, args.dyna_rounds + 1):
-        # Dyna: the last dream's controller (first temperature) plays reality with exploration noise;
+        # Dyna: the last dream's controller (at --dyna-temperatures' k-th) plays reality with exploration noise;
         # M continues on all data so far, so the dream learns what that controller's play looks like
-        prev = train_controller(work / f"cmaes-{tag}-tau{args.temperatures[0]:.2f}", wm, args.temperatures[0], args)
+        tau = args.dyna_temperatures[min(k, len(args.dyna_temperatures)) - 1]
+        prev = train_controller(work / f"cmaes-{tag}-tau{tau:.2f}", wm, tau, args)
         data.append(work / f"data-r{k}")
         collect(CollectConfig("VizdoomTakeCover-v1", out=str(data[-1]), episodes=args.dyna_episodes, policy="agent",
                               agent=str(prev / "controller"), agent_model=str(wm), noise=args.dyna_noise,

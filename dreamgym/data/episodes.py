@@ -8,6 +8,7 @@ never leaves a half-written shard, and shards are read with ``allow_pickle=False
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import zipfile
@@ -196,6 +197,7 @@ def load_dataset(*roots: str | Path) -> tuple[DatasetMeta, list[Episode]]:
         raise DatasetError("No dataset given: expected at least one dataset directory.")
     meta0: DatasetMeta | None = None
     episodes: list[Episode] = []
+    policies: list[dict[str, Any]] = []
     for root in roots:
         meta, good, bad = validate(root)
         if bad:
@@ -204,10 +206,14 @@ def load_dataset(*roots: str | Path) -> tuple[DatasetMeta, list[Episode]]:
         if meta0 is not None and meta.compatible(meta0):
             raise DatasetError(f"Datasets {roots[0]} and {root} differ in {meta.compatible(meta0)}; they cannot be mixed.")
         meta0 = meta0 or meta
+        policies.append(meta.policy)
         episodes += [read_episode(p) for p in good]
     if not episodes:
         raise DatasetError(f"Dataset {', '.join(map(str, roots))} holds no episodes; collect some first.")
     assert meta0 is not None
+    names = list(dict.fromkeys(str(p.get("name")) for p in policies))
+    if len(names) > 1:  # Dyna rounds mix policies: the model card reports e.g. "brownian+agent"
+        meta0 = dataclasses.replace(meta0, policy={"name": "+".join(names), "datasets": policies})
     return meta0, episodes
 
 

@@ -69,6 +69,9 @@ def test_collect_with_a_trained_agent(tmp_path):
     collect(cfg, progress=False)
     meta, episodes = load_dataset(tmp_path / "d")
     assert meta.policy["name"] == "agent" and episodes[0].obs.shape == (31, 3)  # real states, not latents
+    collect(_cfg(tmp_path / "b", episodes=1), progress=False)
+    meta, episodes = load_dataset(tmp_path / "b", tmp_path / "d")  # a Dyna round's data beside the first
+    assert len(episodes) == 3 and meta.policy["name"] == "brownian+agent" and len(meta.policy["datasets"]) == 2
 
 
 def test_bad_input(tmp_path):

@@ -214,11 +214,12 @@ def test_fast_single_env_path_equals_the_batched_torch_step(name, tau):
     fast, plain = DreamEnv(model=model, temperature=tau), DreamEnv(model=model, temperature=tau, fast=False)
     assert fast._lean is not None and plain._lean is None
     fast.action_space.seed(0)
-    actions = [fast.action_space.sample() for _ in range(60)]
-    a, b = _rollout(fast, 11, actions), _rollout(plain, 11, actions)
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        np.testing.assert_allclose(x, y, atol=1e-5)
+    actions = [fast.action_space.sample() for _ in range(150)]  # past two of the fast path's noise blocks
+    for seed in (11, 12, 11):  # a reset mid-block starts a new noise stream
+        a, b = _rollout(fast, seed, actions), _rollout(plain, seed, actions)
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            np.testing.assert_allclose(x, y, atol=1e-5)
 
 
 def test_fast_path_follows_weight_changes(model_dirs):
