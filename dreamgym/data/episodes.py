@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dreamgym.errors import DatasetError
+from dreamgym.spaces import same_space
 from dreamgym.utils import atomic_write, atomic_write_text
 
 DATASET_FORMAT = 1
@@ -58,8 +59,6 @@ class DatasetMeta:
 
     def compatible(self, other: "DatasetMeta") -> list[str]:
         """Fields that differ in a way that makes two datasets unmixable (empty when they mix)."""
-        from dreamgym.spaces import same_space
-
         keys = ("env_id", "env_kwargs", "obs_kind", "obs_shape", "frame_key", "frame_crop")
         differ = [k for k in keys if getattr(self, k) != getattr(other, k)]
         return differ + ([] if same_space(self.action_space, other.action_space) else ["action_space"])
