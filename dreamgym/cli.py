@@ -70,11 +70,12 @@ def _train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     model = train_world_model(_data_dirs(args.data, out), out, recipe_from_args(args), resume=args.resume,
                               device=args.device)
-    from dreamgym.train.trainer import distributed
+    from dreamgym.train.trainer import distributed, finish_distributed
 
     if distributed()[0] == 0:
         print(json.dumps(model.config.summary, indent=2))
         print(f"saved {out}: gym.make(\"Dream-...-v0\", model={str(out)!r})")
+    finish_distributed()
 
 
 def _validate(args: argparse.Namespace) -> None:

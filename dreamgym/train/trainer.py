@@ -77,6 +77,14 @@ def distributed() -> tuple[int, int]:
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
+def finish_distributed() -> None:
+    """Leave the process group together: a rank that tears gloo down while another still talks to it
+    (rank 0 saving the final checkpoint) can abort the whole run at exit."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 class Trainer:
     """Train ``model`` on ``train_set`` with ``loss_fn``; checkpoints live in ``out``.
 

@@ -10,7 +10,7 @@ from dreamgym.data.episodes import Episode
 from dreamgym.data.sequences import SequenceDataset
 from dreamgym.errors import ConfigError
 from dreamgym.train.recipes import _memory_loss
-from dreamgym.train.trainer import TrainConfig, Trainer
+from dreamgym.train.trainer import TrainConfig, Trainer, finish_distributed
 
 from ..conftest import make_tiny_model
 
@@ -81,7 +81,7 @@ def _ddp_worker(rank, world, port, out, results):
     metrics = trainer.fit()
     if rank == 0:
         results.put((metrics["val_loss"], _params(trainer).numpy()))
-    torch.distributed.destroy_process_group()
+    finish_distributed()
 
 
 def test_two_process_gloo_ddp_matches_one_process(tmp_path):
