@@ -14,17 +14,19 @@ Run (what was run for pretrained/doom-takecover, in this order; the second conti
    controllers train in. Measured termination recall on held-out episodes (p > 0.5): 0.07 for the base
    model (deaths x10, 64-step windows), 0.16 after refining on 64-step windows (x100, 1200 episodes),
    0.79 on 512-step windows (precision 0.16: the dream kills sooner than reality)
-2c. --dyna-rounds: the last dream's controller (trained at --dyna-temperatures' k-th) plays reality (--dyna-episodes, a random
-   action with probability --dyna-noise), and M continues --dyna-steps on all data into world_model-<tag>-r<k>.
+2c. --dyna-rounds: the last dream's controller (trained at the k-th of --dyna-temperatures) plays reality
+   (--dyna-episodes, a random action with probability --dyna-noise), and M continues --dyna-steps on all data
+   into world_model-<tag>-r<k>.
    One round (300 episodes) lifted the best real score from 183 to 278 (random: 228). Before it, controllers
    mostly strafed one way (273 of 291 actions in one real episode): in the dream-vs-real GIF reality ends
-   against a side wall that the dream, trained on random play that rarely reaches the walls, never shows
+   against a side wall that the dream, trained on random play that rarely reaches the walls, never shows.
    A second round (--dyna-rounds 2 --dyna-temperatures 1.15 1.3) did not help: 168-171 in reality at tau 1.0-1.3
 3. for each temperature (first in --temperatures first): CMA-ES trains a linear controller on [z, h] only in
    the dream at that temperature, then it is scored over --eval-episodes episodes in the dream at that
    temperature and in the REAL VizdoomTakeCover-v1 (2100-step cap)
 4. a random policy in reality, for the baseline
-`table-<tag>.json` (tag: pw<w>-L<len>-ep<episodes>[-r<k>]) in --work collects the rows; every stage is skipped when its output exists.
+`table-<tag>.json` (tag: pw<w>-L<len>-ep<episodes>[-r<k>]) in --work collects the rows; every stage is skipped
+when its output exists.
 With --ship: pretrained/doom-takecover gets the fp16 world model, the controller with the best real score (in
 controller/), every temperature's eval JSON, a dream-vs-real GIF and the model card with the table.
 """
@@ -66,7 +68,21 @@ def train_controller(agent: Path, wm: Path, tau: float, args: argparse.Namespace
     return agent
 
 
-def ship(work: Path, wm: Path, tag: str, rows: list[dict], args: argparse.Namespace) -> None:
+def continue_memory(data: list[Path], init: Path, out: Path, steps: int, seed: int, args: argparse.Namespace) -> None:
+    """M and the heads of ``init`` trained ``steps`` more on ``data`` in --refine-seq-len windows (V kept)."""
+    if (out / "config.json").is_file():
+        return
+    recipe = RecipeConfig(
+        memory=TrainConfig(steps=steps, batch_size=args.refine_batch, lr=1e-3, val_every=400, checkpoint_every=200),
+        seq_len=args.refine_seq_len, num_start_states=256, storage_dtype="float16", default_temperature=1.15,
+        seed=seed, init_from=str(init), train_vision=False, heads={"termination_pos_weight": args.pos_weight},
+    )
+    train_world_model(data, out, recipe, resume=(out / "stages").exists())
+
+
+def ship(work: Path, models: list[Path], collectors: list[Path], tag: str, rows: list[dict],
+         args: argparse.Namespace) -> None:
+    """``models``: every world model in the chain (the last is shipped); ``collectors``: the Dyna rounds' CMA-ES runs."""
     from dreamgym import WorldModel
     from dreamgym.viz.video import rollout_frames, write_video
 
@@ -74,7 +90,7 @@ def ship(work: Path, wm: Path, tag: str, rows: list[dict], args: argparse.Namesp
     out = Path(args.ship_to)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(wm, tmp, ignore=shutil.ignore_patterns("stages", "recipe.json", "README.md"))
+    shutil.copytree(models[-1], tmp, ignore=shutil.ignore_patterns("stages", "recipe.json", "README.md"))
     agent = work / f"cmaes-{tag}-tau{best['temperature']:.2f}"
     controller = LinearController.from_pretrained(agent / "controller")
     controller.config.world_model = "doom-takecover"  # the shipped dream it sees reality through (under pretrained/)
@@ -94,13 +110,7 @@ def ship(work: Path, wm: Path, tag: str, rows: list[dict], args: argparse.Namesp
     model.config.summary["temperature_table"] = [
         {k: (round(v, 1) if isinstance(v, float) and k != "temperature" else v) for k, v in r.items()} for r in rows]
     model.config.summary["controller"] = f"controller/ was trained at tau {best['temperature']} (best real score)"
-    base = run_tag(args)
-    models = [work / "world_model", work / f"world_model-{base}"] + [
-        work / f"world_model-{base}-r{k}" for k in range(1, args.dyna_rounds + 1)]
-    runs = [work / f"cmaes-{tag}-tau{r['temperature']:.2f}" for r in rows] + [
-        work / f"cmaes-{base}{f'-r{k - 1}' if k > 1 else ''}-tau"
-               f"{args.dyna_temperatures[min(k, len(args.dyna_temperatures)) - 1]:.2f}"
-        for k in range(1, args.dyna_rounds + 1)]
+    runs = [work / f"cmaes-{tag}-tau{r['temperature']:.2f}" for r in rows] + collectors
     seconds = sum(v for m in models for k, v in json.loads((m / "config.json").read_text())["summary"]["training"].items()
                   if k.endswith("_s"))
     seconds += sum(json.loads(line)["seconds"] for r in set(runs) for line in (r / "cmaes_history.jsonl").open())
@@ -170,35 +180,21 @@ def main() -> None:
     if args.base_only:
         return
     tag = run_tag(args)
-    first, wm = wm, work / f"world_model-{tag}"
-    if not (wm / "config.json").is_file():
-        recipe = RecipeConfig(
-            memory=TrainConfig(steps=args.refine_steps, batch_size=args.refine_batch, lr=1e-3, val_every=500,
-                               checkpoint_every=250),
-            seq_len=args.refine_seq_len, num_start_states=256, storage_dtype="float16", default_temperature=1.15, seed=0,
-            init_from=str(first), train_vision=False, heads={"termination_pos_weight": args.pos_weight},
-        )
-        train_world_model(work / "data", wm, recipe, resume=(wm / "stages").exists())
-    data = [work / "data"]
+    data, models, collectors = [work / "data"], [wm, work / f"world_model-{tag}"], []
+    continue_memory(data, models[0], models[1], args.refine_steps, 0, args)
     for k in range(1, args.dyna_rounds + 1):
         # Dyna: the last dream's controller (at --dyna-temperatures' k-th) plays reality with exploration noise;
         # M continues on all data so far, so the dream learns what that controller's play looks like
         tau = args.dyna_temperatures[min(k, len(args.dyna_temperatures)) - 1]
-        prev = train_controller(work / f"cmaes-{tag}-tau{tau:.2f}", wm, tau, args)
+        collectors.append(train_controller(work / f"cmaes-{tag}-tau{tau:.2f}", models[-1], tau, args))
         data.append(work / f"data-r{k}")
         collect(CollectConfig("VizdoomTakeCover-v1", out=str(data[-1]), episodes=args.dyna_episodes, policy="agent",
-                              agent=str(prev / "controller"), agent_model=str(wm), noise=args.dyna_noise,
-                              workers=args.workers, seed=100000 * k))
-        tag, first = f"{run_tag(args)}-r{k}", wm
-        wm = work / f"world_model-{tag}"
-        if not (wm / "config.json").is_file():
-            recipe = RecipeConfig(
-                memory=TrainConfig(steps=args.dyna_steps, batch_size=args.refine_batch, lr=1e-3, val_every=400,
-                                   checkpoint_every=200),
-                seq_len=args.refine_seq_len, num_start_states=256, storage_dtype="float16", default_temperature=1.15,
-                seed=k, init_from=str(first), train_vision=False, heads={"termination_pos_weight": args.pos_weight},
-            )
-            train_world_model(data, wm, recipe, resume=(wm / "stages").exists())
+                              agent=str(collectors[-1] / "controller"), agent_model=str(models[-1]),
+                              noise=args.dyna_noise, workers=args.workers, seed=100000 * k))
+        tag = f"{run_tag(args)}-r{k}"
+        models.append(work / f"world_model-{tag}")
+        continue_memory(data, models[-2], models[-1], args.dyna_steps, k, args)
+    wm = models[-1]
     rows = []
     for tau in args.temperatures:
         agent = train_controller(work / f"cmaes-{tag}-tau{tau:.2f}", wm, tau, args)
@@ -219,7 +215,7 @@ def main() -> None:
         "real": baseline["real"]["mean"], "real_std": baseline["real"]["std"]}}, indent=2) + "\n")
     print(json.dumps({"random_real": baseline["real"]["mean"], "random_real_std": baseline["real"]["std"]}))
     if args.ship:
-        ship(work, wm, tag, rows, args)
+        ship(work, models, collectors, tag, rows, args)
 
 
 if __name__ == "__main__":
