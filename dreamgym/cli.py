@@ -61,6 +61,7 @@ def recipe_from_args(args: argparse.Namespace):
         top["init_from"] = args.init_from
     if getattr(args, "keep_vision", False):
         top["train_vision"] = False
+    top.update({k: v for k, v in {"ensemble": args.ensemble, "dropout": args.dropout}.items() if v is not None})
     return replace(cfg, vision=replace(cfg.vision, **vision), memory=replace(cfg.memory, **memory), **top)
 
 
@@ -97,7 +98,9 @@ def _train_agent(args: argparse.Namespace) -> None:
             env_id=args.env_id, model=args.model, temperature=args.temperature, population=args.population,
             rollouts=args.rollouts, generations=args.generations, max_steps=args.max_steps, sigma0=args.sigma0,
             eval_every=args.eval_every, eval_rollouts=args.eval_rollouts, seed=args.seed, device=args.device,
-            dtype=args.dtype, init=args.init,
+            dtype=args.dtype, init=args.init, obs_type=args.obs_type, eval_candidate=args.eval_candidate,
+            seed_sharing=args.seed_sharing, bias=not args.no_bias, discrete=args.discrete,
+            **_dream_option_values(args),
         )
         trainer = CMAESTrainer(cfg, args.out)
         if args.resume:
@@ -123,7 +126,8 @@ def _evaluate(args: argparse.Namespace) -> None:
 
     out = args.json or (str(Path(args.agent) / "eval.json") if Path(args.agent).is_dir() else None)
     result = evaluate(args.agent, args.episodes, temperature=args.temperature, env_id=args.env_id, model=args.model,
-                      dream=not args.real_only, real=not args.dream_only, workers=args.workers, seed=args.seed, out=out)
+                      dream=not args.real_only, real=not args.dream_only, workers=args.workers, seed=args.seed, out=out,
+                      sample_z=args.sample_z)
     print(format_result(result))
     if out:
         print(f"written {out}")
@@ -178,6 +182,10 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
     p.add_argument("--z-dim", type=int)
     p.add_argument("--hidden-size", type=int)
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (half the file)")
+    p.add_argument("--ensemble", type=int, help="members of M + heads, each on a bootstrap resample; dreams draw "
+                   "one per episode and report their disagreement (default: 1)")
+    p.add_argument("--dropout", type=float, help="dropout on M's output in training; dreams draw a fresh mask "
+                   "per episode, as in Dropout's Dream Land (default: 0)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--tensorboard", action="store_true", default=None)
 
@@ -189,6 +197,24 @@ def _add_cmaes_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sigma0", type=float, default=0.1)
     p.add_argument("--eval-every", type=int, default=25, help="re-score the best every N generations")
     p.add_argument("--eval-rollouts", type=int, default=1024)
+
+
+def _add_dream_options(p: argparse.ArgumentParser) -> None:
+    """The dream's options against exploitation (gym.make keyword arguments); unset: the model's defaults."""
+    p.add_argument("--temperature-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="each dream episode draws its temperature uniformly from [LOW, HIGH] (default: a fixed one)")
+    p.add_argument("--disagreement-penalty", type=float,
+                   help="ensembles: reward - LAMBDA * disagreement, MOPO's pessimism (default: the model's, 0)")
+    p.add_argument("--halt-threshold", type=float,
+                   help="ensembles: end the dream episode once disagreement exceeds this, MOReL's HALT "
+                        "(default: the model's, never)")
+    p.add_argument("--halt-penalty", type=float, help="the reward of a HALTed step (default: the model's, 0)")
+
+
+def _dream_option_values(args: argparse.Namespace) -> dict[str, object]:
+    return {"temperature_range": list(args.temperature_range) if args.temperature_range else None,
+            "disagreement_penalty": args.disagreement_penalty, "halt_threshold": args.halt_threshold,
+            "halt_penalty": args.halt_penalty}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,7 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="CMA-ES rollout length (default: the time limit)")
     p.add_argument("--steps", type=int, default=1_000_000, help="SB3: total dream steps")
     p.add_argument("--n-envs", type=int, default=64, help="SB3: dreams stepped together")
-    p.add_argument("--obs-type", default="latent", choices=["latent", "z", "pixels"])
+    p.add_argument("--obs-type", default="latent", choices=["latent", "zch", "z", "pixels"],
+                   help="what the agent sees: z‖h (latent), z‖c‖h (zch, the paper's Doom controller), z, or pixels")
+    p.add_argument("--eval-candidate", default="mean", choices=["mean", "best"],
+                   help="CMA-ES: re-score (and keep if best so far) the search's mean (the paper) or the "
+                        "generation's best candidate")
+    p.add_argument("--seed-sharing", default="all", choices=["all", "pairs"],
+                   help="CMA-ES: all candidates meet the same dreams, or pairs of candidates share theirs (the paper's code)")
+    p.add_argument("--no-bias", action="store_true", help="CMA-ES: a controller without bias (the paper's Doom)")
+    p.add_argument("--discrete", default="argmax", choices=["argmax", "threshold"],
+                   help="CMA-ES, Discrete(3): one output per action, or one tanh output thresholded at ±1/3 "
+                        "(the paper's Doom)")
+    _add_dream_options(p)
     p.add_argument("--eval-real-every", type=int, default=0, help="SB3: evaluate in the real env every N steps")
     p.add_argument("--eval-real-episodes", type=int, default=3)
     p.add_argument("--algo-kwargs", default="{}", help="SB3: JSON kwargs for the algorithm")
@@ -246,6 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dream-only", action="store_true")
     p.add_argument("--real-only", action="store_true")
     p.add_argument("--json", help="where to write the results (default: AGENT/eval.json)")
+    p.add_argument("--sample-z", action="store_true",
+                   help="in the real env, z is drawn from V's posterior instead of its mean (the paper's Doom)")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("iterate", help="Dyna: collect -> world model -> agent -> reality, repeated")

@@ -104,29 +104,31 @@ def evaluate_dream(info: AgentInfo, episodes: int, temperature: float | None = N
     return total
 
 
-def _real_chunk(info: AgentInfo, seeds: list[int]) -> list[float]:
+def _real_chunk(info: AgentInfo, seeds: list[int], sample_z: bool = False) -> list[float]:
     import torch
 
     from dreamgym.agents.sb3_train import run_episodes
     from dreamgym.envs.real import make_real
 
     torch.set_num_threads(1)
-    env = make_real(info.env_id, model=info.world_model, obs_type=info.obs_type)
+    env = make_real(info.env_id, model=info.world_model, obs_type=info.obs_type, sample_z=sample_z)
     agent = load(info, env.observation_space, env.action_space, seeds[0])
     returns = [float(run_episodes(agent, env, 1, s)[0]) for s in seeds]
     env.close()
     return returns
 
 
-def evaluate_real(info: AgentInfo, episodes: int, seed: int = 0, workers: int = 0) -> np.ndarray:
-    """Returns of ``episodes`` real episodes (seeds seed + i), spread over worker processes."""
+def evaluate_real(info: AgentInfo, episodes: int, seed: int = 0, workers: int = 0, sample_z: bool = False) -> np.ndarray:
+    """Returns of ``episodes`` real episodes (seeds seed + i), spread over worker processes.
+
+    ``sample_z``: the agent sees z drawn from V's posterior instead of its mean (the paper's Doom)."""
     seeds = [seed + i for i in range(episodes)]
     workers = min(workers or os.cpu_count() or 1, episodes)
     if workers == 1:
-        return np.asarray(_real_chunk(info, seeds))
+        return np.asarray(_real_chunk(info, seeds, sample_z))
     chunks = [seeds[w::workers] for w in range(workers)]
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        parts = list(pool.map(_real_chunk, [info] * workers, chunks))
+        parts = list(pool.map(_real_chunk, [info] * workers, chunks, [sample_z] * workers))
     by_seed = {s: r for chunk, part in zip(chunks, parts) for s, r in zip(chunk, part)}
     return np.asarray([by_seed[s] for s in seeds])
 
@@ -148,6 +150,7 @@ def evaluate(
     workers: int = 0,
     seed: int = 0,
     out: str | Path | None = None,
+    sample_z: bool = False,
 ) -> dict[str, Any]:
     """Score an agent (controller dir, CMA-ES run, SB3 zip, or ``"random"``) in the dream and in reality.
 
@@ -161,11 +164,13 @@ def evaluate(
         raise ConfigError(f"episodes must be >= 1, got {episodes}.")
     info = agent_info(agent, env_id, model)
     result: dict[str, Any] = {"agent": asdict(info), "seed": seed, "temperature": temperature}
+    if sample_z:
+        result["sample_z"] = True
     start = time.perf_counter()
     if dream:
         result["dream"] = _stats(evaluate_dream(info, episodes, temperature, seed))
     if real:
-        result["real"] = _stats(evaluate_real(info, episodes, seed, workers))
+        result["real"] = _stats(evaluate_real(info, episodes, seed, workers, sample_z))
     if dream and real:
         result["gap"] = result["dream"]["mean"] - result["real"]["mean"]
     result["seconds"] = round(time.perf_counter() - start, 2)

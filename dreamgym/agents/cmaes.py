@@ -44,6 +44,16 @@ class CMAESConfig:
     :param dtype: ``"float32"``, or ``"bfloat16"`` for M's matmuls (faster on CPUs with bf16 instructions).
     :param init: a controller directory whose parameters start the search (its mean) instead of zeros:
         fine-tune a controller in a new dream, e.g. the last Dyna round's in the next round's world model.
+    :param eval_candidate: what is re-scored every ``eval_every`` generations and kept when its score
+        is the best so far: ``"mean"``, CMA-ES's mean (the paper), or ``"best"``, the generation's
+        luckiest candidate.
+    :param seed_sharing: ``"all"``: every candidate meets the same dreams (common random numbers);
+        ``"pairs"``: candidates 2i and 2i+1 share their dreams and other pairs get others (the paper's code).
+    :param bias: the controller has a bias (False: the paper's Doom controller).
+    :param discrete: ``"argmax"`` or ``"threshold"`` (one tanh output for Discrete(3), the paper's Doom).
+    :param temperature_range: ``[low, high]``: each dream episode draws its tau from it.
+    :param disagreement_penalty, halt_threshold, halt_penalty: the dream's ensemble options
+        (see :class:`~dreamgym.envs.dream.DreamEnv`); None: the model's defaults.
     """
 
     env_id: str = "Dream-CarRacing-v0"
@@ -61,6 +71,19 @@ class CMAESConfig:
     device: str = "cpu"
     dtype: str = "float32"
     init: str | None = None
+    eval_candidate: str = "mean"
+    seed_sharing: str = "all"
+    bias: bool = True
+    discrete: str = "argmax"
+    temperature_range: list[float] | None = None
+    disagreement_penalty: float | None = None
+    halt_threshold: float | None = None
+    halt_penalty: float | None = None
+
+    def dream_kwargs(self) -> dict[str, Any]:
+        """The dream options this run passes to its DreamVectorEnv (None: the model's default)."""
+        return dict(temperature_range=self.temperature_range, disagreement_penalty=self.disagreement_penalty,
+                    halt_threshold=self.halt_threshold, halt_penalty=self.halt_penalty)
 
     def validate(self) -> None:
         if self.env_id.split(":", 1)[-1] not in DREAMS:
@@ -72,8 +95,12 @@ class CMAESConfig:
             raise ConfigError(f"population must be >= 4 for CMA-ES, got {self.population}.")
         if self.temperature is not None:
             check_temperature(self.temperature)
-        if self.obs_type not in ("latent", "z"):
-            raise ConfigError(f"A linear controller takes obs_type 'latent' or 'z', got {self.obs_type!r}.")
+        if self.obs_type not in ("latent", "zch", "z"):
+            raise ConfigError(f"A linear controller takes obs_type 'latent', 'zch' or 'z', got {self.obs_type!r}.")
+        if self.eval_candidate not in ("mean", "best"):
+            raise ConfigError(f"eval_candidate must be 'mean' or 'best', got {self.eval_candidate!r}.")
+        if self.seed_sharing not in ("all", "pairs"):
+            raise ConfigError(f"seed_sharing must be 'all' or 'pairs', got {self.seed_sharing!r}.")
 
 
 def rollout_returns(
@@ -81,19 +108,21 @@ def rollout_returns(
     controller: LinearController,
     params: torch.Tensor,
     rollouts: int,
-    seeds: list[int],
+    seeds: list[int] | np.ndarray,
     max_steps: int,
 ) -> np.ndarray:
     """First-episode return of every rollout of every candidate: params (p, n) -> (p, rollouts).
 
     One batched rollout: env p * rollouts + r runs candidate p with seed ``seeds[r]`` (common random
-    numbers: every candidate meets the same dreams, so their ranking is fairer). Finished envs are
-    reset by the vector env and their later rewards ignored.
+    numbers: every candidate meets the same dreams, so their ranking is fairer), or ``seeds[p, r]``
+    when ``seeds`` is (p, rollouts). Finished envs are reset by the vector env and their later
+    rewards ignored.
     """
     p = params.shape[0]
     if env.num_envs != p * rollouts:
         raise ConfigError(f"Expected a vector env of {p * rollouts} dreams, got {env.num_envs}.")
-    obs, _ = env.reset(seed=[seeds[r] for _ in range(p) for r in range(rollouts)])
+    grid = np.broadcast_to(np.asarray(seeds, dtype=np.int64), (p, rollouts))
+    obs, _ = env.reset(seed=[int(s) for s in grid.reshape(-1)])
     total = np.zeros(env.num_envs)
     alive = np.ones(env.num_envs, dtype=bool)
     for _ in range(max_steps):
@@ -128,12 +157,13 @@ class CMAESTrainer:
         self.env = DreamVectorEnv(
             num_envs=config.population * config.rollouts, model=source, temperature=config.temperature,
             obs_type=config.obs_type, max_episode_steps=config.max_steps, device=config.device, dream_id=dream_id,
-            dtype=config.dtype,
+            dtype=config.dtype, **config.dream_kwargs(),
         )
         self.max_steps = config.max_steps or self.env.max_episode_steps
         self.controller = LinearController.for_spaces(
             self.env.single_observation_space, self.env.single_action_space, env_id=dream_id,
             obs_type=config.obs_type, world_model=str(config.model or DREAMS[dream_id].pretrained),
+            bias=config.bias, discrete=config.discrete,
         )
         self._eval_env: DreamVectorEnv | None = None
         x0 = np.zeros(self.controller.num_params)
@@ -178,13 +208,22 @@ class CMAESTrainer:
         rng = np.random.default_rng([self.config.seed, generation, stream])
         return [int(s) for s in rng.integers(0, 2**31 - 1, size=n)]
 
+    def _generation_seeds(self) -> list[int] | np.ndarray:
+        """This generation's dream seeds: (rollouts,) shared by all, or (population, rollouts) shared in pairs."""
+        cfg = self.config
+        if cfg.seed_sharing == "all":
+            return self._seeds(self.generation, cfg.rollouts, 0)
+        pairs = (cfg.population + 1) // 2
+        grid = np.asarray(self._seeds(self.generation, pairs * cfg.rollouts, 0)).reshape(pairs, cfg.rollouts)
+        return np.repeat(grid, 2, axis=0)[: cfg.population]
+
     def evaluate(self, flat: np.ndarray, rollouts: int, generation: int) -> tuple[float, float]:
         """Mean and std of one candidate's return over ``rollouts`` fresh dreams (one batch)."""
         if self._eval_env is None or self._eval_env.num_envs != rollouts:
             self._eval_env = DreamVectorEnv(
-                num_envs=rollouts, model=self.env.model, temperature=self.env.temperature,
+                num_envs=rollouts, model=self.env.model, temperature=self.config.temperature,
                 obs_type=self.config.obs_type, max_episode_steps=self.max_steps, device=self.config.device,
-                dtype=self.config.dtype,
+                dtype=self.config.dtype, **self.config.dream_kwargs(),
             )
         params = torch.as_tensor(flat, dtype=torch.float32)[None]
         returns = rollout_returns(self._eval_env, self.controller, params, rollouts,
@@ -200,7 +239,7 @@ class CMAESTrainer:
             candidates = self.es.ask()
             params = torch.as_tensor(np.asarray(candidates), dtype=torch.float32)
             fitness = rollout_returns(self.env, self.controller, params, cfg.rollouts,
-                                      self._seeds(self.generation, cfg.rollouts, 0), self.max_steps).mean(axis=1)
+                                      self._generation_seeds(), self.max_steps).mean(axis=1)
             self.es.tell(candidates, (-fitness).tolist())
             elapsed = time.perf_counter() - start
             self.generation += 1
@@ -210,7 +249,8 @@ class CMAESTrainer:
                 "dream_steps_per_s": self.env.num_envs * self.max_steps / elapsed,
             }
             if self.generation % cfg.eval_every == 0 or self.generation == cfg.generations:
-                best = np.asarray(candidates[int(fitness.argmax())])
+                # the paper scores CMA-ES's mean: the luckiest candidate's score is biased upwards
+                best = self.es.mean.copy() if cfg.eval_candidate == "mean" else np.asarray(candidates[int(fitness.argmax())])
                 mean, std = self.evaluate(best, cfg.eval_rollouts, self.generation)
                 row.update(eval_mean=mean, eval_std=std)
                 if mean > self.best_eval:
@@ -218,8 +258,11 @@ class CMAESTrainer:
                     self.controller.set_flat(best)
                     self.controller.config.summary = {
                         "dream_score": f"{mean:.1f} ± {std:.1f} over {cfg.eval_rollouts} dreams",
-                        "generation": self.generation, "temperature": self.env.temperature,
-                        "population": cfg.population, "rollouts": cfg.rollouts,
+                        "generation": self.generation, "population": cfg.population, "rollouts": cfg.rollouts,
+                        "temperature": (self.env.model.config.default_temperature if cfg.temperature is None
+                                        else cfg.temperature) if cfg.temperature_range is None
+                        else f"uniform in {list(cfg.temperature_range)} per episode",
+                        "scored": "CMA-ES mean" if cfg.eval_candidate == "mean" else "generation's best",
                     }
                     self.controller.save_pretrained(self.out / "controller")
             self.history.append(row)

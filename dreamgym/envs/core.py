@@ -4,7 +4,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import fields, replace
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -13,10 +14,10 @@ from gymnasium import spaces
 from dreamgym import rng
 from dreamgym.envs.render import STATE_RENDERERS, state_bars
 from dreamgym.errors import ConfigError, NumericalError
-from dreamgym.models.world_model import WorldModel, check_temperature
+from dreamgym.models.world_model import DreamOptions, WorldModel, check_temperature
 from dreamgym.spaces import ActionAdapter
 
-OBS_TYPES = ("latent", "z", "pixels")
+OBS_TYPES = ("latent", "zch", "z", "pixels")
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -26,6 +27,10 @@ def observation_space(model: WorldModel, obs_type: str) -> spaces.Box:
         z, h = model.z_dim, model.hidden_size
         low = np.concatenate([np.full(z, -np.inf), np.full(h, -1.0)]).astype(np.float32)
         return spaces.Box(low, -low, dtype=np.float32)
+    if obs_type == "zch":  # the paper's Doom controller input: z, the LSTM cell c (unbounded) and h
+        z, h = model.z_dim, model.hidden_size
+        low = np.concatenate([np.full(z + h, -np.inf), np.full(h, -1.0)]).astype(np.float32)
+        return spaces.Box(low, np.concatenate([np.full(z + h, np.inf), np.ones(h)]).astype(np.float32), dtype=np.float32)
     if obs_type == "z":
         return spaces.Box(-np.inf, np.inf, (model.z_dim,), np.float32)
     if obs_type == "pixels":
@@ -47,9 +52,10 @@ class DreamBatch:
     """
 
     def __init__(self, model: WorldModel, num_envs: int, obs_type: str, device: torch.device,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", options: dict[str, Any] | None = None) -> None:
         if dtype not in COMPUTE_DTYPES:
             raise ConfigError(f"dtype must be one of {sorted(COMPUTE_DTYPES)}, got {dtype!r}.")
+        self.options = dream_options(model, options)
         self.compute_dtype = COMPUTE_DTYPES[dtype]
         self.model = model
         self.num_envs = num_envs
@@ -66,6 +72,18 @@ class DreamBatch:
         self.tau = torch.full((num_envs,), model.config.default_temperature, device=device)
         self.last_done_prob = torch.zeros(num_envs, device=device)
         self.threshold = model.config.heads.done_threshold
+        # ensembles and dropout masks: every member's memory (K, b, H); agents see member 0's (self.h)
+        self.num_members = model.num_members
+        self.keep = 1.0 - model.config.memory.dropout
+        self.masked = self.keep < 1.0 and self.options.dropout_masks
+        self.members = self.num_members > 1 or self.masked
+        if self.members:
+            self.h_all = torch.zeros(self.num_members, num_envs, h, device=device)
+            self.c_all = torch.zeros(self.num_members, num_envs, h, device=device)
+            self.h, self.c = self.h_all[0], self.c_all[0]
+        self.member = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self.mask = torch.ones(num_envs, h, device=device) if self.masked else None
+        self.disagreement = torch.zeros(num_envs, device=device)
 
     # ----- temperature ---------------------------------------------------------------------
     def set_temperature(self, value: Any, index: Sequence[int] | None = None) -> None:
@@ -91,35 +109,71 @@ class DreamBatch:
 
     # ----- dynamics --------------------------------------------------------------------------
     @torch.no_grad()
-    def reset_envs(self, index: np.ndarray, start: np.ndarray, keys: np.ndarray) -> None:
-        """Put envs ``index`` at stored start states ``start`` with fresh noise ``keys``."""
+    def reset_envs(self, index: np.ndarray, draws: Sequence["EpisodeDraw"]) -> None:
+        """Put envs ``index`` at their drawn start states, with fresh noise keys, members and taus."""
         idx = torch.as_tensor(index, dtype=torch.long, device=self.device)
-        z, h, c = self.model.initial_state(torch.as_tensor(start, dtype=torch.long, device=self.model.start_z.device))
-        self.z[idx], self.h[idx], self.c[idx] = z.to(self.device), h.to(self.device), c.to(self.device)
-        self.keys[idx] = torch.as_tensor(keys, dtype=torch.int64, device=self.device)
+        start = torch.as_tensor([d.start for d in draws], dtype=torch.long, device=self.model.start_z.device)
+        z, h, c = self.model.initial_state(start)
+        self.z[idx] = z.to(self.device)
+        if self.members:  # start states hold member 0's memory; every member starts from the same one
+            self.h_all[:, idx], self.c_all[:, idx] = h.to(self.device), c.to(self.device)
+        else:
+            self.h[idx], self.c[idx] = h.to(self.device), c.to(self.device)
+        keys = torch.as_tensor([d.key for d in draws], dtype=torch.int64, device=self.device)
+        self.keys[idx] = keys
         self.t[idx] = 0
         self.last_done_prob[idx] = 0.0
+        self.disagreement[idx] = 0.0
+        self.member[idx] = torch.as_tensor([d.member for d in draws], dtype=torch.long, device=self.device)
+        taus = [(i, d.tau) for i, d in zip(index.tolist(), draws) if d.tau is not None]
+        if taus:
+            self.tau[torch.as_tensor([i for i, _ in taus], device=self.device)] = torch.tensor(
+                [t for _, t in taus], dtype=torch.float32, device=self.device)
+        if self.mask is not None:
+            self.mask[idx] = dropout_mask(keys, self.model.hidden_size, self.keep)
 
     @torch.no_grad()
     def set_state(self, index: int, z: torch.Tensor) -> None:
         """Put env ``index`` at latent ``z`` with a fresh memory (h = c = 0), as a real episode starts."""
         self.z[index] = z.to(self.device)
-        self.h[index] = 0.0
-        self.c[index] = 0.0
+        if self.members:
+            self.h_all[:, index] = 0.0
+            self.c_all[:, index] = 0.0
+        else:
+            self.h[index] = 0.0
+            self.c[index] = 0.0
 
     @torch.no_grad()
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Advance every env by one M action vector each (b, a) -> reward (b,), terminated (b,) bool."""
         u, eps = rng.uniform_and_normal(self.keys, self.t, self.model.z_dim)
-        z, h, c, reward, p_done = self.model.imagine_step(self.z, self.h, self.c, action, self.tau, u, eps,
-                                                          self.compute_dtype)
-        if not bool(torch.isfinite(z).all() & torch.isfinite(reward).all()):
-            bad = (~torch.isfinite(z).all(dim=-1) | ~torch.isfinite(reward)).nonzero()[:, 0].tolist()
-            raise numerical_error(bad, self.tau[bad].tolist())
+        if self.members:
+            z, h_all, c_all, reward, p_done, disagreement = self.model.imagine_step_members(
+                self.z, self.h_all, self.c_all, action, self.member, self.mask, self.tau, u, eps, self.compute_dtype)
+            h, c = h_all[0], c_all[0]
+        else:
+            z, h, c, reward, p_done = self.model.imagine_step(self.z, self.h, self.c, action, self.tau, u, eps,
+                                                              self.compute_dtype)
+        # one reduction checks z, the reward and p(done) for NaN/inf (a NaN p(done) would never terminate)
+        if not bool(torch.isfinite(z.sum(dim=-1) + reward + p_done).all()):
+            bad = (~torch.isfinite(z).all(dim=-1) | ~torch.isfinite(reward) | ~torch.isfinite(p_done)).nonzero()[:, 0]
+            raise numerical_error(bad.tolist(), self.tau[bad].tolist())
+        if self.members:
+            self.h_all, self.c_all = h_all, c_all
         self.z, self.h, self.c = z, h, c
         self.t += 1
         self.last_done_prob = p_done
-        return reward, p_done > self.threshold
+        terminated = p_done > self.threshold
+        if self.num_members > 1:
+            self.disagreement = disagreement
+            opts = self.options
+            if opts.disagreement_penalty:
+                reward = reward - opts.disagreement_penalty * disagreement
+            if opts.halt_threshold is not None:
+                halt = disagreement > opts.halt_threshold
+                reward = torch.where(halt, torch.full_like(reward, opts.halt_penalty), reward)
+                terminated = terminated | halt
+        return reward, terminated
 
     # ----- observations ----------------------------------------------------------------------
     @torch.no_grad()
@@ -127,6 +181,8 @@ class DreamBatch:
         """Fresh (b, *obs_shape) arrays of every env's current observation."""
         if self.obs_type == "latent":
             return torch.cat([self.z, self.h], dim=-1).cpu().numpy()
+        if self.obs_type == "zch":
+            return torch.cat([self.z, self.c, self.h], dim=-1).cpu().numpy()
         if self.obs_type == "z":
             return self.z.cpu().numpy().copy()
         return self.model.decode(self.z.to(self.model.start_z.device)).cpu().numpy()
@@ -153,6 +209,57 @@ def numerical_error(envs: list[int], temperatures: list[float]) -> NumericalErro
     )
 
 
-def draw_start(rng_: np.random.Generator, num_start_states: int) -> tuple[int, int]:
-    """A start-state index and a noise key for a new episode, from an env's seeded generator."""
-    return int(rng_.integers(num_start_states)), int(rng_.integers(0, 2**63 - 1, dtype=np.int64))
+class EpisodeDraw(NamedTuple):
+    """What a dream episode draws at reset: start state, noise key, ensemble member, tau (None: kept)."""
+
+    start: int
+    key: int
+    member: int = 0
+    tau: float | None = None
+
+
+def draw_episode(rng_: np.random.Generator, model: WorldModel, options: DreamOptions) -> EpisodeDraw:
+    """A new episode's draws, from an env's seeded generator.
+
+    The start state and key come first, as they always have, so a dream without an ensemble or a
+    temperature range follows the same trajectories as before these options existed.
+    """
+    start = int(rng_.integers(model.config.num_start_states))
+    key = int(rng_.integers(0, 2**63 - 1, dtype=np.int64))
+    member = int(rng_.integers(model.num_members)) if model.num_members > 1 and options.ensemble_draw else 0
+    tau = None
+    if options.temperature_range is not None:
+        low, high = options.temperature_range
+        tau = float(rng_.uniform(low, high))
+    return EpisodeDraw(start, key, member, tau)
+
+
+def dropout_mask(keys: torch.Tensor, width: int, keep: float) -> torch.Tensor:
+    """(b,) noise keys -> (b, width) inverted-dropout masks (0 or 1/keep), from the key's own stream
+    (step -1, which no dream step uses): the same key gives the same mask in every env and path."""
+    u, _ = rng.uniform_and_normal(keys, torch.full_like(keys, -1), width)
+    return (u < keep).float() / keep
+
+
+DREAM_OPTION_NAMES = tuple(f.name for f in fields(DreamOptions))
+
+
+def dream_options(model: WorldModel, overrides: dict[str, Any] | None) -> DreamOptions:
+    """The model's recorded dream options with ``gym.make`` keyword arguments (not None) on top."""
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    unknown = sorted(set(given) - set(DREAM_OPTION_NAMES))
+    if unknown:
+        raise ConfigError(f"Unknown dream option(s) {unknown}; expected some of {list(DREAM_OPTION_NAMES)}.")
+    if "temperature_range" in given:
+        given["temperature_range"] = list(np.asarray(given["temperature_range"], dtype=object).reshape(-1))
+    opts = replace(model.config.dream, **given)
+    try:
+        opts.validate()
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    if model.num_members == 1 and (opts.disagreement_penalty or opts.halt_threshold is not None):
+        raise ConfigError(
+            "disagreement_penalty and halt_threshold need a world model trained as an ensemble "
+            f"(memory.ensemble > 1); this one has {model.num_members} member. Train one with `dreamgym train --ensemble 5`."
+        )
+    return opts

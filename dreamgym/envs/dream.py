@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamgym.envs.core import DreamBatch, draw_start, numerical_error
+from dreamgym.envs.core import DreamBatch, draw_episode, numerical_error
 from dreamgym.envs.lean import LeanDream
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
@@ -27,7 +27,8 @@ class DreamEnv(gym.Env):
     discrete actions raise :class:`~dreamgym.errors.InvalidActionError`.
 
     ## Observation Space
-    ``obs_type="latent"`` (default): z‖h float32, the paper's controller input; ``"z"``: z only;
+    ``obs_type="latent"`` (default): z‖h float32, the paper's controller input; ``"zch"``: z‖c‖h
+    (the paper's Doom controller input, with the LSTM cell c); ``"z"``: z only;
     ``"pixels"``: the decoded 64×64×3 uint8 frame (frame models only), for CnnPolicy.
     ``render()`` shows the decoded frame; a state-vector dream is drawn by its real env's renderer
     where dreamgym knows how (Pendulum-v1), else as a bar chart of the state.
@@ -44,7 +45,14 @@ class DreamEnv(gym.Env):
     :param revision: Hub revision when ``model`` is a Hub id.
     :param temperature: tau >= 0 (None: the model's default); ``env.unwrapped.temperature = 1.3``
         changes it while running. tau = 0 is deterministic.
-    :param obs_type: ``"latent"``, ``"z"`` or ``"pixels"``.
+    :param obs_type: ``"latent"``, ``"zch"``, ``"z"`` or ``"pixels"``.
+    :param temperature_range: ``(low, high)``: each episode draws its tau uniformly from it at reset.
+    :param disagreement_penalty: ensembles: reward - lambda * disagreement (MOPO's pessimism).
+    :param halt_threshold: ensembles: terminate once the disagreement exceeds it (MOReL's HALT),
+        paying ``halt_penalty`` on that step.
+    :param ensemble_draw: ensembles: each episode follows one member drawn at reset (default True).
+    :param dropout_masks: dropout-trained models: a fresh dropout mask per episode (default True).
+        Every option's default is the model's ``config.json`` ``dream`` section.
     :param render_mode: ``"rgb_array"`` (the decoded dream frame) or ``"human"`` (a window).
     :param device: torch device.
     :param dtype: ``"float32"`` (default) or ``"bfloat16"``: M's matmuls in bfloat16, several times
@@ -76,18 +84,29 @@ class DreamEnv(gym.Env):
         dream_id: str | None = None,
         dtype: str = "float32",
         fast: bool = True,
+        temperature_range: Sequence[float] | None = None,
+        disagreement_penalty: float | None = None,
+        halt_threshold: float | None = None,
+        halt_penalty: float | None = None,
+        ensemble_draw: bool | None = None,
+        dropout_masks: bool | None = None,
     ) -> None:
         if render_mode not in (None, "rgb_array", "human"):
             raise ConfigError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}.")
         self.device = torch.device(device)
         self.model = resolve_model(model, revision, self.device, dream_id=dream_id).eval()
         cfg = self.model.config
-        self._batch = DreamBatch(self.model, 1, obs_type, self.device, dtype)
-        # one env on the CPU: the numpy step, same results without torch's per-op overhead
-        lean = fast and self.device.type == "cpu" and dtype == "float32" and obs_type != "pixels"
+        options = dict(temperature_range=temperature_range, disagreement_penalty=disagreement_penalty,
+                       halt_threshold=halt_threshold, halt_penalty=halt_penalty, ensemble_draw=ensemble_draw,
+                       dropout_masks=dropout_masks)
+        self._batch = DreamBatch(self.model, 1, obs_type, self.device, dtype, options)
+        # one env on the CPU: the numpy step, same results without torch's per-op overhead (one member only)
+        lean = (fast and self.device.type == "cpu" and dtype == "float32" and obs_type != "pixels"
+                and self.model.num_members == 1)
         self._lean = LeanDream(self.model) if lean else None
         self._state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # lean: (z, h, c)
         self._key, self._t, self._tau = 0, 0, float(cfg.default_temperature)
+        self._mask: np.ndarray | None = None  # lean: this episode's dropout mask
         self.temperature = cfg.default_temperature if temperature is None else temperature
         self.obs_type = obs_type
         self.render_mode = render_mode
@@ -115,23 +134,38 @@ class DreamEnv(gym.Env):
         ``start_latent`` (z of shape (z_dim,), e.g. ``real_obs[:z_dim]`` of the real twin) starts the
         dream where a real episode starts (h = c = 0), so dream and reality can be compared step by step.
         """
-        super().reset(seed=seed)
-        start, key = draw_start(self.np_random, self.model.config.num_start_states)
-        self._batch.reset_envs(np.array([0]), np.array([start]), np.array([key], dtype=np.int64))
-        if options and options.get("start_latent") is not None:
-            z = np.asarray(options["start_latent"], dtype=np.float32)
+        z = None
+        if options and options.get("start_latent") is not None:  # checked before anything changes
+            try:
+                z = np.asarray(options["start_latent"], dtype=np.float32)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"options['start_latent'] must be {self.model.z_dim} finite floats, got "
+                                 f"{options['start_latent']!r}.") from e
             if z.shape != (self.model.z_dim,) or not np.isfinite(z).all():
                 raise ValueError(f"options['start_latent'] must be {self.model.z_dim} finite floats, got {z!r}.")
+        super().reset(seed=seed)
+        draw = draw_episode(self.np_random, self.model, self._batch.options)
+        self._batch.reset_envs(np.array([0]), [draw])
+        start = draw.start
+        if z is not None:
             self._batch.set_state(0, torch.as_tensor(z))
             start = -1
         self._was_reset = True
+        if draw.tau is not None:
+            self._tau = draw.tau
         if self._lean is not None:
             b = self._batch
             self._state = (b.z[0].cpu().numpy().copy(), b.h[0].cpu().numpy().copy(), b.c[0].cpu().numpy().copy())
             self._key, self._t = int(b.keys[0]), 0
+            self._mask = None if b.mask is None else b.mask[0].cpu().numpy()
         if self.render_mode == "human":
             self.render()
-        return self._batch.observations()[0], {"start_state": start, "model_source": dict(self.model.source)}
+        info = {"start_state": start, "model_source": dict(self.model.source)}
+        if self.model.num_members > 1:
+            info["member"] = draw.member
+        if draw.tau is not None:
+            info["temperature"] = draw.tau
+        return self._batch.observations()[0], info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self._was_reset:
@@ -142,6 +176,8 @@ class DreamEnv(gym.Env):
         reward, terminated = batch.step(batch.adapter.single(action))
         obs = batch.observations()[0]
         info = {"done_prob": float(batch.last_done_prob[0])}
+        if batch.num_members > 1:
+            info["disagreement"] = float(batch.disagreement[0])
         if self.render_mode == "human":
             self.render()
         return obs, float(reward[0]), bool(terminated[0]), False, info
@@ -149,13 +185,18 @@ class DreamEnv(gym.Env):
     def _lean_step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         assert self._lean is not None and self._state is not None
         a = self._batch.adapter.single_numpy(action)
-        z, h, c, reward, p_done = self._lean.step(*self._state, a, self._tau, self._key, self._t)
-        if not math.isfinite(float(z.sum()) + reward):  # one check for NaN/inf anywhere in z or the reward
+        z, h, c, reward, p_done = self._lean.step(*self._state, a, self._tau, self._key, self._t, self._mask)
+        if not math.isfinite(float(z.sum()) + reward + p_done):  # one check for NaN/inf in z, reward, p(done)
             raise numerical_error([0], [self._tau])
         self._state, self._t = (z, h, c), self._t + 1
         if self.render_mode == "human":
             self.render()
-        obs = np.concatenate([z, h]) if self.obs_type == "latent" else z.copy()
+        if self.obs_type == "latent":
+            obs = np.concatenate([z, h])
+        elif self.obs_type == "zch":
+            obs = np.concatenate([z, c, h])
+        else:
+            obs = z.copy()
         return obs, reward, bool(p_done > self._batch.threshold), False, {"done_prob": p_done}
 
     def _sync(self) -> None:

@@ -10,7 +10,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dreamgym.envs.core import DreamBatch, draw_start
+from dreamgym.envs.core import DreamBatch, draw_episode
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
 from dreamgym.hub import resolve_model
@@ -44,7 +44,10 @@ class DreamVectorEnv(VectorEnv):
     :param revision: Hub revision (branch, tag or commit) when ``model`` is a Hub id.
     :param temperature: tau >= 0; None uses the model's default. Settable later with
         ``env.temperature = ...`` or ``set_attr("temperature", ...)`` (one value or one per env).
-    :param obs_type: ``"latent"``, ``"z"`` or ``"pixels"``.
+    :param obs_type: ``"latent"``, ``"zch"`` (z‖c‖h), ``"z"`` or ``"pixels"``.
+    :param temperature_range, disagreement_penalty, halt_threshold, halt_penalty, ensemble_draw,
+        dropout_masks: the dream's options against exploitation, as in :class:`DreamEnv`; with an
+        ensemble, ``info["disagreement"]`` holds each env's disagreement of the step.
     :param max_episode_steps: truncate after this many steps (None: the model's time limit).
     :param render_mode: ``"rgb_array"`` or ``"human"``.
     :param device: torch device of the batch (``"cpu"``, ``"cuda"``).
@@ -77,6 +80,12 @@ class DreamVectorEnv(VectorEnv):
         autoreset_mode: str | AutoresetMode = AutoresetMode.SAME_STEP,
         dream_id: str | None = None,
         dtype: str = "float32",
+        temperature_range: Sequence[float] | None = None,
+        disagreement_penalty: float | None = None,
+        halt_threshold: float | None = None,
+        halt_penalty: float | None = None,
+        ensemble_draw: bool | None = None,
+        dropout_masks: bool | None = None,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}.")
@@ -92,7 +101,10 @@ class DreamVectorEnv(VectorEnv):
         self.max_episode_steps = int(max_episode_steps if max_episode_steps is not None else cfg.max_episode_steps)
         if self.max_episode_steps < 1:
             raise ConfigError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
-        self._batch = DreamBatch(self.model, self.num_envs, obs_type, self.device, dtype)
+        options = dict(temperature_range=temperature_range, disagreement_penalty=disagreement_penalty,
+                       halt_threshold=halt_threshold, halt_penalty=halt_penalty, ensemble_draw=ensemble_draw,
+                       dropout_masks=dropout_masks)
+        self._batch = DreamBatch(self.model, self.num_envs, obs_type, self.device, dtype, options)
         self.temperature = cfg.default_temperature if temperature is None else temperature
         self.obs_type = obs_type
         self.render_mode = render_mode
@@ -164,6 +176,9 @@ class DreamVectorEnv(VectorEnv):
         terminated = terminated_t.cpu().numpy()
         truncated = truncated_t.cpu().numpy() & ~terminated
         infos: dict[str, Any] = {}
+        if batch.num_members > 1:  # how far the ensemble's members disagree on this step's prediction
+            infos["disagreement"] = batch.disagreement.cpu().numpy().astype(np.float64)
+            infos["_disagreement"] = np.ones(self.num_envs, dtype=bool)
         pending = self._needs_reset
         if pending.any():  # NextStep mode: envs that ended last step start over now, ignoring the action
             self._reset_envs(np.flatnonzero(pending))
@@ -184,8 +199,8 @@ class DreamVectorEnv(VectorEnv):
         if len(index) == 0:
             return
         assert self._rngs is not None
-        draws = [draw_start(self._rngs[i], self.model.config.num_start_states) for i in index]
-        self._batch.reset_envs(index, np.array([d[0] for d in draws]), np.array([d[1] for d in draws], dtype=np.int64))
+        draws = [draw_episode(self._rngs[i], self.model, self._batch.options) for i in index]
+        self._batch.reset_envs(index, draws)
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """rgb_array: a tuple of one (64, 64, 3) decoded frame per env; human: env 0 in a window."""

@@ -113,8 +113,9 @@ class LeanDream:
             self._block_key, self._block_t0, i = key, t, 0
         return self._block[0][i], self._block[1][i]
 
-    def step(self, z: np.ndarray, h: np.ndarray, c: np.ndarray, action: np.ndarray, tau: float, key: int, t: int
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+    def step(self, z: np.ndarray, h: np.ndarray, c: np.ndarray, action: np.ndarray, tau: float, key: int, t: int,
+             mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
+        """One step; ``mask`` (H,) is the episode's dropout mask on M's output (None: none)."""
         if self._version() != self._key:
             self._refresh()
         zd, hd, k = self.z_dim, self.hidden, self.k
@@ -124,7 +125,8 @@ class LeanDream:
         sig = _sigmoid(gates[: 3 * hd])
         c = sig[hd : 2 * hd] * c + sig[:hd] * np.tanh(gates[3 * hd :])
         h = sig[2 * hd :] * np.tanh(c)
-        full = h @ self.w_out + self.b_out
+        hm = h if mask is None else h * mask
+        full = hm @ self.w_out + self.b_out
         out = full[: 3 * k * zd].reshape(3, k, zd)  # (3 k z) -> 3 k z
         logits, mu, log_sigma = out[0], out[1], np.clip(out[2], -7.0, 5.0)
         if tau > 0:
@@ -140,11 +142,11 @@ class LeanDream:
         if self.reward is None:
             reward = float(heads.constant_reward)
         else:
-            reward = extra["reward"] if "reward" in extra else _apply(self.reward, h)
+            reward = extra["reward"] if "reward" in extra else _apply(self.reward, hm)
         if self.termination is None:
             p_done = 0.0
         else:
-            logit = extra["termination"] if "termination" in extra else _apply(self.termination, h)
+            logit = extra["termination"] if "termination" in extra else _apply(self.termination, hm)
             p_done = float(1.0 / (1.0 + np.exp(-logit)))
         return z.astype(np.float32, copy=False), h.astype(np.float32, copy=False), c.astype(np.float32, copy=False), \
             reward, p_done

@@ -34,10 +34,12 @@ class RealTwin(gym.Wrapper):
     ``info["real_obs"]`` holds the untouched real observation.
     """
 
-    def __init__(self, env: gym.Env, model: WorldModel, obs_type: str = "latent") -> None:
+    def __init__(self, env: gym.Env, model: WorldModel, obs_type: str = "latent", sample_z: bool = False) -> None:
         super().__init__(env)
         self.model = model
         self.obs_type = obs_type
+        self.sample_z = sample_z
+        self._noise = np.random.default_rng()
         self.device = model.start_z.device
         self.observation_space = observation_space(model, obs_type)
         self.action_space = model.action_space
@@ -60,13 +62,17 @@ class RealTwin(gym.Wrapper):
     def _observation(self) -> np.ndarray:
         if self.obs_type == "latent":
             return torch.cat([self._z, self._h], dim=-1)[0].cpu().numpy()
+        if self.obs_type == "zch":
+            return torch.cat([self._z, self._c, self._h], dim=-1)[0].cpu().numpy()
         if self.obs_type == "z":
             return self._z[0].cpu().numpy().copy()
         return self.model.decode(self._z)[0].cpu().numpy()
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
-        self._z = self.model.encode(_batch1(obs))
+        if seed is not None:  # z's posterior noise is seeded with the episode
+            self._noise = np.random.default_rng([int(seed), 0x5A])
+        self._z = self._encode(obs)
         self._h.zero_()
         self._c.zero_()
         for _ in range(self.model.config.burn_in_steps):  # as the stored start states were recorded
@@ -84,8 +90,19 @@ class RealTwin(gym.Wrapper):
             real_action = a[0].cpu().numpy().reshape(self.action_space.shape).astype(self.action_space.dtype)
         obs, reward, terminated, truncated, info = self.env.step(real_action)
         self._h, self._c = self.model.observe_step(self._z, self._h, self._c, a)
-        self._z = self.model.encode(_batch1(obs))
+        self._z = self._encode(obs)
         return obs, float(reward), bool(terminated), bool(truncated), info
+
+    def _encode(self, obs: Any) -> torch.Tensor:
+        """V's posterior mean of a real observation, or a sample from the posterior (``sample_z``, the paper's Doom)."""
+        if not self.sample_z:
+            return self.model.encode(_batch1(obs))
+        with torch.no_grad():
+            mu, logvar = self.model.vision.encode(self.model.prepare(_batch1(obs)))
+        if logvar is None:  # state coders have no posterior noise
+            return mu
+        eps = torch.as_tensor(self._noise.standard_normal(mu.shape), dtype=mu.dtype, device=mu.device)
+        return mu + torch.exp(0.5 * logvar) * eps
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self._real_step(action)
@@ -100,6 +117,7 @@ def make_real(
     obs_type: str = "latent",
     render_mode: str | None = None,
     device: str | torch.device = "cpu",
+    sample_z: bool = False,
     **env_kwargs: Any,
 ) -> RealTwin:
     """The real env of a dream, with the dream's observation and action spaces and time limit.
@@ -108,7 +126,9 @@ def make_real(
         a WorldModel, or a checkpoint directory / Hub id.
     :param model: with a Dream id, the world model to see through (default: the shipped one).
     :param revision: Hub revision when the model is a Hub id.
-    :param obs_type: ``"latent"``, ``"z"`` or ``"pixels"``, as in the dream.
+    :param obs_type: ``"latent"``, ``"zch"``, ``"z"`` or ``"pixels"``, as in the dream.
+    :param sample_z: z drawn from V's posterior (the paper's Doom setup) instead of its mean; the
+        draws are seeded by ``reset(seed=...)``.
     :param render_mode: passed to the real env (``"human"`` to watch reality).
     :param env_kwargs: extra kwargs for the real env (merged over the model's ``env_kwargs``).
 
@@ -131,4 +151,4 @@ def make_real(
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
     env = make_real_env(cfg.env_id, max_episode_steps=cfg.max_episode_steps + cfg.burn_in_steps, **kwargs)
-    return RealTwin(env, wm, obs_type)
+    return RealTwin(env, wm, obs_type, sample_z=sample_z)

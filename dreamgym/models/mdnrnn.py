@@ -23,16 +23,26 @@ class MemoryConfig:
 
     :param hidden_size: LSTM units (the paper: 256 for CarRacing, 512 for Doom).
     :param n_mixtures: Gaussians per latent dimension (the paper: 5).
+    :param ensemble: members of M (each with its own heads), trained on bootstrap resamples; a dream
+        draws one member per episode (ME-TRPO) and reports how far they disagree. 1: a single M.
+    :param dropout: dropout on M's output before the mixture and the heads, in training; a dream
+        draws a fresh mask per episode (Wellmer & Kwok, *Dropout's Dream Land*). 0: none.
     """
 
     hidden_size: int = 256
     n_mixtures: int = 5
+    ensemble: int = 1
+    dropout: float = 0.0
 
     def validate(self) -> None:
         if self.hidden_size <= 0 or self.n_mixtures <= 0:
             raise ConfigError(
                 f"memory.hidden_size and memory.n_mixtures must be positive, got {self.hidden_size}, {self.n_mixtures}."
             )
+        if not 1 <= self.ensemble <= 64:
+            raise ConfigError(f"memory.ensemble must be in 1..64 (members of M), got {self.ensemble}.")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"memory.dropout must be in [0, 1), got {self.dropout}.")
 
 
 class MDNRNN(nn.Module):

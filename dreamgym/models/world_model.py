@@ -16,6 +16,7 @@ import huggingface_hub.constants
 import torch
 from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+import torch.nn.functional as F
 from torch import nn
 
 from dreamgym.checkpoint import (
@@ -39,6 +40,49 @@ FORMAT_VERSION = 1
 
 
 @dataclass
+class DreamOptions:
+    """How a dream resists being exploited; each is also a ``gym.make`` keyword argument.
+
+    :param temperature_range: ``[low, high]``: each dream episode draws its tau uniformly from this
+        range at reset (domain randomisation over the paper's temperature); None: a fixed tau.
+    :param disagreement_penalty: lambda of MOPO's pessimism, reward - lambda * disagreement (ensembles).
+    :param halt_threshold: MOReL's HALT: an episode ends (``terminated``) once the ensemble's
+        disagreement exceeds this; None: never.
+    :param halt_penalty: the reward of the step that HALTs (MOReL: a large negative number).
+    :param ensemble_draw: with an ensemble, each episode's dynamics come from one member drawn at
+        reset (ME-TRPO); False: always member 0. Agents always see member 0's memory h.
+    :param dropout_masks: with a model trained with dropout, each episode draws a fresh dropout
+        mask on M's output (*Dropout's Dream Land*); False: no mask.
+    """
+
+    temperature_range: list[float] | None = None
+    disagreement_penalty: float = 0.0
+    halt_threshold: float | None = None
+    halt_penalty: float = 0.0
+    ensemble_draw: bool = True
+    dropout_masks: bool = True
+
+    def validate(self) -> None:
+        if self.temperature_range is not None:
+            r = self.temperature_range
+            if not isinstance(r, (list, tuple)) or len(r) != 2:
+                raise ConfigError(f"temperature_range must be [low, high], got {r!r}.")
+            low, high = (check_temperature(x) for x in r)
+            if low > high:
+                raise ConfigError(f"temperature_range must have low <= high, got {list(r)}.")
+            self.temperature_range = [low, high]
+        for name in ("disagreement_penalty", "halt_penalty"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"{name} must be a finite number, got {v!r}.")
+        if self.disagreement_penalty < 0:
+            raise ConfigError(f"disagreement_penalty must be >= 0, got {self.disagreement_penalty}.")
+        t = self.halt_threshold
+        if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0 or not math.isfinite(t)):
+            raise ConfigError(f"halt_threshold must be a finite number > 0 or None, got {t!r}.")
+
+
+@dataclass
 class WorldModelConfig:
     """Everything needed to rebuild a world model and its dream; this is what config.json holds.
 
@@ -57,6 +101,8 @@ class WorldModelConfig:
         burns in the same number of steps with the neutral action.
     :param num_start_states: how many (z, h, c) start states the checkpoint stores.
     :param storage_dtype: ``"float32"`` or ``"float16"`` on disk (always float32 in memory).
+    :param dream: the dream's defaults against exploitation (temperature range, ensemble pessimism,
+        HALT, dropout masks); ``gym.make`` keyword arguments override them.
     :param summary: data, training and fidelity numbers, written into the model card.
     :param format_version: the checkpoint format; newer formats are refused.
     """
@@ -76,6 +122,7 @@ class WorldModelConfig:
     burn_in_steps: int = 0
     num_start_states: int = 1
     storage_dtype: str = "float32"
+    dream: "DreamOptions" = field(default_factory=lambda: DreamOptions())
     summary: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
@@ -95,7 +142,7 @@ class WorldModelConfig:
         if not isinstance(d, dict):
             raise CheckpointError(f"Expected config.json to hold a JSON object, got {type(d).__name__}.")
         check_format_version(d, FORMAT_VERSION)
-        nested = {"vision": VisionConfig, "memory": MemoryConfig, "heads": HeadsConfig}
+        nested = {"vision": VisionConfig, "memory": MemoryConfig, "heads": HeadsConfig, "dream": DreamOptions}
         kwargs = strict_fields(cls, d, "config.json")
         for name, sub in nested.items():
             if name in kwargs:
@@ -106,6 +153,7 @@ class WorldModelConfig:
         self.vision.validate()
         self.memory.validate()
         self.heads.validate()
+        self.dream.validate()
         space_from_dict(self.action_space)
         if self.storage_dtype not in ("float32", "float16"):
             raise ConfigError(f"storage_dtype must be 'float32' or 'float16', got {self.storage_dtype!r}.")
@@ -160,6 +208,12 @@ class WorldModel(
         self.vision = build_vision(config.vision)
         self.memory = MDNRNN(config.memory, self.z_dim, self.action_dim)
         self.heads = Heads(config.heads, self.hidden_size)
+        # members 1..K-1 of an ensemble (member 0 is memory + heads above, so single models keep their keys)
+        self.ensemble = nn.ModuleList(
+            nn.ModuleDict({"memory": MDNRNN(config.memory, self.z_dim, self.action_dim),
+                           "heads": Heads(config.heads, self.hidden_size)})
+            for _ in range(config.memory.ensemble - 1)
+        )
         self.source: dict[str, str] = {}  # where it was loaded from: a path, or repo_id + revision + commit
         n = config.num_start_states
         self.register_buffer("start_z", torch.zeros(n, self.z_dim))
@@ -195,6 +249,80 @@ class WorldModel(
         reward, done_logit = self.heads(h)
         return z, h, c, reward, torch.sigmoid(done_logit)
 
+    @property
+    def num_members(self) -> int:
+        """Members of M's ensemble (1 for a single M)."""
+        return 1 + len(self.ensemble)
+
+    def member(self, i: int) -> tuple[MDNRNN, Heads]:
+        """Member i's M and heads; member 0 is ``memory`` and ``heads``."""
+        if i == 0:
+            return self.memory, self.heads
+        m = self.ensemble[i - 1]
+        return m["memory"], m["heads"]
+
+    def _stacked(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every member's fused LSTM weight (K, z+a+H+1, 4H), mixture weight (K, H, 3kz) and bias (K, 1, 3kz),
+        rebuilt only when a weight changed."""
+        members = [self.member(i)[0] for i in range(self.num_members)]
+        params = tuple(p for m in members for p in (*m.lstm.parameters(), *m.mdn.parameters()))
+        cache = self.__dict__.setdefault("_stack_cache", {})
+        key = (dtype, *((p.data_ptr(), p._version, p.device) for p in params))
+        if cache.get("key") != key:
+            gates = torch.stack([m._fused_lstm_weight() for m in members]).to(dtype)
+            mdn_w = torch.stack([m.mdn.weight.t() for m in members]).to(dtype).contiguous()
+            mdn_b = torch.stack([m.mdn.bias for m in members])[:, None]
+            cache.update(key=key, value=(gates, mdn_w, mdn_b))
+        return cache["value"]
+
+    @torch.no_grad()
+    def imagine_step_members(
+        self,
+        z: torch.Tensor,
+        h: torch.Tensor,
+        c: torch.Tensor,
+        action: torch.Tensor,
+        member: torch.Tensor,
+        mask: torch.Tensor | None,
+        temperature: torch.Tensor,
+        u: torch.Tensor,
+        eps: torch.Tensor,
+        compute_dtype: torch.dtype = torch.float32,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One dream step of every ensemble member at once (two batched matmuls).
+
+        z (b, z), action (b, a); h, c (K, b, H): each member's own memory of the same history.
+        ``member`` (b,) picks whose prediction the dream follows; ``mask`` (b, H) or None multiplies
+        M's output before the mixture and heads (a dropout mask). Returns z' (b, z), h', c' (K, b, H),
+        reward (b,), p(done) (b,) and the disagreement (b,): the standard deviation across members of
+        the predicted next latent (mixture mean), root-mean-squared over its dimensions; 0 for one member.
+        """
+        k, b = h.shape[0], z.shape[0]
+        gates_w, mdn_w, mdn_b = self._stacked(compute_dtype)
+        ones = torch.ones(k, b, 1, dtype=z.dtype, device=z.device)
+        x = torch.cat([z.expand(k, -1, -1), action.expand(k, -1, -1), h, ones], dim=-1)  # K b (z+a+H+1)
+        gates = torch.bmm(x.to(compute_dtype), gates_w).float()  # K b 4H
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        hm = h if mask is None else h * mask
+        out = (torch.bmm(hm.to(compute_dtype), mdn_w).float() + mdn_b)
+        n_mix = self.config.memory.n_mixtures
+        out = out.view(k, b, 3, n_mix, self.z_dim)  # K b (3 k z) -> K b 3 k z
+        logits, mu, log_sigma = out.unbind(dim=2)
+        log_sigma = log_sigma.clamp(-7.0, 5.0)
+        rows = torch.arange(b, device=z.device)
+        z_next = sample_mixture(logits[member, rows], mu[member, rows], log_sigma[member, rows], temperature, u, eps)
+        rewards, logits_done = zip(*(self.member(j)[1](hm[j]) for j in range(k)))
+        reward = torch.stack(rewards)[member, rows]
+        p_done = torch.sigmoid(torch.stack(logits_done)[member, rows])
+        if k > 1:
+            mean = (torch.softmax(logits, dim=2) * mu).sum(dim=2)  # K b k z -> K b z
+            disagreement = mean.std(dim=0, unbiased=False).pow(2).mean(dim=-1).sqrt()
+        else:
+            disagreement = torch.zeros(b, device=z.device)
+        return z_next, h, c, reward, p_done, disagreement
+
     @torch.no_grad()
     def observe_step(
         self, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor, action: torch.Tensor
@@ -221,6 +349,14 @@ class WorldModel(
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (b, z) -> frames (b, 64, 64, 3) uint8, or states (b, obs_dim) float32."""
         x = self.vision.decode(z)
+        if not bool(torch.isfinite(x).all()):  # NaN frames would turn into silent uint8 garbage
+            from dreamgym.errors import NumericalError
+
+            raise NumericalError(
+                "V's decoder produced NaN/inf from latents of shape "
+                f"{tuple(z.shape)}; the checkpoint's vision weights or the latent are broken. "
+                "Check the checkpoint (WorldModel.from_pretrained validates it) or the start_latent you passed."
+            )
         if self.config.pixels:
             return (x * 255.0).round().clamp(0, 255).to(torch.uint8)
         return x
@@ -233,13 +369,25 @@ class WorldModel(
         ``terminated`` (b, t), ``mask`` (b, t) valid steps. Step t predicts z_{t+1}, r_t, done_t.
         """
         z, mask = batch["z"], batch["mask"].float()
-        out, _ = self.memory.sequence(z[:, :-1], batch["action"])
-        logits, mu, log_sigma = self.memory.mixture(out)
-        nll = mixture_nll(logits, mu, log_sigma, z[:, 1:]).mean(dim=-1)  # b t z -> b t
-        z_loss = (nll * mask).sum() / mask.sum().clamp(min=1)
-        head_loss, metrics = self.heads.loss(out, batch["reward"], batch["terminated"], mask)
-        loss = z_loss + head_loss
-        return loss, {"loss": loss.item(), "z_nll": z_loss.item(), **metrics}
+        k = self.num_members
+        total = z.new_zeros(())
+        logged: dict[str, float] = {}
+        for j in range(k):
+            memory, heads = self.member(j)
+            # an ensemble's members see bootstrap resamples: Poisson(1) weights per window (online bagging)
+            m = mask if k == 1 else mask * torch.poisson(torch.ones(z.shape[0], 1, device=z.device))
+            out, _ = memory.sequence(z[:, :-1], batch["action"])
+            if self.config.memory.dropout > 0:
+                out = F.dropout(out, self.config.memory.dropout, training=self.training)
+            logits, mu, log_sigma = memory.mixture(out)
+            nll = mixture_nll(logits, mu, log_sigma, z[:, 1:]).mean(dim=-1)  # b t z -> b t
+            z_loss = (nll * m).sum() / m.sum().clamp(min=1)
+            head_loss, metrics = heads.loss(out, batch["reward"], batch["terminated"], m)
+            total = total + z_loss + head_loss
+            if j == 0:
+                logged = {"z_nll": z_loss.item(), **metrics}
+        loss = total / k
+        return loss, {"loss": loss.item(), **logged}
 
     # ----- checkpoints -----------------------------------------------------------------------
     def save_pretrained(

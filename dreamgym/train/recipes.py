@@ -47,6 +47,8 @@ class RecipeConfig:
     :param train_vision: False keeps V as it is (``init_from``'s V): only M and the heads train.
     :param heads: overrides of the env's registered heads settings, e.g. ``{"termination_pos_weight": 100}``
         when deaths are rare in the data.
+    :param ensemble: members of M + heads (bootstrap ensemble; 1: one M). :param dropout: dropout on
+        M's output while training; dreams then draw a mask per episode (0: none).
     """
 
     z_dim: int | None = None
@@ -65,6 +67,8 @@ class RecipeConfig:
     init_from: str | None = None
     train_vision: bool = True
     heads: dict[str, Any] | None = None
+    ensemble: int = 1
+    dropout: float = 0.0
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "RecipeConfig":
@@ -95,7 +99,8 @@ def model_config(meta: DatasetMeta, cfg: RecipeConfig) -> WorldModelConfig:
     heads.validate()
     return WorldModelConfig(
         env_id=meta.env_id, action_space=meta.action_space, observation_space=meta.observation_space,
-        vision=vision, memory=MemoryConfig(hidden_size=hidden, n_mixtures=cfg.n_mixtures), heads=heads,
+        vision=vision, heads=heads,
+        memory=MemoryConfig(hidden_size=hidden, n_mixtures=cfg.n_mixtures, ensemble=cfg.ensemble, dropout=cfg.dropout),
         env_kwargs=meta.env_kwargs, frame_key=meta.frame_key, frame_crop=meta.frame_crop,
         max_episode_steps=spec.max_episode_steps if spec else _time_limit(meta),
         default_temperature=cfg.default_temperature, render_fps=spec.render_fps if spec else 30,
@@ -247,8 +252,11 @@ def _init_from(model: WorldModel, path: str | Path) -> None:
     """Copy a checkpoint's weights into ``model``; its sizes and spaces must be the same."""
     old = WorldModel.from_pretrained(path)
     mine, theirs = model.config, old.config
-    differ = [k for k in ("env_id", "action_space", "observation_space", "vision", "memory", "frame_key",
+    differ = [k for k in ("env_id", "action_space", "observation_space", "vision", "frame_key",
                           "frame_crop") if getattr(mine, k) != getattr(theirs, k)]
+    # ensemble size and dropout may change: a single M seeds every member of a new ensemble
+    differ += [f"memory.{k}" for k in ("hidden_size", "n_mixtures")
+               if getattr(mine.memory, k) != getattr(theirs.memory, k)]
     # the heads' shapes must match; their loss weights and threshold may change
     differ += [f"heads.{k}" for k in ("reward", "termination", "hidden")
                if getattr(mine.heads, k) != getattr(theirs.heads, k)]
@@ -257,6 +265,11 @@ def _init_from(model: WorldModel, path: str | Path) -> None:
                           "differ) than this recipe and data make; start from a matching checkpoint or from scratch.")
     state = old.state_dict()
     own = model.state_dict()
+    for key in own:  # members the old model lacks start as copies of its member 0
+        if key.startswith("ensemble.") and key not in state:
+            base = key.split(".", 2)[2]  # ensemble.<i>.memory.lstm... -> memory.lstm...
+            state[key] = state[base].clone()
+    state = {k: v for k, v in state.items() if k in own}
     # start states are per-dataset: keep this model's buffer shapes, everything else must match exactly
     state = {k: (v if v.shape == own[k].shape else own[k]) for k, v in state.items()}
     model.load_state_dict(state, strict=True)
