@@ -182,7 +182,7 @@ def _make_env(cfg: CollectConfig) -> gym.Env:
     if cfg.policy == "agent":
         from dreamgym.envs.real import make_real
 
-        env = make_real(cfg.agent_model, **cfg.env_kwargs)
+        env = make_real(cfg.agent_model, env_id=cfg.env_id, **cfg.env_kwargs)  # the user's id, not the file's
         if env.model.config.env_id != cfg.env_id:
             raise ConfigError(f"agent_model {cfg.agent_model} is a world model of {env.model.config.env_id}, not {cfg.env_id}.")
         return gym.wrappers.TimeLimit(env, cfg.max_steps) if cfg.max_steps is not None else env

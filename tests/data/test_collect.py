@@ -163,3 +163,18 @@ def test_workers_stop_when_the_collecting_process_is_killed(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)  # the workers share the session's process group
         except ProcessLookupError:
             pass
+
+
+def test_agent_models_env_id_cannot_import_a_module(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    (tmp_path / "dreamgym_probe_collect.py").write_text("IMPORTED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    make_tiny_model("pendulum").save_pretrained(tmp_path / "wm")
+    config = json.loads((tmp_path / "wm" / "config.json").read_text())
+    (tmp_path / "wm" / "config.json").write_text(json.dumps({**config, "env_id": "dreamgym_probe_collect:Pendulum-v1"}))
+    cfg = _cfg(tmp_path / "d", episodes=1, policy="agent", agent=str(tmp_path / "ctrl"), agent_model=str(tmp_path / "wm"))
+    with pytest.raises(ConfigError, match="dreamgym_probe_collect:Pendulum-v1"):
+        collect(cfg, progress=False)
+    assert "dreamgym_probe_collect" not in sys.modules
