@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -99,6 +100,14 @@ def test_iterate_two_rounds_and_cli(tmp_path, capsys):
     assert "round  episodes" in format_rounds(rows)
     again = iterate(cfg, tmp_path / "iter", progress=False)  # everything done: nothing is redone
     assert again == rows
+    assert iterate(replace(cfg, workers=2), tmp_path / "iter", progress=False) == rows  # speed only: allowed
+    with pytest.raises(ConfigError, match="episodes: 4 recorded, 8 now"):
+        iterate(replace(cfg, episodes=8), tmp_path / "iter", progress=False)
+    (tmp_path / "iter" / "iterate.json").unlink()  # a run from before iterate.json: rounds.json's config counts
+    with pytest.raises(ConfigError, match=r"cmaes.temperature: None recorded, 1.5 now.*recipe.memory.steps"):
+        iterate(replace(cfg, cmaes=replace(cfg.cmaes, temperature=1.5),
+                        recipe=replace(cfg.recipe, memory=replace(cfg.recipe.memory, steps=99))),
+                tmp_path / "iter", progress=False)
     main(["evaluate", str(tmp_path / "iter" / "round1" / "agent"), "--episodes", "2", "--workers", "1"])
     assert "dream - real gap" in capsys.readouterr().out
     assert (tmp_path / "iter" / "round1" / "agent" / "eval.json").is_file()
