@@ -178,9 +178,20 @@ def check_push_file(path: Path, folder: Path, max_bytes: int = MAX_PUSH_FILE_BYT
 
 
 def _evals(files: Sequence[Path]) -> list[dict]:
+    """The ``dreamgym evaluate`` results among ``files``, for the model card."""
     import json
 
-    return [json.loads(p.read_text()) for p in files if p.name.startswith("eval") and p.suffix == ".json"]
+    results = []
+    for p in (p for p in files if p.name.startswith("eval") and p.suffix == ".json"):
+        try:
+            result = json.loads(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            raise CheckpointError(f"{p} is not valid JSON ({e}); push puts eval*.json results on the model card. "
+                                  "Fix or remove it (re-run `dreamgym evaluate`).") from e
+        if not isinstance(result, dict):
+            raise CheckpointError(f"{p} holds a {type(result).__name__}, not `dreamgym evaluate` results; fix or remove it.")
+        results.append(result)
+    return results
 
 
 def stage_push(folder: str | Path, repo_id: str, staging: str | Path,

@@ -187,6 +187,9 @@ def test_push_refuses_big_files_and_readme_links_out(tmp_path, model_dirs):
     (folder / "eval.json").write_text("{}" + " " * limit)
     with pytest.raises(CheckpointError, match=r"eval.json is .* bytes, over push's limit"):
         push(folder, "someone/p", api=FakeApi(), max_file_bytes=limit, echo=None)
+    (folder / "eval.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="eval.json is not valid JSON"):
+        push(folder, "someone/p", api=FakeApi(), echo=None)
     (folder / "eval.json").unlink()
     (folder / "README.md").unlink()
     (tmp_path / "notes.md").write_text("# private notes\n")
