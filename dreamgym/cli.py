@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from dreamgym.errors import DreamgymError
+from dreamgym.hub import MAX_PUSH_FILE_BYTES
 
 
 def _collect(args: argparse.Namespace) -> None:
@@ -152,8 +153,8 @@ def _push(args: argparse.Namespace) -> None:
     from dreamgym.hub import push
 
     result = push(args.folder, args.repo_id, private=args.private, revision=args.revision,
-                  commit_message=args.message)
-    print(f"pushed {result['kind']} to https://huggingface.co/{result['repo_id']} ({', '.join(result['files'])})")
+                  commit_message=args.message, max_file_bytes=int(args.max_file_mb * 1024**2))
+    print(f"pushed {result['kind']} to https://huggingface.co/{result['repo_id']} (commit {result['commit']})")
 
 
 def _pull(args: argparse.Namespace) -> None:
@@ -311,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--private", action="store_true")
     p.add_argument("--revision", help="branch to push to")
     p.add_argument("--message", help="commit message")
+    p.add_argument("--max-file-mb", type=float, default=MAX_PUSH_FILE_BYTES / 1024**2,
+                   help="refuse to upload any file larger than this (default: %(default)s)")
     p.set_defaults(func=_push)
 
     p = sub.add_parser("pull", help="download a Hub repo into the cache for offline use, and check it loads")

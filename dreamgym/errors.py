@@ -30,3 +30,7 @@ class InvalidActionError(DreamgymError, ValueError):
 
 class NumericalError(DreamgymError, FloatingPointError):
     """A dream produced NaN or inf: raised at once instead of dreaming on silently."""
+
+
+class HubError(DreamgymError, OSError):
+    """The Hugging Face Hub could not be reached, or refused a push or pull (offline, no login, no access)."""

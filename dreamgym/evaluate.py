@@ -155,6 +155,8 @@ def evaluate(
     """Score an agent (controller dir, CMA-ES run, SB3 zip, or ``"random"``) in the dream and in reality.
 
     Returns (and writes to ``out`` as JSON) ``{"dream": {mean, std, ...}, "real": {...}, "gap": dream - real}``.
+    If ``out`` holds earlier results of the same agent, a part not measured now (``dream=False`` or
+    ``real=False``) is kept from them, with the seed and temperature it was measured with.
     Real episodes run in ``workers`` spawned processes (0: one per core), so a script that calls this
     needs the usual ``if __name__ == "__main__":`` guard (or ``workers=1``).
 
@@ -162,21 +164,69 @@ def evaluate(
     """
     if episodes < 1:
         raise ConfigError(f"episodes must be >= 1, got {episodes}.")
+    if not (dream or real):
+        raise ConfigError("Nothing to evaluate: dream and real are both off (--dream-only and --real-only together). "
+                          "Pass at most one of them.")
     info = agent_info(agent, env_id, model)
     result: dict[str, Any] = {"agent": asdict(info), "seed": seed, "temperature": temperature}
-    if sample_z:
-        result["sample_z"] = True
+    earlier = read_earlier(out, info) if out is not None else None
     start = time.perf_counter()
     if dream:
-        result["dream"] = _stats(evaluate_dream(info, episodes, temperature, seed))
+        result["dream"] = {**_stats(evaluate_dream(info, episodes, temperature, seed)), "seed": seed,
+                           "temperature": temperature}
     if real:
-        result["real"] = _stats(evaluate_real(info, episodes, seed, workers, sample_z))
-    if dream and real:
-        result["gap"] = result["dream"]["mean"] - result["real"]["mean"]
+        result["real"] = {**_stats(evaluate_real(info, episodes, seed, workers, sample_z)), "seed": seed,
+                          "sample_z": sample_z}
     result["seconds"] = round(time.perf_counter() - start, 2)
+    result = merge_results(earlier, result)
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
+
+
+SAME_AGENT_FIELDS = ("kind", "env_id", "obs_type", "world_model", "algo")
+
+
+def read_earlier(path: str | Path, info: AgentInfo) -> dict[str, Any] | None:
+    """The results already in ``path`` (None if none), refused if they are of another agent or world model."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"{path} exists but is not a readable results file ({e}); evaluate would overwrite it. "
+                          "Move it away, or pass another --json / out=.") from e
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("agent"), dict):
+        raise ConfigError(f"{path} exists but is not a `dreamgym evaluate` results file; move it away, or pass another "
+                          "--json / out=.")
+    mine = asdict(info)
+    differ = [f"{k}: {earlier['agent'].get(k)!r} there, {mine[k]!r} now" for k in SAME_AGENT_FIELDS
+              if earlier["agent"].get(k, mine[k]) != mine[k]]
+    if differ:
+        raise ConfigError(f"{path} holds results of another agent or world model ({'; '.join(differ)}); they would mix. "
+                          "Pass another --json / out= for these results.")
+    return earlier
+
+
+def merge_results(earlier: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` over ``earlier``: a part (dream, real) not measured again is kept, with the settings it was measured with.
+
+    Each part records its own ``seed`` (and the dream its ``temperature``); the top-level ``temperature``
+    is the dream part's, the one the model card names.
+    """
+    merged = dict(new)
+    for where in ("dream", "real"):
+        if where not in new and earlier and isinstance(earlier.get(where), dict):
+            kept = {"seed": earlier.get("seed"), **earlier[where]}  # older files kept the settings at the top
+            if where == "dream":
+                kept.setdefault("temperature", earlier.get("temperature"))
+            merged[where] = kept
+    if "dream" in merged:
+        merged["temperature"] = merged["dream"]["temperature"]
+    if "dream" in merged and "real" in merged:
+        merged["gap"] = merged["dream"]["mean"] - merged["real"]["mean"]
+    return merged
 
 
 def format_result(result: dict[str, Any]) -> str:

@@ -113,8 +113,25 @@ def dream_spec(dream_id: str) -> DreamSpec:
     """The DreamSpec of a registered dream id (``"dreamgym:"`` prefix allowed)."""
     key = dream_id.split(":", 1)[-1]
     if key not in DREAMS:
-        raise ConfigError(f"Unknown dream id {dream_id!r}; expected one of {sorted(DREAMS)}.")
+        raise ConfigError(f"Unknown dream id {dream_id!r}; expected one of {sorted(DREAMS)}. "
+                          "Pass a registered Dream id, or a world model (checkpoint directory or Hub id).")
     return DREAMS[key]
+
+
+def checked_env_id(env_id: str, origin: str) -> str:
+    """A real env id read from a file (``origin``), refused if it has Gymnasium's ``module:`` part.
+
+    ``gym.make("module:Env-v0")`` imports ``module`` first: an id from a checkpoint or dataset the
+    user did not write must not choose code to run. Ids the user passes are not checked.
+    """
+    if not isinstance(env_id, str) or ":" in env_id:
+        module = str(env_id).split(":", 1)[0]
+        raise ConfigError(
+            f"{origin} names the real env {env_id!r}; making it would import the module {module!r}, named by "
+            "that file. dreamgym only makes registered env ids without a module part from files. If you trust "
+            f"{module!r}, import it yourself, or pass the env id explicitly (make_real(..., env_id={env_id!r}))."
+        )
+    return env_id
 
 
 def dream_spec_for_env(env_id: str) -> DreamSpec | None:

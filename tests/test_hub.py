@@ -6,6 +6,8 @@ import gymnasium as gym
 import huggingface_hub.constants
 import pytest
 
+import dreamgym.errors
+
 from dreamgym import CheckpointError, WorldModel
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -143,3 +145,107 @@ def test_push_controller_and_sb3_agent(tmp_path, model_dirs):
     files = api.calls[1][2]
     assert set(files) == {"ppo-Dream-Pendulum-v0.zip", "agent.json", "README.md"}
     assert b"library_name: stable-baselines3" in files["README.md"]
+
+
+def test_push_sends_only_the_kinds_files_and_lists_them(tmp_path, model_dirs, capsys):
+    import os
+
+    from dreamgym.hub import push
+
+    folder = tmp_path / "wm"
+    shutil.copytree(model_dirs["pendulum"], folder)
+    (folder / ".secret.json").write_text('{"token": "hf_xxx"}')
+    (folder / ".hidden.gif").write_bytes(b"GIF89a")
+    (folder / "big.zip").write_bytes(b"PK")
+    (folder / "notes.json").write_text("{}")
+    (folder / "stages").mkdir()
+    (folder / "eval-tau1.json").write_text('{"agent": {"path": "a", "env_id": "Dream-Pendulum-v0"}}')
+    outside = tmp_path / "elsewhere.gif"
+    outside.write_bytes(b"private")
+    inside_link = folder / "dream.gif"
+    os.symlink(folder / "eval-tau1.json", inside_link)  # a link inside the folder is fine
+    api = FakeApi()
+    result = push(folder, "someone/p", api=api)
+    assert set(api.calls[1][2]) == {"config.json", "model.safetensors", "README.md", "eval-tau1.json", "dream.gif"}
+    listing = capsys.readouterr().out
+    assert "model.safetensors" in listing and "kB" in listing and "not uploaded: .secret.json, hidden" in listing
+    assert result["skipped"]["notes.json"] == "not a file of a world model"
+    os.symlink(outside, folder / "leak.gif")
+    with pytest.raises(CheckpointError, match="outside"):
+        push(folder, "someone/p", api=FakeApi())
+    assert "uploading" not in capsys.readouterr().out  # refused before anything was listed or sent
+
+
+def test_push_refuses_big_files_and_readme_links_out(tmp_path, model_dirs):
+    import os
+
+    from dreamgym.hub import push
+
+    folder = tmp_path / "wm"
+    shutil.copytree(model_dirs["pendulum"], folder)
+    limit = max(p.stat().st_size for p in folder.iterdir())
+    (folder / "eval.json").write_text("{}" + " " * limit)
+    with pytest.raises(CheckpointError, match=r"eval.json is .* bytes, over push's limit"):
+        push(folder, "someone/p", api=FakeApi(), max_file_bytes=limit, echo=None)
+    (folder / "eval.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="eval.json is not valid JSON"):
+        push(folder, "someone/p", api=FakeApi(), echo=None)
+    (folder / "eval.json").unlink()
+    (folder / "README.md").unlink()
+    (tmp_path / "notes.md").write_text("# private notes\n")
+    os.symlink(tmp_path / "notes.md", folder / "README.md")
+    with pytest.raises(CheckpointError, match="symlink"):
+        push(folder, "someone/p", api=FakeApi(), echo=None)
+
+
+def test_push_cmaes_run_and_sb3_folder_file_sets(tmp_path):
+    from gymnasium import spaces
+
+    from dreamgym.agents import LinearController
+    from dreamgym.hub import push_files
+
+    ctrl = LinearController.for_spaces(spaces.Box(-1, 1, (11,)), spaces.Box(-2, 2, (1,)), env_id="Dream-Pendulum-v0")
+    run = tmp_path / "run"
+    ctrl.save_pretrained(run / "controller")
+    for name in ("cmaes.json", "cmaes_history.jsonl", "eval.json", "other.json", ".x.json"):
+        (run / name).write_text("{}")
+    files, skipped = push_files(run)
+    assert sorted(p.name for p in files) == ["README.md", "cmaes.json", "config.json", "eval.json", "model.safetensors"]
+    assert skipped["cmaes_history.jsonl"].startswith("not a file") and skipped[".x.json"] == "hidden"
+    sb3 = tmp_path / "sb3"
+    sb3.mkdir()
+    for name in ("a.zip", "b.zip"):
+        (sb3 / name).write_bytes(b"PK")
+    with pytest.raises(CheckpointError, match="2 SB3 zips"):
+        push_files(sb3)
+
+
+def test_push_and_pull_hub_errors_are_clear(tmp_path, model_dirs, monkeypatch, capsys):
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    from dreamgym.cli import main
+    from dreamgym.hub import pull, push
+
+    class DownApi(FakeApi):
+        def create_repo(self, repo_id, **kwargs):
+            raise ConnectionError("Failed to resolve 'huggingface.co'")
+
+    with pytest.raises(dreamgym.errors.HubError, match="Could not push .*huggingface.co.*Check the network"):
+        push(model_dirs["pendulum"], "someone/p", api=DownApi(), echo=None)
+
+    class OfflineApi(FakeApi):
+        def create_repo(self, repo_id, **kwargs):
+            raise OfflineModeIsEnabled("offline")
+
+    with pytest.raises(dreamgym.errors.HubError, match="HF_HUB_OFFLINE"):
+        push(model_dirs["pendulum"], "someone/p", api=OfflineApi(), echo=None)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    for argv in (["push", str(model_dirs["pendulum"]), "someone/p"], ["pull", "not a valid id!!"],
+                 ["push", str(model_dirs["pendulum"]), "not a valid id!!"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith(f"dreamgym {argv[0]}: error: ") and "Traceback" not in err
+    assert "not a Hub repo id" in err
+    with pytest.raises(dreamgym.ConfigError, match="not a Hub repo id"):
+        pull("not a valid id!!")

@@ -28,6 +28,8 @@ from dreamgym.spaces import same_space
 from dreamgym.utils import atomic_write_text
 
 HISTORY_NAME = "cmaes_history.jsonl"
+SETTINGS_NAME = "cmaes_settings.json"  # the run's config, written when it starts (cmaes.json: when it ends)
+RESUME_MAY_CHANGE = ("generations", "device")  # more generations extend a run; the device changes only speed
 
 
 @dataclass
@@ -192,6 +194,7 @@ class CMAESTrainer:
         path = self.out / HISTORY_NAME
         if not path.is_file():
             return False
+        self._check_resume()
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         for row in rows:
             self.es.tell(self.es.ask(), [-f for f in row["fitness"]])
@@ -203,6 +206,19 @@ class CMAESTrainer:
         if (best / "config.json").is_file():
             self.controller = LinearController.from_pretrained(best)
         return True
+
+    def _check_resume(self) -> None:
+        """Refuse to resume with other settings: the replay would give recorded fitnesses to other candidates."""
+        path = next((p for p in (self.out / SETTINGS_NAME, self.out / "cmaes.json") if p.is_file()), None)
+        if path is None:
+            return
+        old, new = json.loads(path.read_text()), json.loads(json.dumps(asdict(self.config)))
+        differ = [f"{k}: {old[k]!r} recorded, {new[k]!r} now" for k in sorted(set(old) & set(new))
+                  if k not in RESUME_MAY_CHANGE and old[k] != new[k]]
+        if differ:
+            raise ConfigError(f"{self.out} holds a CMA-ES run made with other settings ({'; '.join(differ)}; see {path}). "
+                              f"Resume it with the recorded ones (only {', '.join(RESUME_MAY_CHANGE)} may change), "
+                              "or pass a new --out.")
 
     def _seeds(self, generation: int, n: int, stream: int) -> list[int]:
         rng = np.random.default_rng([self.config.seed, generation, stream])
@@ -233,6 +249,7 @@ class CMAESTrainer:
     def train(self) -> LinearController:
         cfg = self.config
         self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.out / SETTINGS_NAME, json.dumps(asdict(cfg), sort_keys=True, indent=2) + "\n")
         bar = tqdm(total=cfg.generations, initial=self.generation, desc="cma-es", unit="gen", disable=not self.progress)
         while self.generation < cfg.generations:
             start = time.perf_counter()

@@ -55,6 +55,7 @@ def iterate(cfg: IterateConfig, out: str | Path, progress: bool = True) -> list[
     if cfg.rounds < 1:
         raise ConfigError(f"rounds must be >= 1, got {cfg.rounds}.")
     out = Path(out)
+    check_settings(cfg, out)
     rows: list[dict[str, Any]] = []
     data_dirs: list[str] = []
     for k in range(cfg.rounds):
@@ -90,6 +91,46 @@ def iterate(cfg: IterateConfig, out: str | Path, progress: bool = True) -> list[
         atomic_write_text(out / "rounds.json", json.dumps({"config": asdict(cfg), "rounds": rows}, indent=2,
                                                           sort_keys=True, default=str) + "\n")
     return rows
+
+
+SETTINGS_NAME = "iterate.json"
+# more rounds extend a run; workers change only how fast (episode i is seeded seed + i in any worker)
+MAY_CHANGE = ("rounds", "workers")
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"recipe": {"seq_len": 8}}`` -> ``{"recipe.seq_len": 8}``: every setting named by its path."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+
+def check_settings(cfg: IterateConfig, out: Path) -> None:
+    """Record the run's settings in ``out/iterate.json``; a re-run with other settings is refused, naming them.
+
+    Its data, world models, agents and scores were made with the recorded settings: continuing with
+    others would report the new settings on top of old results.
+    """
+    now = json.loads(json.dumps(asdict(cfg), default=str))
+    path = out / SETTINGS_NAME
+    recorded = None
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+    elif (out / "rounds.json").is_file():  # a run from before iterate.json: rounds.json carries its config
+        recorded = json.loads((out / "rounds.json").read_text()).get("config")
+    if recorded is not None:
+        old, new = _flat(recorded), _flat(now)
+        differ = [f"{k}: {old.get(k, '(unset)')!r} recorded, {new.get(k, '(unset)')!r} now"
+                  for k in sorted(set(old) | set(new)) if k not in MAY_CHANGE and old.get(k) != new.get(k)]
+        if differ:
+            raise ConfigError(
+                f"{out} holds an iterate run made with other settings ({'; '.join(differ)}). Its data, models and "
+                f"scores were made with the recorded ones (in {path}). Re-run with those (only "
+                f"{' and '.join(MAY_CHANGE)} may change), or pass a new --out."
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(now, indent=2, sort_keys=True) + "\n")
 
 
 def format_rounds(rows: list[dict[str, Any]]) -> str:

@@ -11,9 +11,10 @@ import multiprocessing as mp
 import os
 import queue as queue_mod
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -37,6 +38,8 @@ from dreamgym.spaces import space_to_dict
 
 POLICIES = ("random", "brownian", "agent")
 FRAME_SIZE = 64
+LOCK_NAME = ".collect.lock"
+STALE_TMP_GLOBS = (".ep-*.npz.*.tmp", ".dataset.json.*.tmp")  # atomic_write's temp files of killed writers
 
 
 @dataclass
@@ -76,6 +79,8 @@ class CollectConfig:
             raise ConfigError("policy='agent' needs agent=<controller dir or SB3 zip> and agent_model=<world model dir>.")
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}.")
+        if self.workers < 0:
+            raise ConfigError(f"workers must be >= 0 (0: one process per core), got {self.workers}.")
 
 
 @dataclass
@@ -182,7 +187,7 @@ def _make_env(cfg: CollectConfig) -> gym.Env:
     if cfg.policy == "agent":
         from dreamgym.envs.real import make_real
 
-        env = make_real(cfg.agent_model, **cfg.env_kwargs)
+        env = make_real(cfg.agent_model, env_id=cfg.env_id, **cfg.env_kwargs)  # the user's id, not the file's
         if env.model.config.env_id != cfg.env_id:
             raise ConfigError(f"agent_model {cfg.agent_model} is a world model of {env.model.config.env_id}, not {cfg.env_id}.")
         return gym.wrappers.TimeLimit(env, cfg.max_steps) if cfg.max_steps is not None else env
@@ -264,10 +269,41 @@ def _worker(cfg: CollectConfig, desc: dict[str, Any], indices: list[int], messag
     messages.put(("exit", os.getpid(), None))
 
 
+@contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold ``out/.collect.lock`` for the whole run: two collects into one folder would race on dataset.json."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"out={str(out)!r} is a file; collect needs a dataset directory. Pass another --out.")
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; collect there unguarded
+        yield
+        return
+    with open(out / LOCK_NAME, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            raise DatasetError(
+                f"Another process is collecting into {out} (it holds {out / LOCK_NAME}). Wait for it to finish, "
+                "or pass another --out."
+            ) from e
+        yield  # the lock goes with the file, also when the process is killed
+
+
+def _remove_stale_tmp(out: Path) -> int:
+    """Delete temp files that killed workers left (only while holding the lock: no writer is running)."""
+    stale = [p for pattern in STALE_TMP_GLOBS for p in out.glob(pattern)]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
+
+
 def _prepare(cfg: CollectConfig) -> tuple[dict[str, Any], list[int]]:
     """Write or check dataset.json; return the data description and the episodes still missing."""
     cfg.validate()
     out = Path(cfg.out)
+    _remove_stale_tmp(out)
     env = _make_env(cfg)
     real_env = env.unwrapped  # the real env's own spaces, also under the agent's real twin
     desc = describe_env(cfg.env_id, real_env)
@@ -298,7 +334,14 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
 
     >>> collect(CollectConfig("CarRacing-v3", out="data/carracing", episodes=200, workers=2))  # doctest: +SKIP
     """
+    cfg.validate()
+    with _locked(Path(cfg.out)):
+        return _collect(cfg, progress)
+
+
+def _collect(cfg: CollectConfig, progress: bool) -> CollectResult:
     desc, todo = _prepare(cfg)
+    before = len(shard_paths(cfg.out))
     workers = min(cfg.workers or os.cpu_count() or 1, max(len(todo), 1))
     start = time.perf_counter()
     steps = written = 0
@@ -319,6 +362,7 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
         for p in procs:
             p.start()
         running = len(procs)
+        interrupted = False
         try:
             while running:
                 try:
@@ -338,13 +382,17 @@ def collect(cfg: CollectConfig, progress: bool = True) -> CollectResult:
                 else:
                     running -= 1
         except KeyboardInterrupt:
-            bar.write(f"Interrupted: {written} new episodes are on disk; run the same command again to continue.")
-            raise
+            interrupted = True
         finally:
             for p in procs:
                 if p.is_alive():
                     p.terminate()
                 p.join()
+        if interrupted:  # counted after the workers stopped: shards written since their last message count too
+            on_disk = len(shard_paths(cfg.out))
+            bar.write(f"Interrupted: {on_disk - before} new episodes are on disk ({on_disk} in all, "
+                      f"{cfg.episodes} wanted); run the same command again to continue.")
+            raise KeyboardInterrupt
     bar.close()
     if errors:
         raise DatasetError(f"Collection failed in a worker: {errors[0]}. {written} new episodes were kept in {cfg.out}.")

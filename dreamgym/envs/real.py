@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -12,7 +13,7 @@ from gymnasium import spaces
 from dreamgym.envs.core import observation_space
 from dreamgym.hub import resolve_model
 from dreamgym.models.world_model import WorldModel
-from dreamgym.registry import DREAMS, make_real_env
+from dreamgym.registry import checked_env_id, dream_spec, make_real_env
 from dreamgym.spaces import ActionAdapter
 from dreamgym.errors import ConfigError
 
@@ -109,6 +110,17 @@ class RealTwin(gym.Wrapper):
         return self._observation(), reward, terminated, truncated, {**info, "real_obs": obs}
 
 
+def _real_env_id(model_env_id: str, env_id: str | None, source: Any) -> str:
+    """The id to make: the user's ``env_id`` (same env as the model's), else the model's, checked."""
+    origin = f"The world model {source if isinstance(source, (str, Path)) else type(source).__name__}"
+    if env_id is None:
+        return checked_env_id(model_env_id, f"{origin} (its config.json's env_id)")
+    if env_id.split(":", 1)[-1] != model_env_id.split(":", 1)[-1]:
+        raise ConfigError(f"env_id={env_id!r} is another env than {origin}'s {model_env_id!r}; pass the env it was "
+                          "trained on.")
+    return env_id
+
+
 def make_real(
     id_or_model: str | WorldModel | gym.Env | Any,
     *,
@@ -118,6 +130,7 @@ def make_real(
     render_mode: str | None = None,
     device: str | torch.device = "cpu",
     sample_z: bool = False,
+    env_id: str | None = None,
     **env_kwargs: Any,
 ) -> RealTwin:
     """The real env of a dream, with the dream's observation and action spaces and time limit.
@@ -130,6 +143,9 @@ def make_real(
     :param sample_z: z drawn from V's posterior (the paper's Doom setup) instead of its mean; the
         draws are seeded by ``reset(seed=...)``.
     :param render_mode: passed to the real env (``"human"`` to watch reality).
+    :param env_id: the real env to make, instead of the model's ``env_id`` (same env name); the one way
+        to make an id with a ``module:`` part, whose module Gymnasium imports: a checkpoint's own
+        ``env_id`` may not choose a module to import.
     :param env_kwargs: extra kwargs for the real env (merged over the model's ``env_kwargs``).
 
     >>> real = dreamgym.make_real("Dream-CarRacing-v0", model="path/to/dir")  # doctest: +SKIP
@@ -137,9 +153,10 @@ def make_real(
     """
     dream_id = None
     unwrapped = getattr(id_or_model, "unwrapped", None)
-    if isinstance(id_or_model, str) and id_or_model.split(":", 1)[-1] in DREAMS:
-        dream_id = id_or_model.split(":", 1)[-1]
-        source: Any = model if model is not None else DREAMS[dream_id].pretrained
+    if isinstance(id_or_model, str) and id_or_model.split(":", 1)[-1].startswith("Dream-") \
+            and not Path(id_or_model).is_dir():
+        dream_id = dream_spec(id_or_model).id  # an unknown Dream id: ConfigError listing the known ones
+        source: Any = model if model is not None else dream_spec(dream_id).pretrained
     elif unwrapped is not None and isinstance(getattr(unwrapped, "model", None), WorldModel):
         source = unwrapped.model
         obs_type = getattr(unwrapped, "obs_type", obs_type)
@@ -150,5 +167,6 @@ def make_real(
     kwargs = {**cfg.env_kwargs, **env_kwargs}
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
-    env = make_real_env(cfg.env_id, max_episode_steps=cfg.max_episode_steps + cfg.burn_in_steps, **kwargs)
+    env = make_real_env(_real_env_id(cfg.env_id, env_id, source),
+                        max_episode_steps=cfg.max_episode_steps + cfg.burn_in_steps, **kwargs)
     return RealTwin(env, wm, obs_type, sample_z=sample_z)

@@ -247,6 +247,49 @@ def _check_run_data(out: Path, meta: DatasetMeta, resume: bool, rank: int) -> No
         atomic_write_text(path, json.dumps(asdict(meta), sort_keys=True, indent=2) + "\n")
 
 
+def episodes_fingerprint(episodes: Sequence[Episode]) -> dict[str, Any]:
+    """Count, steps and a hash of the episodes in order (actions, rewards, ends, first and last observation).
+
+    The held-out split is drawn over episode positions: other episodes, or more, would move
+    validation episodes into training on resume. The frames between are not hashed (too slow).
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for ep in episodes:
+        for a in (ep.actions, ep.rewards, ep.terminated, ep.truncated, ep.obs[:1], ep.obs[-1:]):
+            a = np.ascontiguousarray(a)
+            digest.update(f"{a.dtype.str}{a.shape}".encode())
+            digest.update(a.tobytes())
+    return {"episodes": len(episodes), "steps": int(sum(len(e) for e in episodes)), "sha256": digest.hexdigest()}
+
+
+def _check_run_episodes(out: Path, episodes: Sequence[Episode], resume: bool, rank: int) -> None:
+    """Record which episodes a run trains on; a resumed run must get the very same ones, in the same order."""
+    path = out / "stages" / "episodes.json"
+    now = episodes_fingerprint(episodes)
+    if resume and path.is_file():
+        old = json.loads(path.read_text())
+        if old != now:
+            raise DatasetError(
+                f"The data changed since {out} started training: {old['episodes']} episodes ({old['steps']} steps, "
+                f"sha256 {old['sha256'][:12]}) recorded in {path}, {now['episodes']} episodes ({now['steps']} steps, "
+                f"sha256 {now['sha256'][:12]}) now. Resuming would move held-out episodes into training. Resume "
+                "with the run's own data, or train on the new data in a new --out."
+            )
+    elif rank == 0:
+        atomic_write_text(path, json.dumps(now, sort_keys=True, indent=2) + "\n")
+
+
+def _check_resumed_steps(trainer: Trainer, flag: str) -> None:
+    """A resumed stage cannot train fewer steps than it already has: the summary would report the wrong count."""
+    if trainer.step > trainer.config.steps:
+        raise ConfigError(
+            f"{flag} {trainer.config.steps} is below the {trainer.step} steps this run's {trainer.name} stage has "
+            f"already trained ({trainer.state_path}). Pass {flag} {trainer.step} or more to resume it, or start a "
+            "new run (a new --out)."
+        )
+
 
 def _init_from(model: WorldModel, path: str | Path) -> None:
     """Copy a checkpoint's weights into ``model``; its sizes and spaces must be the same."""
@@ -300,6 +343,7 @@ def train_world_model(
     if len(episodes) < 2:
         raise DatasetError(f"Training needs at least 2 episodes (one held out for validation), got {len(episodes)}.")
     _check_run_data(out, meta, resume, rank)
+    _check_run_episodes(out, episodes, resume, rank)
     torch.manual_seed(cfg.seed)
     model = WorldModel(model_config(meta, cfg))
     if cfg.init_from is not None:
@@ -323,8 +367,8 @@ def train_world_model(
         else:
             trainer = Trainer(model.vision, _vision_loss, FrameDataset(train_eps), FrameDataset(val_eps), cfg.vision,
                               vision_dir, name="vision", device=device, progress=progress)
-            if resume:
-                trainer.load()
+            if resume and trainer.load():
+                _check_resumed_steps(trainer, "--vision-steps")
             metrics["vision"] = trainer.fit()
             if rank == 0:
                 state = {k: v.contiguous() for k, v in model.vision.state_dict().items()}
@@ -351,8 +395,8 @@ def train_world_model(
     val_seq = SequenceDataset(pick(mus, val_idx), pick(logvars, val_idx), val_eps, model.action_space, cfg.seq_len)
     trainer = Trainer(model, _memory_loss(cfg.sample_z and logvars is not None), train_seq, val_seq, cfg.memory,
                       out / "stages" / "memory", name="memory", device=device, progress=progress)
-    if resume:
-        trainer.load()
+    if resume and trainer.load():
+        _check_resumed_steps(trainer, "--memory-steps")
     metrics["memory"] = trainer.fit()
     timings["memory_s"] = time.perf_counter() - t0
 

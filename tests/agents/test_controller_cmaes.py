@@ -111,3 +111,18 @@ def test_cmaes_init_starts_the_search_from_a_controller(tmp_path):
     with pytest.raises(ConfigError, match="same dream"):
         CMAESTrainer(CMAESConfig("Dream-CarRacing-v0", init=str(tmp_path / "a" / "controller")), tmp_path / "c",
                      model=make_tiny_model("carracing"), progress=False)
+
+
+@pytest.mark.parametrize("field, value", [("seed", 2), ("sigma0", 0.5), ("temperature", 1.3), ("max_steps", 11),
+                                          ("population", 8), ("rollouts", 3), ("model", "other/model")])
+def test_cmaes_resume_refuses_changed_settings(tmp_path, field, value):
+    model = make_tiny_model("pendulum")
+    cfg = CMAESConfig("Dream-Pendulum-v0", population=6, rollouts=2, generations=1, max_steps=10, eval_every=1,
+                      eval_rollouts=2, seed=1)
+    CMAESTrainer(cfg, tmp_path, model=model, progress=False).train()
+    (tmp_path / "cmaes.json").unlink()  # as if interrupted: the settings recorded at the start count
+    changed = CMAESTrainer(CMAESConfig(**{**cfg.__dict__, field: value}), tmp_path, model=model, progress=False)
+    with pytest.raises(ConfigError, match=f"{field}: {getattr(cfg, field)!r} recorded, {value!r} now"):
+        changed.load()
+    longer = CMAESTrainer(CMAESConfig(**{**cfg.__dict__, "generations": 2}), tmp_path, model=model, progress=False)
+    assert longer.load() and longer.generation == 1  # more generations: allowed

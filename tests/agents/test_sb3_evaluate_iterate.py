@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -99,6 +100,14 @@ def test_iterate_two_rounds_and_cli(tmp_path, capsys):
     assert "round  episodes" in format_rounds(rows)
     again = iterate(cfg, tmp_path / "iter", progress=False)  # everything done: nothing is redone
     assert again == rows
+    assert iterate(replace(cfg, workers=2), tmp_path / "iter", progress=False) == rows  # speed only: allowed
+    with pytest.raises(ConfigError, match="episodes: 4 recorded, 8 now"):
+        iterate(replace(cfg, episodes=8), tmp_path / "iter", progress=False)
+    (tmp_path / "iter" / "iterate.json").unlink()  # a run from before iterate.json: rounds.json's config counts
+    with pytest.raises(ConfigError, match=r"cmaes.temperature: None recorded, 1.5 now.*recipe.memory.steps"):
+        iterate(replace(cfg, cmaes=replace(cfg.cmaes, temperature=1.5),
+                        recipe=replace(cfg.recipe, memory=replace(cfg.recipe.memory, steps=99))),
+                tmp_path / "iter", progress=False)
     main(["evaluate", str(tmp_path / "iter" / "round1" / "agent"), "--episodes", "2", "--workers", "1"])
     assert "dream - real gap" in capsys.readouterr().out
     assert (tmp_path / "iter" / "round1" / "agent" / "eval.json").is_file()
@@ -133,3 +142,35 @@ def test_cli_train_agent(tmp_path, model_dirs):
     main(["train-agent", "Dream-Pendulum-v0", "--algo", "a2c", "--model", model, "--out", str(tmp_path / "a"),
           "--steps", "32", "--n-envs", "4", "--algo-kwargs", '{"n_steps": 8}'])
     assert (tmp_path / "a" / "a2c-Dream-Pendulum-v0.zip").is_file()
+
+
+def test_evaluate_merges_with_earlier_results_and_refuses_nothing_to_do(tmp_path, model_dirs, capsys):
+    import gymnasium as gym
+
+    from dreamgym.agents import LinearController
+
+    dream = gym.make("Dream-Pendulum-v0", model=str(model_dirs["pendulum"]))
+    agent = tmp_path / "ctrl"
+    LinearController.for_spaces(dream.observation_space, dream.action_space, env_id="Dream-Pendulum-v0",
+                                world_model=str(model_dirs["pendulum"])).save_pretrained(agent)
+    out = agent / "eval.json"
+    first = evaluate(agent, episodes=2, workers=1, temperature=0.5, out=out)
+    later = evaluate(agent, episodes=3, workers=1, seed=7, dream=False, out=out)  # --real-only
+    on_disk = json.loads(out.read_text())
+    assert on_disk == json.loads(json.dumps(later))
+    assert on_disk["dream"] == json.loads(json.dumps(first["dream"]))  # kept, with its settings
+    assert on_disk["dream"]["temperature"] == on_disk["temperature"] == 0.5 and on_disk["dream"]["seed"] == 0
+    assert on_disk["real"]["seed"] == 7 and on_disk["real"]["episodes"] == 3
+    assert on_disk["gap"] == pytest.approx(on_disk["dream"]["mean"] - on_disk["real"]["mean"])
+    with pytest.raises(ConfigError, match="Nothing to evaluate"):
+        evaluate(agent, episodes=1, dream=False, real=False, out=out)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", str(agent), "--dream-only", "--real-only"])
+    assert exit_info.value.code == 2 and "dreamgym evaluate: error: Nothing to evaluate" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="another agent or world model .*world_model"):
+        evaluate(agent, episodes=1, real=False, model=str(model_dirs["carracing"]), out=out)
+    assert json.loads(out.read_text()) == on_disk  # nothing lost
+    legacy = {"agent": on_disk["agent"], "seed": 3, "temperature": 1.2, "real": {"mean": 1.0, "std": 0.0, "episodes": 1}}
+    out.write_text(json.dumps(legacy))  # a file written before parts carried their settings
+    merged = evaluate(agent, episodes=1, workers=1, real=False, out=out)
+    assert merged["real"] == {**legacy["real"], "seed": 3} and merged["temperature"] is None

@@ -163,3 +163,85 @@ def test_workers_stop_when_the_collecting_process_is_killed(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)  # the workers share the session's process group
         except ProcessLookupError:
             pass
+
+
+def test_agent_models_env_id_cannot_import_a_module(tmp_path, monkeypatch):
+    import json
+    import sys
+
+    (tmp_path / "dreamgym_probe_collect.py").write_text("IMPORTED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    make_tiny_model("pendulum").save_pretrained(tmp_path / "wm")
+    config = json.loads((tmp_path / "wm" / "config.json").read_text())
+    (tmp_path / "wm" / "config.json").write_text(json.dumps({**config, "env_id": "dreamgym_probe_collect:Pendulum-v1"}))
+    cfg = _cfg(tmp_path / "d", episodes=1, policy="agent", agent=str(tmp_path / "ctrl"), agent_model=str(tmp_path / "wm"))
+    with pytest.raises(ConfigError, match="dreamgym_probe_collect:Pendulum-v1"):
+        collect(cfg, progress=False)
+    assert "dreamgym_probe_collect" not in sys.modules
+
+
+def test_negative_workers_are_refused(tmp_path, capsys):
+    from dreamgym.cli import main
+
+    with pytest.raises(ConfigError, match="workers must be >= 0"):
+        collect(_cfg(tmp_path / "d", workers=-3), progress=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["collect", "Pendulum-v1", "--out", str(tmp_path / "d"), "--workers", "-3"])
+    assert exit_info.value.code == 2 and "dreamgym collect: error: workers must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_second_collect_into_the_same_out_is_refused(tmp_path):
+    import fcntl
+
+    out = tmp_path / "d"
+    collect(_cfg(out, episodes=1), progress=False)
+    with open(out / ".collect.lock", "a") as held:  # as another collect process holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(DatasetError, match="Another process is collecting into"):
+            collect(_cfg(out, episodes=2), progress=False)
+    assert len(shard_paths(out)) == 1
+    assert collect(_cfg(out, episodes=2), progress=False).episodes_written == 1  # released: it continues
+
+
+def test_temp_files_of_killed_workers_are_removed(tmp_path):
+    out = tmp_path / "d"
+    collect(_cfg(out, episodes=1), progress=False)
+    stale = [out / ".ep-000001.npz.k3j2h1.tmp", out / ".dataset.json.abcd.tmp"]
+    for p in stale:
+        p.write_bytes(b"half")
+    collect(_cfg(out, episodes=2), progress=False)
+    assert not any(p.exists() for p in stale) and len(shard_paths(out)) == 2
+    with pytest.raises(ConfigError, match="is a file"):
+        collect(_cfg(out / "dataset.json"), progress=False)
+
+
+def test_interrupt_message_counts_the_shards_on_disk(tmp_path, monkeypatch, capsys):
+    """Ctrl-C before the workers' messages were read: the message still counts every shard written."""
+    import multiprocessing as mp
+    import time
+    from types import SimpleNamespace
+
+    import dreamgym.data.collect as collect_mod
+
+    out = tmp_path / "d"
+    spawn = mp.get_context("spawn")
+
+    def queue():
+        q = spawn.Queue()
+
+        def get(timeout=None):  # the workers run on; the main process is interrupted before reading a message
+            deadline = time.time() + 60
+            while len(shard_paths(out)) < 2 and time.time() < deadline:
+                time.sleep(0.05)
+            raise KeyboardInterrupt
+
+        q.get = get
+        return q
+
+    monkeypatch.setattr(collect_mod, "mp", SimpleNamespace(get_context=lambda kind: SimpleNamespace(
+        Queue=queue, Process=spawn.Process)))
+    with pytest.raises(KeyboardInterrupt):
+        collect(_cfg(out, episodes=4, max_steps=5, workers=2), progress=False)
+    on_disk = len(shard_paths(out))
+    assert on_disk >= 2 and f"Interrupted: {on_disk} new episodes are on disk" in capsys.readouterr().out

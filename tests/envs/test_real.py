@@ -67,3 +67,39 @@ def test_real_twin_rejects_bad_actions_and_mismatched_models(model_dirs):
     model = make_tiny_model("pendulum", action_space={"type": "Box", "low": [-1.0], "high": [1.0], "shape": [1], "dtype": "float32"})
     with pytest.raises(ConfigError, match="action space"):
         dreamgym.make_real(model)
+
+
+def _probe_module(tmp_path, monkeypatch) -> str:
+    """A module that would be imported if a file's env_id chose it."""
+    (tmp_path / "dreamgym_probe_mod.py").write_text("IMPORTED = True\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "dreamgym_probe_mod"
+
+
+def test_a_checkpoints_env_id_cannot_import_a_module(tmp_path, monkeypatch, model_dirs):
+    import json
+    import shutil
+    import sys
+
+    module = _probe_module(tmp_path, monkeypatch)
+    ckpt = tmp_path / "wm"
+    shutil.copytree(model_dirs["pendulum"], ckpt)
+    config = json.loads((ckpt / "config.json").read_text())
+    (ckpt / "config.json").write_text(json.dumps({**config, "env_id": f"{module}:Pendulum-v1"}))
+    with pytest.raises(ConfigError, match=f"import the module '{module}'"):
+        dreamgym.make_real(str(ckpt))
+    assert module not in sys.modules
+    with pytest.raises(ConfigError, match="another env"):
+        dreamgym.make_real(str(ckpt), env_id="CartPole-v1")
+    real = dreamgym.make_real(str(ckpt), env_id="Pendulum-v1")  # the user names the env: no module imported
+    assert module not in sys.modules
+    real.close()
+    real = dreamgym.make_real(str(ckpt), env_id=f"{module}:Pendulum-v1")  # the user's own choice
+    assert module in sys.modules
+    real.close()
+    monkeypatch.delitem(sys.modules, module)
+
+
+def test_unknown_dream_id_lists_the_known_ones():
+    with pytest.raises(ConfigError, match=r"(?i)unknown dream id 'Dream-Nope-v0'.*Dream-Pendulum-v0"):
+        dreamgym.make_real("Dream-Nope-v0")

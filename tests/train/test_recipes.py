@@ -114,3 +114,19 @@ def test_bad_datasets(tmp_path):
     with pytest.raises(ConfigError, match="batch"):
         collect(CollectConfig("Pendulum-v1", out=str(tmp_path / "two"), episodes=2, max_steps=5, workers=1), progress=False)
         train_world_model(tmp_path / "two", tmp_path / "r4", RecipeConfig.tiny(), progress=False)
+
+
+def test_resume_refuses_changed_data_and_fewer_steps_than_done(tmp_path, capsys):
+    data, run = str(tmp_path / "d"), str(tmp_path / "run")
+    collect(CollectConfig("Pendulum-v1", out=data, episodes=3, max_steps=10, workers=1), progress=False)
+    cfg = RecipeConfig.tiny(memory=TrainConfig(steps=4, batch_size=2, val_every=2, checkpoint_every=2))
+    train_world_model(data, run, cfg, progress=False)
+    assert json.loads((tmp_path / "run" / "stages" / "episodes.json").read_text())["episodes"] == 3
+    with pytest.raises(ConfigError, match="--memory-steps 3 is below the 4 steps"):
+        train_world_model(data, run, replace(cfg, memory=replace(cfg.memory, steps=3)), resume=True, progress=False)
+    collect(CollectConfig("Pendulum-v1", out=data, episodes=4, max_steps=10, workers=1), progress=False)  # one more
+    with pytest.raises(DatasetError, match=r"3 episodes .* recorded .* 4 episodes .* now"):
+        train_world_model(data, run, cfg, resume=True, progress=False)
+    with pytest.raises(SystemExit) as e:
+        main(["train", data, "--out", run, "--preset", "tiny", "--resume", "--memory-steps", "4", "--memory-batch", "2"])
+    assert e.value.code == 2 and "The data changed since" in capsys.readouterr().err
