@@ -229,6 +229,22 @@ def merge_results(earlier: dict[str, Any] | None, new: dict[str, Any]) -> dict[s
     return merged
 
 
+def ship_result(result: dict[str, Any], dest: str | Path, agent: str | None = None) -> dict[str, Any]:
+    """Write an evaluate result into a shipped model folder ``dest``, its paths relative to that folder.
+
+    The world model becomes ``"."`` (the folder itself); the agent becomes ``agent`` (e.g.
+    ``"controller"`` when the controller ships beside the model), or else its last two path parts: no
+    path of the machine that measured it (``/home/...``) is written into a file that ships.
+    """
+    out = json.loads(json.dumps(result))
+    info = out.get("agent", {})
+    info["world_model"] = "."
+    if info.get("kind") != "random":
+        info["path"] = agent if agent is not None else "/".join(Path(str(info.get("path", "agent"))).parts[-2:])
+    atomic_write_text(dest, json.dumps(out, indent=2, sort_keys=True) + "\n")
+    return out
+
+
 def format_result(result: dict[str, Any]) -> str:
     lines = [f"agent: {result['agent']['path']} in {result['agent']['env_id']}"]
     for where in ("dream", "real"):

@@ -33,7 +33,7 @@ from pathlib import Path
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 from dreamgym.agents.controller import LinearController
 from dreamgym.data.collect import CollectConfig, collect
-from dreamgym.evaluate import evaluate
+from dreamgym.evaluate import evaluate, ship_result
 from dreamgym.train.recipes import RecipeConfig, train_world_model
 from dreamgym.train.trainer import TrainConfig
 from dreamgym.utils import atomic_write_text
@@ -84,8 +84,8 @@ def ship(work: Path, rows: list[dict], args: argparse.Namespace) -> None:
     controller = LinearController.from_pretrained(src / "cmaes" / "controller")
     controller.config.world_model = "carracing"  # the shipped dream it sees reality through (under pretrained/)
     controller.save_pretrained(tmp / "controller")  # config, weights and a card naming that dream
-    shutil.copy(final, tmp / "eval.json")
-    shutil.copy(work / "cmaes" / "eval-random.json", tmp / "eval-random.json")
+    result = ship_result(result, tmp / "eval.json", agent="controller")  # paths relative to the shipped folder
+    ship_result(json.loads((work / "cmaes" / "eval-random.json").read_text()), tmp / "eval-random.json")
     # the controller's actions played in the dream (left, started from V's latent of reality's first frame)
     # and in the real CarRacing-v3 (right)
     frames = rollout_frames("Dream-CarRacing-v0", agent=str(tmp / "controller"), model=str(tmp),

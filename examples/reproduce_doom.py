@@ -41,7 +41,7 @@ from pathlib import Path
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 from dreamgym.agents.controller import LinearController
 from dreamgym.data.collect import CollectConfig, collect
-from dreamgym.evaluate import evaluate
+from dreamgym.evaluate import evaluate, ship_result
 from dreamgym.train.recipes import RecipeConfig, train_world_model
 from dreamgym.train.trainer import TrainConfig
 from dreamgym.utils import atomic_write_text
@@ -98,10 +98,10 @@ def ship(work: Path, models: list[Path], collectors: list[Path], tag: str, rows:
     evals = []
     for r in rows:
         name = f"eval-tau{r['temperature']:.2f}.json"
-        shutil.copy(work / f"cmaes-{tag}-tau{r['temperature']:.2f}" / "eval.json", tmp / name)
-        evals.append(json.loads((tmp / name).read_text()))
-    shutil.copy(work / "eval-random.json", tmp / "eval-random.json")
-    evals.append(json.loads((tmp / "eval-random.json").read_text()))
+        run = work / f"cmaes-{tag}-tau{r['temperature']:.2f}"
+        evals.append(ship_result(json.loads((run / "eval.json").read_text()), tmp / name,  # relative paths
+                                 agent="controller" if r is best else f"{run.name}/controller"))
+    evals.append(ship_result(json.loads((work / "eval-random.json").read_text()), tmp / "eval-random.json"))
     # the controller's actions played in the dream (left) and in the real VizdoomTakeCover-v1 (right)
     frames = rollout_frames("Dream-DoomTakeCover-v0", agent=str(tmp / "controller"), model=str(tmp),
                             temperature=best["temperature"], steps=300, seed=7, side_by_side=True, scale=2)

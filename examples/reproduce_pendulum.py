@@ -19,7 +19,8 @@ from pathlib import Path
 
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 from dreamgym.data.collect import CollectConfig, collect
-from dreamgym.evaluate import evaluate
+from dreamgym.agents import LinearController
+from dreamgym.evaluate import evaluate, ship_result
 from dreamgym.train.recipes import RecipeConfig, train_world_model
 from dreamgym.train.trainer import TrainConfig
 
@@ -61,13 +62,16 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(work / "world_model", out, ignore=shutil.ignore_patterns("stages", "recipe.json"))
-    shutil.copy(agent / "eval.json", out / "eval.json")
-    shutil.copy(agent / "eval-random.json", out / "eval-random.json")
+    result = ship_result(result, out / "eval.json", agent="controller")  # paths relative to the shipped folder
+    baseline = ship_result(baseline, out / "eval-random.json")
+    controller = LinearController.from_pretrained(agent / "controller")
+    controller.config.world_model = "pendulum"  # the shipped dream it sees reality through (under pretrained/)
+    controller.save_pretrained(out / "controller")
     from dreamgym import WorldModel
     from dreamgym.viz.video import rollout_frames, write_video
 
     # the controller's actions played in the dream (left, started from reality's first state) and in reality
-    frames = rollout_frames("Dream-Pendulum-v0", agent=str(agent / "controller"), model=str(out), steps=200, seed=5,
+    frames = rollout_frames("Dream-Pendulum-v0", agent=str(out / "controller"), model=str(out), steps=200, seed=5,
                             side_by_side=True, scale=2)
     write_video(frames, out / "dream-vs-real.gif", fps=30)
     model = WorldModel.from_pretrained(out)

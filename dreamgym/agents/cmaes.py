@@ -124,18 +124,22 @@ def rollout_returns(
     if env.num_envs != p * rollouts:
         raise ConfigError(f"Expected a vector env of {p * rollouts} dreams, got {env.num_envs}.")
     grid = np.broadcast_to(np.asarray(seeds, dtype=np.int64), (p, rollouts))
-    obs, _ = env.reset(seed=[int(s) for s in grid.reshape(-1)])
-    total = np.zeros(env.num_envs)
-    alive = np.ones(env.num_envs, dtype=bool)
+    env.reset(seed=[int(s) for s in grid.reshape(-1)])
+    batch = env.dream_batch()  # stepped directly: finished dreams leave the batch instead of running on
+    total = torch.zeros(env.num_envs, dtype=torch.float64)
+    rows = torch.arange(env.num_envs)  # which dream each row of the shrinking batch is
+    candidate = rows // rollouts
     for _ in range(max_steps):
-        o = torch.as_tensor(obs).view(p, rollouts, -1)  # (p r) d -> p r d
-        actions = controller.act_batched(params, o).reshape(env.num_envs, *env.single_action_space.shape)
-        obs, reward, terminated, truncated, _ = env.step(actions.numpy())
-        total += reward * alive
-        alive &= ~(terminated | truncated)
-        if not alive.any():
+        obs = torch.as_tensor(batch.observations())
+        actions = controller.act_rows(params[candidate[rows]], obs)
+        reward, terminated = batch.step(batch.adapter.batch(actions.numpy(), batch.num_envs))
+        total[rows] += reward.double().cpu()
+        done = terminated.cpu() | (batch.t.cpu() >= max_steps)
+        if bool(done.all()):
             break
-    return total.reshape(p, rollouts)
+        if bool(done.any()):
+            batch, rows = batch.subset(~done), rows[~done]
+    return total.numpy().reshape(p, rollouts)
 
 
 class CMAESTrainer:

@@ -145,6 +145,15 @@ class LinearController(
             out = torch.bmm(obs, weight.transpose(1, 2))  # p r o
         return self.squash(out)
 
+    def act_rows(self, flat_params: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """Each row its own parameters: params (b, num_params), obs (b, obs_dim) -> actions (b, ...)."""
+        b, n = flat_params.shape[0], self.config.obs_dim * self.out_dim
+        weight = flat_params[:, :n].view(b, self.out_dim, self.config.obs_dim)
+        out = torch.bmm(weight, obs[:, :, None])[:, :, 0]  # b o i @ b i 1 -> b o
+        if self.config.bias:
+            out = out + flat_params[:, n:]
+        return self.squash(out)
+
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, None]:
         """SB3-style ``predict`` so evaluation code treats controllers and SB3 agents alike."""

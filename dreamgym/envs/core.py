@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import fields, replace
 from typing import Any, NamedTuple, Sequence
 
@@ -174,6 +175,26 @@ class DreamBatch:
                 reward = torch.where(halt, torch.full_like(reward, opts.halt_penalty), reward)
                 terminated = terminated | halt
         return reward, terminated
+
+    _PER_ENV = ("z", "h", "c", "keys", "t", "tau", "last_done_prob", "member", "mask", "disagreement")
+
+    @torch.no_grad()
+    def subset(self, keep: torch.Tensor) -> "DreamBatch":
+        """A new batch of the envs ``keep`` (bool (b,) or indices) only, with their state: stepping it
+        gives each kept env exactly the trajectory it would have had in the full batch (the noise is
+        per env). Rollouts drop finished envs this way instead of stepping them to the time limit."""
+        sub = copy.copy(self)
+        idx = torch.as_tensor(keep, device=self.device)
+        idx = idx.nonzero()[:, 0] if idx.dtype == torch.bool else idx.long()
+        for name in self._PER_ENV:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(sub, name, value[idx])
+        if self.members:
+            sub.h_all, sub.c_all = self.h_all[:, idx], self.c_all[:, idx]
+            sub.h, sub.c = sub.h_all[0], sub.c_all[0]
+        sub.num_envs = int(idx.numel())
+        return sub
 
     # ----- observations ----------------------------------------------------------------------
     @torch.no_grad()

@@ -202,6 +202,10 @@ class DreamVectorEnv(VectorEnv):
         draws = [draw_episode(self._rngs[i], self.model, self._batch.options) for i in index]
         self._batch.reset_envs(index, draws)
 
+    def dream_batch(self) -> DreamBatch:
+        """The batched dream state behind this env (for rollouts that step it directly, e.g. CMA-ES)."""
+        return self._batch
+
     def render(self) -> tuple[np.ndarray, ...] | None:
         """rgb_array: a tuple of one (64, 64, 3) decoded frame per env; human: env 0 in a window."""
         if self.render_mode is None:

@@ -92,3 +92,32 @@ def test_train_an_ensemble_with_dropout_and_continue_a_single_model_as_one(tmp_p
                               progress=False)
     assert grown.num_members == 2
     assert torch.allclose(grown.member(1)[0].lstm.weight_hh_l0, single.memory.lstm.weight_hh_l0, atol=0.05)
+
+
+@pytest.mark.parametrize("name, obs_type", [("doom", "zch"), ("carracing", "latent")])
+def test_rollouts_that_drop_finished_dreams_score_as_full_batch_stepping(name, obs_type):
+    from dreamgym.agents.cmaes import rollout_returns
+
+    model = make_tiny_model(name)
+    with torch.no_grad():
+        model.heads.termination.bias.fill_(-0.05 if name == "doom" else 0.0)  # p(done) near 0.5: dreams end at many steps
+    env = DreamVectorEnv(num_envs=4 * 3, model=model, obs_type=obs_type, max_episode_steps=25)
+    obs_dim = env.single_observation_space.shape[0]
+    controller = LinearController.for_spaces(env.single_observation_space, env.single_action_space)
+    params = torch.randn(4, controller.num_params)
+    seeds = [11, 12, 13]
+    fast = rollout_returns(env, controller, params, 3, seeds, 25)
+    # reference: every dream stepped to the end by the vector env, later rewards ignored
+    obs, _ = env.reset(seed=[s for _ in range(4) for s in seeds])
+    total, alive = np.zeros(12), np.ones(12, dtype=bool)
+    for _ in range(25):
+        actions = controller.act_batched(params, torch.as_tensor(obs).view(4, 3, obs_dim)).reshape(12, -1)
+        obs, reward, terminated, truncated, _ = env.step(actions.numpy().reshape(env.action_space.shape))
+        total += reward * alive
+        alive &= ~(terminated | truncated)
+    np.testing.assert_allclose(fast, total.reshape(4, 3), rtol=1e-5, atol=1e-4)
+    lengths_differ = len({round(x, 6) for x in total}) > 3
+    assert lengths_differ
+    rows = controller.act_rows(params.repeat_interleave(3, 0), torch.as_tensor(obs))
+    np.testing.assert_array_equal(rows.numpy(), controller.act_batched(params, torch.as_tensor(obs).view(4, 3, -1))
+                                  .reshape(rows.shape).numpy())
