@@ -21,10 +21,12 @@ from torch import nn
 from dreamgym.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    build_checked,
     check_format_version,
     load_weights_strict,
+    parse_dataclass,
+    read_config,
     save_weights_and_config,
-    strict_fields,
 )
 
 from dreamgym.data.frames import extract_frames, preprocess_frames
@@ -90,23 +92,25 @@ class WorldModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "WorldModelConfig":
-        """Strict parse: unknown or missing fields and newer formats raise CheckpointError."""
+    def from_dict(cls, d: dict[str, Any], where: str = "config.json") -> "WorldModelConfig":
+        """Strict parse: unknown or missing fields, wrong JSON types and newer formats raise CheckpointError."""
         if not isinstance(d, dict):
-            raise CheckpointError(f"Expected config.json to hold a JSON object, got {type(d).__name__}.")
-        check_format_version(d, FORMAT_VERSION)
-        nested = {"vision": VisionConfig, "memory": MemoryConfig, "heads": HeadsConfig}
-        kwargs = strict_fields(cls, d, "config.json")
-        for name, sub in nested.items():
-            if name in kwargs:
-                kwargs[name] = sub(**strict_fields(sub, kwargs[name], f"config.json[{name!r}]"))
-        return cls(**kwargs)
+            raise CheckpointError(f"Expected {where} to hold a JSON object, got {type(d).__name__}.")
+        check_format_version(d, FORMAT_VERSION, where)
+        return parse_dataclass(cls, d, where)
 
     def validate(self) -> None:
         self.vision.validate()
         self.memory.validate()
         self.heads.validate()
-        space_from_dict(self.action_space)
+        action_dim(space_from_dict(self.action_space, "config.json['action_space']"))  # Box or Discrete
+        space_from_dict(self.observation_space, "config.json['observation_space']")
+        crop = self.frame_crop
+        if crop is not None and (len(crop) != 4 or not (0 <= crop[0] < crop[1] and 0 <= crop[2] < crop[3])):
+            raise ConfigError(f"frame_crop must be [top, bottom, left, right] with 0 <= top < bottom and "
+                              f"0 <= left < right, or null, got {crop}.")
+        if self.render_fps < 1 or self.burn_in_steps < 0:
+            raise ConfigError(f"render_fps must be >= 1 and burn_in_steps >= 0, got {self.render_fps}, {self.burn_in_steps}.")
         if self.storage_dtype not in ("float32", "float16"):
             raise ConfigError(f"storage_dtype must be 'float32' or 'float16', got {self.storage_dtype!r}.")
         if self.num_start_states < 1:
@@ -275,11 +279,8 @@ class WorldModel(
         Loading is strict and reads only JSON and safetensors: no pickle, no code.
         """
         name = str(pretrained_model_name_or_path)
-        if Path(name).is_dir() and not (Path(name) / CONFIG_NAME).is_file():
-            raise CheckpointError(
-                f"{CONFIG_NAME} is missing from checkpoint directory {name}. "
-                "A dreamgym checkpoint holds config.json and model.safetensors, as save_pretrained writes them."
-            )
+        if Path(name).is_dir():
+            read_config(name)  # strict (UTF-8, an object, bounded size and nesting) before the mixin's json.load
         try:
             return super().from_pretrained(name, **kwargs)
         except DreamgymError:
@@ -318,7 +319,7 @@ class WorldModel(
             raise TypeError(f"WorldModel.from_pretrained got unexpected keyword arguments {sorted(model_kwargs)}.")
         if config is None:
             raise CheckpointError(f"{CONFIG_NAME} not found for {model_id!r}; a dreamgym checkpoint needs one.")
-        model = cls(WorldModelConfig.from_dict(config))
+        cfg = WorldModelConfig.from_dict(config, f"{model_id}/{CONFIG_NAME}")
         if Path(model_id).is_dir():
             weights = Path(model_id) / WEIGHTS_NAME
         else:
@@ -333,6 +334,7 @@ class WorldModel(
                     local_files_only=local_files_only,
                 )
             )
+        model = build_checked(lambda: cls(cfg), weights)  # sizes checked against the header before allocating
         model.load_weights(weights)
         if Path(model_id).is_dir():
             model.source = {"path": str(Path(model_id).resolve())}
