@@ -117,7 +117,10 @@ class WorldModelConfig:
             raise ConfigError(f"num_start_states must be >= 1, got {self.num_start_states}.")
         if self.max_episode_steps < 1:
             raise ConfigError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}.")
-        check_temperature(self.default_temperature)
+        try:
+            check_temperature(self.default_temperature)
+        except ValueError as e:
+            raise ConfigError(f"default_temperature: {e}") from e
 
     @property
     def pixels(self) -> bool:
