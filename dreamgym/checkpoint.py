@@ -93,6 +93,23 @@ def read_json_object(path: str | Path, error: type[DreamgymError] = CheckpointEr
     return d
 
 
+def check_cached_config(repo_id: str, revision: str | None = None, cache_dir: str | Path | None = None) -> None:
+    """Raise :func:`read_json_object`'s CheckpointError if a Hub repo's cached config.json is unreadable.
+
+    The Hub mixin parses config.json with a bare ``json.load``; when that fails, this says why, in
+    dreamgym's words. It never downloads: a repo not in the cache (or a bad id) returns quietly.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        path = hf_hub_download(repo_id=repo_id, filename=CONFIG_NAME, revision=revision, cache_dir=cache_dir,
+                               local_files_only=True)
+    except (HfHubHTTPError, OSError, ValueError):
+        return
+    read_json_object(path)
+
+
 def json_depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:
     """Nesting depth of parsed JSON (a number: 0, ``[1]``: 1, at most ``limit``), without recursion."""
     depth, level = 0, [value]

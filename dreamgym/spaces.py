@@ -56,7 +56,7 @@ def space_from_dict(d: dict[str, Any], where: str = "space") -> spaces.Space:
     a Discrete of at most 2**16 actions (so parsing allocates little), nesting bounded by the JSON reader.
     """
     kind = d.get("type") if isinstance(d, dict) else None
-    if kind not in _KEYS:
+    if not isinstance(kind, str) or kind not in _KEYS:
         raise ConfigError(f"Expected {where} to be a space dict with type 'Box', 'Discrete' or 'Dict', got {_show(d)}.")
     unknown, missing = sorted(set(d) - _KEYS[kind]), sorted(_KEYS[kind] - {"start"} - set(d))
     if unknown or missing:

@@ -124,3 +124,26 @@ def test_json_depth_and_size_limits(tmp_path):
         read_json_object(tmp_path / "big.json")
     (tmp_path / "ok.json").write_text(json.dumps({"a": [[1]] * 3}))
     assert read_json_object(tmp_path / "ok.json") == {"a": [[1]] * 3} and MAX_JSON_DEPTH >= 4
+
+
+def _hub_cache(cache, repo_id: str, files: dict[str, bytes]) -> None:
+    """A Hub cache holding one snapshot of ``repo_id``, as ``hf download`` leaves it."""
+    commit = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    for name, data in files.items():
+        (repo / "snapshots" / commit / name).write_bytes(data)
+
+
+@pytest.mark.parametrize("raw,match", [(b"[1]", "holds a JSON list"), (b'{"env_id": "\xff"}', "not UTF-8"),
+                                       (b"[" * 100_000 + b"]" * 100_000, "cannot be parsed as JSON|nests")])
+def test_a_bad_config_json_from_the_hub_is_a_checkpoint_error(checkpoint, tmp_path, raw, match):
+    weights = (checkpoint / "model.safetensors").read_bytes()
+    _hub_cache(tmp_path / "cache", "someone/dream", {"config.json": raw, "model.safetensors": weights})
+    with pytest.raises(CheckpointError, match=match):
+        WorldModel.from_pretrained("someone/dream", cache_dir=tmp_path / "cache")
+    (tmp_path / "cache" / "models--someone--dream" / "snapshots" / ("0" * 40) / "config.json").write_bytes(
+        (checkpoint / "config.json").read_bytes())
+    assert WorldModel.from_pretrained("someone/dream", cache_dir=tmp_path / "cache").source["repo_id"] == "someone/dream"

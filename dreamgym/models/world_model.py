@@ -22,6 +22,7 @@ from dreamgym.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     build_checked,
+    check_cached_config,
     check_format_version,
     load_weights_strict,
     parse_dataclass,
@@ -303,6 +304,9 @@ class WorldModel(
                 f"Could not load world model {name!r}: {type(e).__name__}: {e}. Expected a local checkpoint "
                 "directory, a name under pretrained/, or a Hub repo id ('user/name')."
             ) from e
+        except (ValueError, RecursionError, AttributeError):  # the mixin's json.load of a Hub config.json
+            check_cached_config(name, kwargs.get("revision"), kwargs.get("cache_dir"))  # raises if that was it
+            raise
 
     @classmethod
     def _from_pretrained(
