@@ -78,7 +78,8 @@ def read_json_object(path: str | Path, error: type[DreamgymError] = CheckpointEr
     try:
         d = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as e:
-        raise error(f"{path} is not UTF-8 text ({e}); expected JSON as dreamgym writes it. Re-save or re-download it.") from e
+        raise error(f"{path} is not UTF-8 text ({e}); expected JSON as dreamgym writes it. "
+                    "Re-save or re-download it.") from e
     except json.JSONDecodeError as e:
         raise error(f"{path} is not valid JSON: {e}. Re-save or re-download it.") from e
     except (ValueError, RecursionError) as e:  # a 5,000-digit number; arrays nested 100,000 deep
@@ -187,7 +188,8 @@ def _typed(value: Any, hint: Any, where: str, error: type[DreamgymError]) -> Any
         try:
             return float(value)
         except OverflowError:
-            raise error(f"{where} must be a number a float can hold, got an integer of {len(str(value))} digits.") from None
+            raise error(f"{where} must be a number a float can hold, "
+                        f"got an integer of {len(str(value))} digits.") from None
     if origin is list and args:
         return [_typed(v, args[0], f"{where}[{i}]", error) for i, v in enumerate(value)]
     if origin is dict and len(args) == 2:

@@ -45,7 +45,8 @@ MAX_SPACE_SIZE = 2**24  # elements of one Box (a 4K RGB frame: 2**24.6); a bigge
 MAX_DISCRETE = 2**16  # M sees a one-hot of a Discrete action: wider inputs are not a world model's
 _DTYPES = ("bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
            "float16", "float32", "float64")
-_KEYS = {"Box": {"type", "shape", "dtype", "low", "high"}, "Discrete": {"type", "n", "start"}, "Dict": {"type", "spaces"}}
+_KEYS = {"Box": {"type", "shape", "dtype", "low", "high"}, "Discrete": {"type", "n", "start"},
+         "Dict": {"type", "spaces"}}
 
 
 def space_from_dict(d: dict[str, Any], where: str = "space") -> spaces.Space:
@@ -82,7 +83,8 @@ def _box_from_dict(d: dict[str, Any], where: str) -> spaces.Box:
         raise ConfigError(f"{where}['shape'] must be a list of positive integers with at most {MAX_SPACE_SIZE} "
                           f"elements in all, got {_show(shape)}. Fix the space in the file.")
     if name not in _DTYPES:
-        raise ConfigError(f"{where}['dtype'] must be one of {list(_DTYPES)}, got {_show(name)}. Fix the space in the file.")
+        raise ConfigError(f"{where}['dtype'] must be one of {list(_DTYPES)}, got {_show(name)}. "
+                          "Fix the space in the file.")
     dtype = np.dtype(name)
     bounds = [_bound_array(d[key], shape, dtype, f"{where}[{key!r}]") for key in ("low", "high")]
     if (bounds[0] > bounds[1]).any():
@@ -97,12 +99,14 @@ def _bound_array(value: Any, shape: list[int], dtype: np.dtype, where: str) -> n
     try:
         arr = np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
     except (ValueError, OverflowError) as e:
-        raise ConfigError(f"{where} does not fit the Box's shape {shape}: {e}. Give one number or a list of that shape.") from e
+        raise ConfigError(f"{where} does not fit the Box's shape {shape}: {e}. "
+                          "Give one number or a list of that shape.") from e
     info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype) if dtype.kind in "iu" else None
     lo, hi = (float(info.min), float(info.max)) if info is not None else (0.0, 1.0)
     finite = np.isfinite(arr)
     if np.isnan(arr).any() or ((arr < lo) | (arr > hi))[finite].any() or (dtype.kind != "f" and not finite.all()):
-        raise ConfigError(f"{where} must hold values a {dtype} can hold ({lo:g} to {hi:g}{', or inf' if dtype.kind == 'f' else ''}), "
+        inf = ", or inf" if dtype.kind == "f" else ""
+        raise ConfigError(f"{where} must hold values a {dtype} can hold ({lo:g} to {hi:g}{inf}), "
                           f"got {_show(value)}. Fix the space in the file.")
     return arr
 

@@ -53,7 +53,8 @@ def algo_of(path: str | Path, algo: str | None = None) -> str:
     if algo is None and (path.parent / "agent.json").is_file():
         algo = read_json_object(path.parent / "agent.json").get("algo")
         if not isinstance(algo, (str, type(None))):
-            raise CheckpointError(f"{path.parent / 'agent.json'}['algo'] must be a string like 'ppo', got {algo!r:.80}.")
+            raise CheckpointError(f"{path.parent / 'agent.json'}['algo'] must be a string like 'ppo', "
+                                  f"got {algo!r:.80}.")
     if algo is None:
         algo = path.name.split("-", 1)[0].lower()
     algo = algo.lower()

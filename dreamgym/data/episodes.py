@@ -4,6 +4,11 @@ A shard holds ``obs`` (T+1, ...) — 64×64×3 uint8 frames or float32 states, t
 the last step included — ``actions`` (T, ...), ``rewards`` (T,), and ``terminated`` / ``truncated``
 (T,) kept apart. Every file is written to a temporary name and renamed, so a crash or a full disk
 never leaves a half-written shard, and shards are read with ``allow_pickle=False``.
+
+Only ``ep-NNNNNN.npz`` (as :func:`shard_name` writes) are shards. Any other ``.npz`` in a dataset
+directory is refused by :func:`validate` and :func:`load_dataset`, naming it, rather than ignored
+or read: a ``ep-000001 (copy).npz`` would otherwise be trained on twice, and only its owner knows
+whether it belongs. ``collect`` ignores such files (it counts and writes only shards).
 """
 
 from __future__ import annotations
@@ -188,7 +193,8 @@ class Episode:
                                    f"[{actions.min()}, {actions.max()}].")
         elif actions.shape != (len(self), *action_space.shape) or actions.dtype.kind not in "iuf":
             raise DatasetError(f"{name}: actions must be numbers of shape ({len(self)}, *{action_space.shape}) for "
-                               f"{action_space}, got dtype {actions.dtype}, shape {actions.shape}. Re-collect the episode.")
+                               f"{action_space}, got dtype {actions.dtype}, shape {actions.shape}. "
+                               "Re-collect the episode.")
 
 
 def shard_name(index: int) -> str:
@@ -240,12 +246,13 @@ def _read_member(archive: zipfile.ZipFile, key: str, path: Path) -> np.ndarray:
     """One ``key.npy`` of a shard: header checked (numeric dtype, size within the member) before reading."""
     info = archive.getinfo(f"{key}.npy")
     if info.file_size > _MAX_INFLATION * max(info.compress_size, 1) + 4096:
-        raise DatasetError(f"Shard {path}: {key}.npy claims {info.file_size} bytes from {info.compress_size} compressed; "
-                           "no .npz written by numpy inflates so much. Delete it and collect again.")
+        raise DatasetError(f"Shard {path}: {key}.npy claims {info.file_size} bytes from {info.compress_size} "
+                           "compressed; no .npz written by numpy inflates so much. Delete it and collect again.")
     with archive.open(info) as f:
         version = np.lib.format.read_magic(f)
         if version not in ((1, 0), (2, 0)):
-            raise DatasetError(f"Shard {path}: {key}.npy has .npy format {version}; expected 1.0 or 2.0 as numpy writes.")
+            raise DatasetError(f"Shard {path}: {key}.npy has .npy format {version}; "
+                               "expected 1.0 or 2.0 as numpy writes.")
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, _, dtype = read_header(f)
     if dtype.hasobject or dtype.kind not in "biuf" or dtype.subdtype is not None:

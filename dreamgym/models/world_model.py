@@ -111,7 +111,8 @@ class WorldModelConfig:
             raise ConfigError(f"frame_crop must be [top, bottom, left, right] with 0 <= top < bottom and "
                               f"0 <= left < right, or null, got {crop}.")
         if self.render_fps < 1 or self.burn_in_steps < 0:
-            raise ConfigError(f"render_fps must be >= 1 and burn_in_steps >= 0, got {self.render_fps}, {self.burn_in_steps}.")
+            raise ConfigError(f"render_fps must be >= 1 and burn_in_steps >= 0, "
+                              f"got {self.render_fps}, {self.burn_in_steps}.")
         if self.storage_dtype not in ("float32", "float16"):
             raise ConfigError(f"storage_dtype must be 'float32' or 'float16', got {self.storage_dtype!r}.")
         if self.num_start_states < 1:
