@@ -6,6 +6,7 @@ Only JSON and safetensors are ever read, so a checkpoint from the Hub cannot run
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
 from dataclasses import MISSING, fields, is_dataclass
@@ -186,10 +187,13 @@ def _typed(value: Any, hint: Any, where: str, error: type[DreamgymError]) -> Any
                     "Fix the value (or re-save the file with dreamgym).")
     if hint is float:
         try:
-            return float(value)
+            number = float(value)
         except OverflowError:
             raise error(f"{where} must be a number a float can hold, "
                         f"got an integer of {len(str(value))} digits.") from None
+        if not math.isfinite(number):  # JSON's NaN / Infinity: no size, weight or threshold may be one
+            raise error(f"{where} must be a finite number, got {value}. Fix the value (or re-save the file with dreamgym).")
+        return number
     if origin is list and args:
         return [_typed(v, args[0], f"{where}[{i}]", error) for i, v in enumerate(value)]
     if origin is dict and len(args) == 2:

@@ -127,8 +127,9 @@ def workdir():
         yield Path(d)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def rss_bound():
+    """Peak memory of the whole module grows by less than MAX_RSS_GROWTH_KB."""
     before = _rss_kb()
     yield
     assert _rss_kb() - before < MAX_RSS_GROWTH_KB
@@ -167,7 +168,7 @@ def _checkpoint(root: Path, name: str) -> tuple[Path, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("name", ["pendulum", "carracing"])
-def test_world_model_config_json(workdir, rss_bound, built_sizes, name):
+def test_world_model_config_json(workdir, built_sizes, name):
     path, base = _checkpoint(workdir, name)
     weights_bytes = (path / "model.safetensors").stat().st_size
 
@@ -190,7 +191,7 @@ def test_world_model_config_json(workdir, rss_bound, built_sizes, name):
     assert isinstance(WorldModel.from_pretrained(path), WorldModel)  # valid input works
 
 
-def test_config_json_raw_bytes(workdir, rss_bound):
+def test_config_json_raw_bytes(workdir):
     path, base = _checkpoint(workdir, "pendulum")
     valid = json.dumps(base).encode()
 
@@ -204,7 +205,7 @@ def test_config_json_raw_bytes(workdir, rss_bound):
     check()
 
 
-def test_controller_config_json(workdir, rss_bound, built_sizes):
+def test_controller_config_json(workdir, built_sizes):
     path = workdir / "controller"
     LinearController.for_spaces(spaces.Box(-1, 1, (6,)), spaces.Discrete(3)).save_pretrained(path)
     base = json.loads((path / "config.json").read_text())
@@ -242,7 +243,7 @@ HEADER_VALUES = JSON | st.sampled_from(["F32", "F16", "BF16", "F64", "I32", "I64
 
 
 @pytest.mark.parametrize("target", ["controller", "world_model"])
-def test_safetensors_header(workdir, rss_bound, built_sizes, target):
+def test_safetensors_header(workdir, built_sizes, target):
     if target == "controller":
         path = workdir / "controller-st"
         LinearController.for_spaces(spaces.Box(-1, 1, (6,)), spaces.Box(-1, 1, (2,))).save_pretrained(path)
@@ -287,7 +288,7 @@ def _dataset(root: Path) -> Path:
     return root
 
 
-def test_dataset_json(workdir, rss_bound):
+def test_dataset_json(workdir):
     root = _dataset(workdir / "ds-meta")
     from dataclasses import asdict
 
@@ -343,7 +344,7 @@ def _assert_trainable(episodes: list[Episode], action_space: dict) -> None:
     SequenceDataset(mu, None, episodes, space_from_dict(action_space), seq_len=2)
 
 
-def test_shard_arrays(workdir, rss_bound):
+def test_shard_arrays(workdir):
     root = workdir / "ds-arrays"
     root.mkdir()
     write_meta(root, META)
@@ -361,7 +362,7 @@ def test_shard_arrays(workdir, rss_bound):
     check()
 
 
-def test_shard_bytes(workdir, rss_bound):
+def test_shard_bytes(workdir):
     root = _dataset(workdir / "ds-bytes")
     valid = (root / shard_name(0)).read_bytes()
 
