@@ -6,6 +6,7 @@ Doom needs ViZDoom), so ``config.json`` stores them as plain dicts.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -40,26 +41,102 @@ def space_to_dict(space: spaces.Space) -> dict[str, Any]:
     )
 
 
-def space_from_dict(d: dict[str, Any]) -> spaces.Space:
-    """Inverse of :func:`space_to_dict`; raises ConfigError for anything else."""
+MAX_SPACE_SIZE = 2**24  # elements of one Box (a 4K RGB frame: 2**24.6); a bigger one is a hostile file
+MAX_DISCRETE = 2**16  # M sees a one-hot of a Discrete action: wider inputs are not a world model's
+_DTYPES = ("bool", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",
+           "float16", "float32", "float64")
+_KEYS = {"Box": {"type", "shape", "dtype", "low", "high"}, "Discrete": {"type", "n", "start"},
+         "Dict": {"type", "spaces"}}
+
+
+def space_from_dict(d: dict[str, Any], where: str = "space") -> spaces.Space:
+    """Inverse of :func:`space_to_dict`; raises ConfigError naming ``where`` for anything else.
+
+    Strict, as a config.json may come from a stranger: every key present and of the right JSON
+    type, a numeric dtype, bounds that fit it with low <= high, a Box of at most 2**24 elements and
+    a Discrete of at most 2**16 actions (so parsing allocates little), nesting bounded by the JSON reader.
+    """
     kind = d.get("type") if isinstance(d, dict) else None
+    if not isinstance(kind, str) or kind not in _KEYS:
+        raise ConfigError(f"Expected {where} to be a space dict with type 'Box', 'Discrete' or 'Dict', got {_show(d)}.")
+    unknown, missing = sorted(set(d) - _KEYS[kind]), sorted(_KEYS[kind] - {"start"} - set(d))
+    if unknown or missing:
+        raise ConfigError(f"{where} is a {kind} space dict with unknown keys {unknown} and missing keys {missing}; "
+                          f"expected the keys {sorted(_KEYS[kind])}, as dreamgym.spaces.space_to_dict writes them.")
     if kind == "Box":
-        dtype = np.dtype(d["dtype"])
-        low = np.broadcast_to(np.asarray(d["low"], dtype=np.float64), d["shape"])
-        high = np.broadcast_to(np.asarray(d["high"], dtype=np.float64), d["shape"])
-        return spaces.Box(low=low.astype(dtype), high=high.astype(dtype), shape=tuple(d["shape"]), dtype=dtype)
+        return _box_from_dict(d, where)
     if kind == "Discrete":
-        return spaces.Discrete(int(d["n"]), start=int(d.get("start", 0)))
-    if kind == "Dict":
-        return spaces.Dict({k: space_from_dict(v) for k, v in d["spaces"].items()})
-    raise ConfigError(f"Expected a space dict with type 'Box', 'Discrete' or 'Dict', got {d!r}.")
+        n, start = d["n"], d.get("start", 0)
+        if not _is_int(n) or not 1 <= n <= MAX_DISCRETE or not _is_int(start) or abs(start) > 2**62:
+            raise ConfigError(f"{where}: expected a Discrete space with an integer n in [1, {MAX_DISCRETE}] and an "
+                              f"integer start, got n={_show(n)}, start={_show(start)}. Fix the space in the file.")
+        return spaces.Discrete(n, start=start)
+    if not isinstance(d["spaces"], dict):
+        raise ConfigError(f"{where}['spaces'] must be a JSON object of named spaces, got {_show(d['spaces'])}.")
+    return spaces.Dict({k: space_from_dict(v, f"{where}[{k!r}]") for k, v in d["spaces"].items()})
+
+
+def _box_from_dict(d: dict[str, Any], where: str) -> spaces.Box:
+    shape, name = d["shape"], d["dtype"]
+    if not isinstance(shape, list) or not all(_is_int(n) and 1 <= n <= MAX_SPACE_SIZE for n in shape) \
+            or math.prod(shape) > MAX_SPACE_SIZE:
+        raise ConfigError(f"{where}['shape'] must be a list of positive integers with at most {MAX_SPACE_SIZE} "
+                          f"elements in all, got {_show(shape)}. Fix the space in the file.")
+    if name not in _DTYPES:
+        raise ConfigError(f"{where}['dtype'] must be one of {list(_DTYPES)}, got {_show(name)}. "
+                          "Fix the space in the file.")
+    dtype = np.dtype(name)
+    bounds = [_bound_array(d[key], shape, dtype, f"{where}[{key!r}]") for key in ("low", "high")]
+    if (bounds[0] > bounds[1]).any():
+        raise ConfigError(f"{where}: expected low <= high everywhere, got low={d['low']!r:.80} high={d['high']!r:.80}.")
+    return spaces.Box(low=bounds[0].astype(dtype), high=bounds[1].astype(dtype), shape=tuple(shape), dtype=dtype)
+
+
+def _bound_array(value: Any, shape: list[int], dtype: np.dtype, where: str) -> np.ndarray:
+    """A Box bound (one number or nested lists of numbers) broadcast to ``shape``, checked to fit ``dtype``."""
+    if not _numbers(value):
+        raise ConfigError(f"{where} must be a number or nested lists of numbers, got {_show(value)}.")
+    try:
+        arr = np.broadcast_to(np.asarray(value, dtype=np.float64), shape)
+    except (ValueError, OverflowError) as e:
+        raise ConfigError(f"{where} does not fit the Box's shape {shape}: {e}. "
+                          "Give one number or a list of that shape.") from e
+    info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype) if dtype.kind in "iu" else None
+    lo, hi = (float(info.min), float(info.max)) if info is not None else (0.0, 1.0)
+    finite = np.isfinite(arr)
+    if np.isnan(arr).any() or ((arr < lo) | (arr > hi))[finite].any() or (dtype.kind != "f" and not finite.all()):
+        inf = ", or inf" if dtype.kind == "f" else ""
+        raise ConfigError(f"{where} must hold values a {dtype} can hold ({lo:g} to {hi:g}{inf}), "
+                          f"got {_show(value)}. Fix the space in the file.")
+    return arr
+
+
+def _numbers(value: Any) -> bool:
+    """Whether ``value`` is a number or (nested) lists of numbers; JSON booleans are not numbers."""
+    stack = [value]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, list):
+            stack.extend(x)
+        elif isinstance(x, bool) or not isinstance(x, (int, float)):
+            return False
+    return True
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:80] + '...' if len(text) > 80 else text}"
 
 
 def same_space(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two space dicts describe the same space (bounds written as lists or as one number)."""
     try:
         return space_from_dict(a) == space_from_dict(b)
-    except (ConfigError, KeyError, TypeError, ValueError):
+    except ConfigError:
         return a == b
 
 

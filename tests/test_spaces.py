@@ -60,3 +60,38 @@ def test_discrete_actions_are_one_hot_and_checked():
         adapter.single(0.5)
     with pytest.raises(InvalidActionError, match="one integer"):
         adapter.single([0, 1])
+
+
+@pytest.mark.parametrize(
+    "d,match",
+    [
+        ([], "space dict with type"),
+        ({"type": "MultiBinary", "n": 3}, "space dict with type"),
+        ({"type": "Box", "shape": [3], "low": 0, "high": 1}, r"missing keys \['dtype'\]"),
+        ({"type": "Box", "shape": [3], "dtype": "float32", "low": 0, "high": 1, "extra": 1}, r"unknown keys \['extra'\]"),
+        ({"type": "Box", "shape": "3", "dtype": "float32", "low": 0, "high": 1}, "list of positive integers"),
+        ({"type": "Box", "shape": [0], "dtype": "float32", "low": 0, "high": 1}, "list of positive integers"),
+        ({"type": "Box", "shape": [2**20, 2**20], "dtype": "uint8", "low": 0, "high": 1}, "at most 16777216"),
+        ({"type": "Box", "shape": [3], "dtype": "object", "low": 0, "high": 1}, r"\['dtype'\] must be one of"),
+        ({"type": "Box", "shape": [3], "dtype": "float32", "low": "0", "high": 1}, "number or nested lists"),
+        ({"type": "Box", "shape": [3], "dtype": "float32", "low": [0, 0], "high": 1}, "does not fit the Box's shape"),
+        ({"type": "Box", "shape": [3], "dtype": "float32", "low": 1, "high": 0}, "low <= high"),
+        ({"type": "Box", "shape": [3], "dtype": "uint8", "low": 0, "high": 256}, "values a uint8 can hold"),
+        ({"type": "Box", "shape": [3], "dtype": "float32", "low": -1e300, "high": 0}, "values a float32 can hold"),
+        ({"type": "Box", "shape": [3], "dtype": "float32", "low": float("nan"), "high": 0}, "values a float32 can hold"),
+        ({"type": "Discrete", "n": 0}, r"integer n in \[1, 65536\]"),
+        ({"type": "Discrete", "n": "3"}, "integer n"),
+        ({"type": "Discrete", "n": 2**40}, "integer n"),
+        ({"type": "Discrete", "n": 3, "start": 0.5}, "integer start"),
+        ({"type": "Dict", "spaces": [1]}, r"\['spaces'\] must be a JSON object"),
+        ({"type": "Dict", "spaces": {"a": {"type": "Box"}}}, r"space\['a'\] is a Box space dict"),
+    ],
+)
+def test_bad_space_dicts_are_config_errors_naming_the_key(d, match):
+    with pytest.raises(ConfigError, match=match):
+        space_from_dict(d)
+
+
+def test_unbounded_float_boxes_still_round_trip():
+    box = spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    assert space_from_dict(space_to_dict(box)) == box

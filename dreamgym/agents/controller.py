@@ -15,11 +15,12 @@ from torch import nn
 from dreamgym.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    build_checked,
     check_format_version,
     load_weights_strict,
+    parse_dataclass,
     read_config,
     save_weights_and_config,
-    strict_fields,
 )
 from dreamgym.errors import CheckpointError, ConfigError
 from dreamgym.spaces import action_dim, space_from_dict, space_to_dict
@@ -77,9 +78,11 @@ class LinearController(
         super().__init__()
         if isinstance(config, dict):
             check_format_version(config, CONTROLLER_FORMAT)
-            config = ControllerConfig(**strict_fields(ControllerConfig, config, "config.json"))
+            config = parse_dataclass(ControllerConfig, config, "config.json")
+        if config.obs_dim < 1:
+            raise ConfigError(f"obs_dim must be >= 1 (z, or z and h, of the world model), got {config.obs_dim}.")
         self.config = config
-        self.action_space = space_from_dict(config.action_space)
+        self.action_space = space_from_dict(config.action_space, "config.json['action_space']")
         self.out_dim = action_dim(self.action_space)  # Box: one output per dimension; Discrete: one per action
         if config.discrete not in ("argmax", "threshold"):
             raise ConfigError(f"discrete must be 'argmax' or 'threshold', got {config.discrete!r}.")
@@ -184,7 +187,8 @@ class LinearController(
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> "LinearController":
         name = str(pretrained_model_name_or_path)
         if Path(name).is_dir():
-            model = cls(read_config(name))
+            config = read_config(name)
+            model = build_checked(lambda: cls(config), Path(name) / WEIGHTS_NAME)  # sizes checked before allocating
             load_weights_strict(model, Path(name) / WEIGHTS_NAME)
             return model.eval()
         try:
@@ -199,9 +203,9 @@ class LinearController(
                          local_files_only: bool, token: Any, config: dict | None = None, **kwargs: Any) -> "LinearController":
         if config is None:
             raise CheckpointError(f"{CONFIG_NAME} not found for controller {model_id!r}.")
-        model = cls(config)
         weights = hf_hub_download(repo_id=model_id, filename=WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
                                   force_download=force_download, token=token, local_files_only=local_files_only)
+        model = build_checked(lambda: cls(config), weights)
         load_weights_strict(model, weights)
         return model.eval()
 

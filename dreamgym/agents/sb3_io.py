@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import pickle
 import re
 import zipfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from gymnasium import spaces
 from stable_baselines3 import A2C, DDPG, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 
+from dreamgym.checkpoint import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_depth, read_json_object
 from dreamgym.errors import CheckpointError, ConfigError
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "sac": SAC, "td3": TD3, "ddpg": DDPG, "dqn": DQN}
@@ -49,7 +51,10 @@ def algo_of(path: str | Path, algo: str | None = None) -> str:
     """The algorithm of an SB3 zip: given, from a sibling agent.json, or from a ``{algo}-{env}.zip`` name."""
     path = Path(path)
     if algo is None and (path.parent / "agent.json").is_file():
-        algo = json.loads((path.parent / "agent.json").read_text()).get("algo")
+        algo = read_json_object(path.parent / "agent.json").get("algo")
+        if not isinstance(algo, (str, type(None))):
+            raise CheckpointError(f"{path.parent / 'agent.json'}['algo'] must be a string like 'ppo', "
+                                  f"got {algo!r:.80}.")
     if algo is None:
         algo = path.name.split("-", 1)[0].lower()
     algo = algo.lower()
@@ -75,9 +80,13 @@ def load_sb3(
     name = algo_of(path, algo)
     try:
         with zipfile.ZipFile(path) as archive:
+            if archive.getinfo("data").file_size > MAX_JSON_BYTES:  # a zip bomb would be inflated by read()
+                raise CheckpointError(f"{path}: its 'data' entry is over {MAX_JSON_BYTES} bytes; not an SB3 zip.")
             data = json.loads(archive.read("data"))
-    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as e:
-        raise CheckpointError(f"{path} is not a readable SB3 zip ({type(e).__name__}: {e}).") from e
+    except (zipfile.BadZipFile, KeyError, ValueError, RecursionError, OSError, EOFError) as e:
+        raise CheckpointError(f"{path} is not a readable SB3 zip ({type(e).__name__}: {str(e)[:200]}).") from e
+    if not isinstance(data, dict) or json_depth(data) > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{path}: its 'data' entry is not a JSON object as SB3 writes it; not an SB3 zip.")
     custom: dict[str, Any] = {"observation_space": observation_space, "action_space": action_space}
     for key, value in data.items():
         if key in custom or not (isinstance(value, dict) and ":serialized:" in value):
@@ -97,10 +106,11 @@ def load_sb3(
             custom[key] = (lambda _: 0.0) if key != "clip_range_vf" else None
         else:
             custom[key] = None
-    saved = data.get("observation_space", {}).get(":type:", "")
+    saved = data["observation_space"].get(":type:", "") if isinstance(data.get("observation_space"), dict) else ""
     try:
         return ALGOS[name].load(path, custom_objects=custom, device=device)
-    except (RuntimeError, ValueError, KeyError) as e:
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, OSError, EOFError, zipfile.BadZipFile,
+            pickle.UnpicklingError) as e:  # a damaged or hand-made zip: SB3 and torch.load raise any of these
         raise CheckpointError(
             f"Could not load {path} as {name.upper()} for observation space {observation_space} and action space "
             f"{action_space} (saved with {saved}): {e}"

@@ -32,7 +32,9 @@ def encode_actions(actions: np.ndarray, space: spaces.Space) -> np.ndarray:
     """Stored actions (T, ...) -> what M sees (T, a): clipped floats, or one-hot for Discrete."""
     if isinstance(space, spaces.Discrete):
         idx = actions.astype(np.int64).reshape(-1) - int(space.start)
-        return np.eye(space.n, dtype=np.float32)[idx]
+        one_hot = np.zeros((len(idx), space.n), dtype=np.float32)  # T x n, not np.eye's n x n
+        one_hot[np.arange(len(idx)), idx] = 1.0
+        return one_hot
     flat = actions.reshape(len(actions), -1).astype(np.float32)
     return np.clip(flat, space.low.reshape(-1), space.high.reshape(-1))
 

@@ -22,10 +22,13 @@ from torch import nn
 from dreamgym.checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
+    build_checked,
+    check_cached_config,
     check_format_version,
     load_weights_strict,
+    parse_dataclass,
+    read_config,
     save_weights_and_config,
-    strict_fields,
 )
 
 from dreamgym.data.frames import extract_frames, preprocess_frames
@@ -137,31 +140,37 @@ class WorldModelConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "WorldModelConfig":
-        """Strict parse: unknown or missing fields and newer formats raise CheckpointError."""
+    def from_dict(cls, d: dict[str, Any], where: str = "config.json") -> "WorldModelConfig":
+        """Strict parse: unknown or missing fields, wrong JSON types and newer formats raise CheckpointError."""
         if not isinstance(d, dict):
-            raise CheckpointError(f"Expected config.json to hold a JSON object, got {type(d).__name__}.")
-        check_format_version(d, FORMAT_VERSION)
-        nested = {"vision": VisionConfig, "memory": MemoryConfig, "heads": HeadsConfig, "dream": DreamOptions}
-        kwargs = strict_fields(cls, d, "config.json")
-        for name, sub in nested.items():
-            if name in kwargs:
-                kwargs[name] = sub(**strict_fields(sub, kwargs[name], f"config.json[{name!r}]"))
-        return cls(**kwargs)
+            raise CheckpointError(f"Expected {where} to hold a JSON object, got {type(d).__name__}.")
+        check_format_version(d, FORMAT_VERSION, where)
+        return parse_dataclass(cls, d, where)
 
     def validate(self) -> None:
         self.vision.validate()
         self.memory.validate()
         self.heads.validate()
         self.dream.validate()
-        space_from_dict(self.action_space)
+        action_dim(space_from_dict(self.action_space, "config.json['action_space']"))  # Box or Discrete
+        space_from_dict(self.observation_space, "config.json['observation_space']")
+        crop = self.frame_crop
+        if crop is not None and (len(crop) != 4 or not (0 <= crop[0] < crop[1] and 0 <= crop[2] < crop[3])):
+            raise ConfigError(f"frame_crop must be [top, bottom, left, right] with 0 <= top < bottom and "
+                              f"0 <= left < right, or null, got {crop}.")
+        if self.render_fps < 1 or self.burn_in_steps < 0:
+            raise ConfigError(f"render_fps must be >= 1 and burn_in_steps >= 0, "
+                              f"got {self.render_fps}, {self.burn_in_steps}.")
         if self.storage_dtype not in ("float32", "float16"):
             raise ConfigError(f"storage_dtype must be 'float32' or 'float16', got {self.storage_dtype!r}.")
         if self.num_start_states < 1:
             raise ConfigError(f"num_start_states must be >= 1, got {self.num_start_states}.")
         if self.max_episode_steps < 1:
             raise ConfigError(f"max_episode_steps must be >= 1, got {self.max_episode_steps}.")
-        check_temperature(self.default_temperature)
+        try:
+            check_temperature(self.default_temperature)
+        except ValueError as e:
+            raise ConfigError(f"default_temperature: {e}") from e
 
     @property
     def pixels(self) -> bool:
@@ -423,11 +432,8 @@ class WorldModel(
         Loading is strict and reads only JSON and safetensors: no pickle, no code.
         """
         name = str(pretrained_model_name_or_path)
-        if Path(name).is_dir() and not (Path(name) / CONFIG_NAME).is_file():
-            raise CheckpointError(
-                f"{CONFIG_NAME} is missing from checkpoint directory {name}. "
-                "A dreamgym checkpoint holds config.json and model.safetensors, as save_pretrained writes them."
-            )
+        if Path(name).is_dir():
+            read_config(name)  # strict (UTF-8, an object, bounded size and nesting) before the mixin's json.load
         try:
             return super().from_pretrained(name, **kwargs)
         except DreamgymError:
@@ -447,6 +453,9 @@ class WorldModel(
                 f"Could not load world model {name!r}: {type(e).__name__}: {e}. Expected a local checkpoint "
                 "directory, a name under pretrained/, or a Hub repo id ('user/name')."
             ) from e
+        except (ValueError, RecursionError, AttributeError):  # the mixin's json.load of a Hub config.json
+            check_cached_config(name, kwargs.get("revision"), kwargs.get("cache_dir"))  # raises if that was it
+            raise
 
     @classmethod
     def _from_pretrained(
@@ -466,7 +475,7 @@ class WorldModel(
             raise TypeError(f"WorldModel.from_pretrained got unexpected keyword arguments {sorted(model_kwargs)}.")
         if config is None:
             raise CheckpointError(f"{CONFIG_NAME} not found for {model_id!r}; a dreamgym checkpoint needs one.")
-        model = cls(WorldModelConfig.from_dict(config))
+        cfg = WorldModelConfig.from_dict(config, f"{model_id}/{CONFIG_NAME}")
         if Path(model_id).is_dir():
             weights = Path(model_id) / WEIGHTS_NAME
         else:
@@ -481,6 +490,7 @@ class WorldModel(
                     local_files_only=local_files_only,
                 )
             )
+        model = build_checked(lambda: cls(cfg), weights)  # sizes checked against the header before allocating
         model.load_weights(weights)
         if Path(model_id).is_dir():
             model.source = {"path": str(Path(model_id).resolve())}

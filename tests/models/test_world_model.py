@@ -87,7 +87,7 @@ def _edit_config(path, fn):
     "edit,match",
     [
         (lambda c: c.__setitem__("surprise", 1), r"Unknown field\(s\) \['surprise'\]"),
-        (lambda c: c["memory"].__setitem__("layers", 2), r"Unknown field\(s\) \['layers'\] in config.json\['memory'\]"),
+        (lambda c: c["memory"].__setitem__("layers", 2), r"Unknown field\(s\) \['layers'\] in .*config.json\['memory'\]"),
         (lambda c: c.__setitem__("format_version", FORMAT_VERSION + 1), "Upgrade dreamgym"),
         (lambda c: c.pop("format_version"), "format_version"),
         (lambda c: c["memory"].__setitem__("hidden_size", 16), "shape"),
