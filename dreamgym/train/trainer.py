@@ -251,6 +251,9 @@ class Trainer:
                     self.save()
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.4g}")
+        except NumericalError:
+            bar.close()  # the error then starts on a line of its own
+            raise
         except KeyboardInterrupt:
             self.save()
             bar.close()
