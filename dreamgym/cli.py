@@ -253,7 +253,7 @@ def _add_cmaes_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamgym", description="Trained world models as Gymnasium environments.",
                                      formatter_class=HelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, help="what to do; dreamgym COMMAND -h explains it")
 
     p = sub.add_parser("collect", help="collect real episodes with a policy")
     p.add_argument("env_id", help="a registered Gymnasium id, e.g. CarRacing-v3")

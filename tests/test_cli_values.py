@@ -29,7 +29,9 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 
 def test_every_flag_has_help_and_shows_its_default():
-    for name, sub in _subparsers(build_parser()).items():
+    parser = build_parser()
+    assert all(a.help for a in parser._actions)
+    for name, sub in _subparsers(parser).items():
         text = sub.format_help()
         for action in sub._actions:
             if isinstance(action, argparse._HelpAction):

@@ -268,7 +268,7 @@ def test_cli_parsing_succeeds_or_exits_2(argv):
     if args is None:
         return
     try:  # the instant checks that run before a command starts work
-        if args.command == "collect":
+        if args.command == "collect" and ":" not in args.env_id:  # no module:Env, which would import a module
             check_env_kwargs(args.env_id, args.env_kwargs)
         elif args.command == "train-agent":
             check_algo_kwargs(args.algo, args.algo_kwargs)
