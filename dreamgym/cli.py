@@ -11,23 +11,77 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-from dreamgym.errors import DreamgymError
+from dreamgym.argtypes import (HelpFormatter, device, finite_float, json_object, nonneg_float, nonneg_int, out_dir, positive_float,
+                               positive_int, temperature)
+from dreamgym.errors import ConfigError, DreamgymError
 from dreamgym.hub import MAX_PUSH_FILE_BYTES
 
 
 def _collect(args: argparse.Namespace) -> None:
     from dreamgym.data.collect import CollectConfig, collect
 
+    check_env_kwargs(args.env_id, args.env_kwargs)
     cfg = CollectConfig(
         env_id=args.env_id, out=args.out, episodes=args.episodes, policy=args.policy,
-        env_kwargs=json.loads(args.env_kwargs), agent=args.agent, agent_model=args.agent_model, noise=args.noise,
+        env_kwargs=args.env_kwargs, agent=args.agent, agent_model=args.agent_model, noise=args.noise,
         workers=args.workers, seed=args.seed, max_steps=args.max_steps,
     )
     result = collect(cfg)
     print(f"{result.out}: {result.episodes_written} new episodes ({result.episodes_total} wanted), "
           f"{result.steps} steps in {result.seconds:.1f} s = {result.steps_per_s:.0f} steps/s")
+
+
+def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
+    """Refuse ``--env-kwargs`` names the env's constructor does not take, before any worker starts (instead of a
+    TypeError deep inside ``gym.make``). Envs that take ``**kwargs``, or that cannot be looked up here, pass."""
+    import inspect
+
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    from dreamgym.registry import dream_spec_for_env
+
+    try:
+        dream = dream_spec_for_env(env_id)
+        if dream is not None and dream.module is not None:
+            import importlib
+
+            importlib.import_module(dream.module)  # registers the env (ViZDoom)
+        entry = gym.spec(env_id).entry_point
+        creator = load_env_creator(entry) if isinstance(entry, str) else entry
+        params = inspect.signature(creator).parameters
+    except (ImportError, AttributeError, TypeError, ValueError, gym.error.Error):
+        return  # collect reports an unknown or uninstalled env itself
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    taken = {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    taken |= {"max_episode_steps", "disable_env_checker"}  # gym.make's own
+    unknown = sorted(set(kwargs) - taken)
+    if unknown:
+        raise ConfigError(f"--env-kwargs: {env_id} takes no keyword argument(s) {', '.join(map(repr, unknown))}; "
+                          f"it takes {', '.join(sorted(taken))}. Drop or rename them.")
+
+
+def check_algo_kwargs(algo: str, kwargs: dict[str, Any]) -> None:
+    """Refuse ``--algo-kwargs`` names the SB3 algorithm does not take (or that dreamgym sets itself)."""
+    if algo == "cmaes":
+        if kwargs:
+            raise ConfigError(f"--algo-kwargs is for the SB3 algorithms, not cmaes; got {json.dumps(kwargs)}. Drop it, "
+                              "or use the CMA-ES flags (--population, --sigma0, ...).")
+        return
+    import inspect
+
+    from dreamgym.agents.sb3_io import ALGOS
+
+    params = inspect.signature(ALGOS[algo].__init__).parameters
+    own = {"self", "policy", "env", "seed", "verbose", "device"}  # set from the other flags
+    taken = {n for n, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY} - own
+    unknown = sorted(set(kwargs) - taken)
+    if unknown:
+        raise ConfigError(f"--algo-kwargs: {algo.upper()} takes no keyword argument(s) {', '.join(map(repr, unknown))}"
+                          f"; it takes {', '.join(sorted(taken))} (seed and device have their own flags).")
 
 
 def _data_dirs(sources: Sequence[str], out: Path) -> list[str]:
@@ -92,6 +146,7 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def _train_agent(args: argparse.Namespace) -> None:
+    check_algo_kwargs(args.algo, args.algo_kwargs)
     if args.algo == "cmaes":
         from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 
@@ -116,7 +171,7 @@ def _train_agent(args: argparse.Namespace) -> None:
     cfg = SB3Config(
         env_id=args.env_id, algo=args.algo, steps=args.steps, n_envs=args.n_envs, model=args.model,
         temperature=args.temperature, obs_type=args.obs_type, seed=args.seed, eval_real_every=args.eval_real_every,
-        eval_real_episodes=args.eval_real_episodes, device=args.device, algo_kwargs=json.loads(args.algo_kwargs),
+        eval_real_episodes=args.eval_real_episodes, device=args.device, algo_kwargs=args.algo_kwargs,
     )
     train_sb3(cfg, args.out)
     print(f"saved {args.out}")
@@ -167,49 +222,53 @@ def _pull(args: argparse.Namespace) -> None:
 def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
     if data:
         p.add_argument("data", nargs="+", help="dataset directories, or minari:<dataset-id>")
-        p.add_argument("--out", required=True, help="run directory; the WorldModel is saved here")
+        p.add_argument("--out", required=True, type=out_dir, help="run directory; the WorldModel is saved here")
         p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
-        p.add_argument("--temperature", type=float, help="the dream's default temperature")
-        p.add_argument("--seed", type=int)
-        p.add_argument("--init-from", help="start from this world model's weights (same sizes), e.g. a Dyna round's")
+        p.add_argument("--temperature", type=temperature, help="the dream's default temperature (default: 1.0)")
+        p.add_argument("--seed", type=nonneg_int, help="data order and init noise (default: the preset's, 0)")
+        p.add_argument("--init-from", help="start from this world model's weights (same sizes), e.g. a Dyna round's "
+                                           "(default: random init)")
         p.add_argument("--keep-vision", action="store_true", help="with --init-from: keep its V, train only M + heads")
     p.add_argument("--preset", choices=["paper", "tiny"], default="paper", help="paper sizes, or tiny for smoke runs")
-    p.add_argument("--vision-steps", type=int)
-    p.add_argument("--memory-steps", type=int)
-    p.add_argument("--vision-batch", type=int)
-    p.add_argument("--memory-batch", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seq-len", type=int)
-    p.add_argument("--z-dim", type=int)
-    p.add_argument("--hidden-size", type=int)
+    p.add_argument("--vision-steps", type=positive_int, help="V (VAE) optimiser steps (default: the preset's)")
+    p.add_argument("--memory-steps", type=positive_int, help="M (MDN-RNN) + heads optimiser steps "
+                                                             "(default: the preset's)")
+    p.add_argument("--vision-batch", type=positive_int, help="V batch size in frames (default: the preset's)")
+    p.add_argument("--memory-batch", type=positive_int, help="M batch size in sequences (default: the preset's)")
+    p.add_argument("--lr", type=positive_float, help="Adam learning rate of both stages (default: the preset's)")
+    p.add_argument("--seq-len", type=positive_int, help="M's training sequence length in steps "
+                                                        "(default: the preset's)")
+    p.add_argument("--z-dim", type=positive_int, help="latent size of V (default: the env's, else 32)")
+    p.add_argument("--hidden-size", type=positive_int, help="LSTM size of M (default: the env's, else 256)")
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (half the file)")
-    p.add_argument("--ensemble", type=int, help="members of M + heads, each on a bootstrap resample; dreams draw "
-                   "one per episode and report their disagreement (default: 1)")
-    p.add_argument("--dropout", type=float, help="dropout on M's output in training; dreams draw a fresh mask "
-                   "per episode, as in Dropout's Dream Land (default: 0)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--tensorboard", action="store_true", default=None)
+    p.add_argument("--ensemble", type=positive_int, help="members of M + heads, each on a bootstrap resample; dreams "
+                   "draw one per episode and report their disagreement (default: 1, a single M)")
+    p.add_argument("--dropout", type=nonneg_float, help="dropout on M's output in training; dreams draw a fresh mask "
+                   "per episode, as in Dropout's Dream Land (default: 0, none)")
+    p.add_argument("--device", default="cpu", type=device, help="torch device to train on: cpu, cuda, cuda:N or mps")
+    p.add_argument("--tensorboard", action="store_true", default=None, help="also log to TensorBoard "
+                                                                            "(needs the tensorboard package)")
 
 
 def _add_cmaes_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--generations", type=int, default=300)
-    p.add_argument("--population", type=int, default=64)
-    p.add_argument("--rollouts", type=int, default=16, help="dream episodes per candidate")
-    p.add_argument("--sigma0", type=float, default=0.1)
-    p.add_argument("--eval-every", type=int, default=25, help="re-score the best every N generations")
-    p.add_argument("--eval-rollouts", type=int, default=1024)
+    p.add_argument("--generations", type=positive_int, default=300, help="CMA-ES generations")
+    p.add_argument("--population", type=positive_int, default=64, help="CMA-ES candidates per generation (>= 4)")
+    p.add_argument("--rollouts", type=positive_int, default=16, help="dream episodes per candidate")
+    p.add_argument("--sigma0", type=positive_float, default=0.1, help="CMA-ES initial step size")
+    p.add_argument("--eval-every", type=positive_int, default=25, help="re-score the best every N generations")
+    p.add_argument("--eval-rollouts", type=positive_int, default=1024, help="dream episodes of each re-score")
 
 
 def _add_dream_options(p: argparse.ArgumentParser) -> None:
     """The dream's options against exploitation (gym.make keyword arguments); unset: the model's defaults."""
-    p.add_argument("--temperature-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+    p.add_argument("--temperature-range", type=temperature, nargs=2, metavar=("LOW", "HIGH"),
                    help="each dream episode draws its temperature uniformly from [LOW, HIGH] (default: a fixed one)")
-    p.add_argument("--disagreement-penalty", type=float,
+    p.add_argument("--disagreement-penalty", type=nonneg_float,
                    help="ensembles: reward - LAMBDA * disagreement, MOPO's pessimism (default: the model's, 0)")
-    p.add_argument("--halt-threshold", type=float,
+    p.add_argument("--halt-threshold", type=positive_float,
                    help="ensembles: end the dream episode once disagreement exceeds this, MOReL's HALT "
                         "(default: the model's, never)")
-    p.add_argument("--halt-penalty", type=float, help="the reward of a HALTed step (default: the model's, 0)")
+    p.add_argument("--halt-penalty", type=finite_float, help="the reward of a HALTed step (default: the model's, 0)")
 
 
 def _dream_option_values(args: argparse.Namespace) -> dict[str, object]:
@@ -219,21 +278,23 @@ def _dream_option_values(args: argparse.Namespace) -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dreamgym", description="Trained world models as Gymnasium environments.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="dreamgym", description="Trained world models as Gymnasium environments.",
+                                     formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, help="what to do; dreamgym COMMAND -h explains it")
 
     p = sub.add_parser("collect", help="collect real episodes with a policy")
-    p.add_argument("env_id")
-    p.add_argument("--out", required=True)
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--policy", choices=["random", "brownian", "agent"], default="brownian")
-    p.add_argument("--agent", help="controller directory or SB3 zip (with --policy agent)")
-    p.add_argument("--agent-model", help="world model directory the agent sees reality through")
-    p.add_argument("--noise", type=float, default=0.1, help="exploration noise of --policy agent")
+    p.add_argument("env_id", help="a registered Gymnasium id, e.g. CarRacing-v3")
+    p.add_argument("--out", required=True, type=out_dir, help="dataset directory (new, or one to add episodes to)")
+    p.add_argument("--episodes", type=positive_int, default=100, help="episodes the dataset should hold")
+    p.add_argument("--policy", choices=["random", "brownian", "agent"], default="brownian", help="who acts")
+    p.add_argument("--agent", help="controller directory or SB3 zip (with --policy agent; default: none)")
+    p.add_argument("--agent-model", help="world model directory the agent sees reality through "
+                                              "(with --policy agent; default: none)")
+    p.add_argument("--noise", type=nonneg_float, default=0.1, help="exploration noise of --policy agent")
     p.add_argument("--workers", type=int, default=0, help="processes (0: every core)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-steps", type=int, help="cap episode length")
-    p.add_argument("--env-kwargs", default="{}", help="JSON kwargs for gym.make")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="episode i is seeded with seed + i")
+    p.add_argument("--max-steps", type=positive_int, help="cap episode length (default: the env's time limit)")
+    p.add_argument("--env-kwargs", type=json_object, default="{}", help="JSON kwargs for gym.make")
     p.set_defaults(func=_collect)
 
     p = sub.add_parser("train", help="train a world model: V, encode, M + heads")
@@ -242,47 +303,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-agent", help="train an agent in a dream: cmaes (linear controller) or any SB3 algo")
     p.add_argument("env_id", help="a Dream id, e.g. Dream-CarRacing-v0")
-    p.add_argument("--algo", default="cmaes", choices=["cmaes", "ppo", "a2c", "sac", "td3", "ddpg", "dqn"])
-    p.add_argument("--out", required=True)
+    p.add_argument("--algo", default="cmaes", choices=["cmaes", "ppo", "a2c", "sac", "td3", "ddpg", "dqn"],
+                   help="cmaes: a linear controller (the paper's); else a Stable-Baselines3 algorithm")
+    p.add_argument("--out", required=True, type=out_dir, help="run directory; the agent is saved here")
     p.add_argument("--model", help="world model (directory, pretrained name or Hub id); default: the shipped one")
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--temperature", type=temperature, help="the dream's tau (default: the model's)")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the search or the SB3 run")
+    p.add_argument("--device", default="cpu", type=device, help="torch device: cpu, cuda, cuda:N or mps")
     p.add_argument("--resume", action="store_true", help="continue a CMA-ES run in --out")
-    p.add_argument("--init", help="cmaes: start the search from this controller directory (fine-tuning)")
+    p.add_argument("--init", help="cmaes: start the search from this controller directory (fine-tuning; "
+                                       "default: from zero)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                    help="CMA-ES: bfloat16 runs M's matmuls faster on CPUs with bf16 instructions")
     _add_cmaes_args(p)
-    p.add_argument("--max-steps", type=int, help="CMA-ES rollout length (default: the time limit)")
-    p.add_argument("--steps", type=int, default=1_000_000, help="SB3: total dream steps")
-    p.add_argument("--n-envs", type=int, default=64, help="SB3: dreams stepped together")
+    p.add_argument("--max-steps", type=positive_int, help="CMA-ES rollout length (default: the time limit)")
+    p.add_argument("--steps", type=positive_int, default=1_000_000, help="SB3: total dream steps")
+    p.add_argument("--n-envs", type=positive_int, default=64, help="SB3: dreams stepped together")
     p.add_argument("--obs-type", default="latent", choices=["latent", "zch", "z", "pixels"],
-                   help="what the agent sees: z‖h (latent), z‖c‖h (zch, the paper's Doom controller), z, or pixels")
+                   help="what the agent sees: [z, h] (latent), [z, c, h] (zch, the paper's Doom controller), z alone, "
+                        "or decoded 64x64 frames (pixels, SB3)")
     p.add_argument("--eval-candidate", default="mean", choices=["mean", "best"],
                    help="CMA-ES: re-score (and keep if best so far) the search's mean (the paper) or the "
                         "generation's best candidate")
     p.add_argument("--seed-sharing", default="all", choices=["all", "pairs"],
-                   help="CMA-ES: all candidates meet the same dreams, or pairs of candidates share theirs (the paper's code)")
+                   help="CMA-ES: all candidates meet the same dreams, or pairs of candidates share theirs "
+                        "(the paper's code)")
     p.add_argument("--no-bias", action="store_true", help="CMA-ES: a controller without bias (the paper's Doom)")
     p.add_argument("--discrete", default="argmax", choices=["argmax", "threshold"],
                    help="CMA-ES, Discrete(3): one output per action, or one tanh output thresholded at ±1/3 "
                         "(the paper's Doom)")
     _add_dream_options(p)
-    p.add_argument("--eval-real-every", type=int, default=0, help="SB3: evaluate in the real env every N steps")
-    p.add_argument("--eval-real-episodes", type=int, default=3)
-    p.add_argument("--algo-kwargs", default="{}", help="SB3: JSON kwargs for the algorithm")
+    p.add_argument("--eval-real-every", type=nonneg_int, default=0,
+                   help="SB3: evaluate in the real env every N steps (0: never)")
+    p.add_argument("--eval-real-episodes", type=positive_int, default=3, help="SB3: real episodes per evaluation")
+    p.add_argument("--algo-kwargs", type=json_object, default="{}", help="SB3: JSON kwargs for the algorithm, "
+                                                                         "e.g. '{\"learning_rate\": 3e-4}'")
     p.set_defaults(func=_train_agent)
 
     p = sub.add_parser("evaluate", help="score an agent in the dream and in the real env")
     p.add_argument("agent", help="controller dir, CMA-ES run dir, SB3 zip, or 'random'")
-    p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--env-id", help="the Dream id (if the agent does not record it; needed for 'random')")
+    p.add_argument("--episodes", type=positive_int, default=100, help="episodes in each of dream and reality")
+    p.add_argument("--temperature", type=temperature, help="the dream's tau (default: the model's)")
+    p.add_argument("--env-id", help="the Dream id (needed for 'random'; default: the one the agent records)")
     p.add_argument("--model", help="world model (default: the one the agent was trained with)")
     p.add_argument("--workers", type=int, default=0, help="processes for real episodes (0: every core)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dream-only", action="store_true")
-    p.add_argument("--real-only", action="store_true")
+    p.add_argument("--seed", type=nonneg_int, default=0, help="episode i is seeded with seed + i")
+    p.add_argument("--dream-only", action="store_true", help="score in the dream only")
+    p.add_argument("--real-only", action="store_true", help="score in the real env only")
     p.add_argument("--json", help="where to write the results (default: AGENT/eval.json)")
     p.add_argument("--sample-z", action="store_true",
                    help="in the real env, z is drawn from V's posterior instead of its mean (the paper's Doom)")
@@ -290,15 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("iterate", help="Dyna: collect -> world model -> agent -> reality, repeated")
     p.add_argument("env_id", help="the real env, e.g. CarRacing-v3")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--out", required=True)
-    p.add_argument("--episodes", type=int, default=100, help="episodes collected per round")
-    p.add_argument("--noise", type=float, default=0.1)
-    p.add_argument("--max-steps", type=int)
-    p.add_argument("--eval-episodes", type=int, default=20)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--temperature", type=float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--rounds", type=positive_int, default=3, help="Dyna rounds")
+    p.add_argument("--out", required=True, type=out_dir, help="run directory; one subdirectory per round")
+    p.add_argument("--episodes", type=positive_int, default=100, help="episodes collected per round")
+    p.add_argument("--noise", type=nonneg_float, default=0.1, help="exploration noise of the agent collecting")
+    p.add_argument("--max-steps", type=positive_int, help="cap episode length (default: the env's time limit)")
+    p.add_argument("--eval-episodes", type=positive_int, default=20, help="real episodes scoring each round's agent")
+    p.add_argument("--workers", type=int, default=0, help="processes (0: every core)")
+    p.add_argument("--temperature", type=temperature, help="the dreams' tau (default: the model's)")
+    p.add_argument("--seed", type=nonneg_int, help="seed of every stage (default: 0)")
     p.add_argument("--warm-start", action="store_true",
                    help="later rounds continue the last round's world model (V kept) and controller "
                         "instead of starting from scratch")
@@ -307,18 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_iterate)
 
     p = sub.add_parser("push", help="publish a world model, controller or SB3 agent to the Hugging Face Hub")
-    p.add_argument("folder")
+    p.add_argument("folder", help="a world model, controller or SB3 agent directory")
     p.add_argument("repo_id", help="e.g. someone/dream-carracing (SB3 agents: someone/ppo-Dream-CarRacing-v0)")
-    p.add_argument("--private", action="store_true")
-    p.add_argument("--revision", help="branch to push to")
-    p.add_argument("--message", help="commit message")
-    p.add_argument("--max-file-mb", type=float, default=MAX_PUSH_FILE_BYTES / 1024**2,
-                   help="refuse to upload any file larger than this (default: %(default)s)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", help="branch to push to (default: main)")
+    p.add_argument("--message", help="commit message (default: one naming the kind of folder)")
+    p.add_argument("--max-file-mb", type=positive_float, default=MAX_PUSH_FILE_BYTES / 1024**2,
+                   help="refuse to upload any file larger than this")
     p.set_defaults(func=_push)
 
     p = sub.add_parser("pull", help="download a Hub repo into the cache for offline use, and check it loads")
-    p.add_argument("repo_id")
-    p.add_argument("--revision")
+    p.add_argument("repo_id", help="e.g. someone/dream-carracing")
+    p.add_argument("--revision", help="branch, tag or commit (default: main)")
     p.set_defaults(func=_pull)
 
     from dreamgym.viz.cli import register as register_viz
@@ -326,8 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
     register_viz(sub)  # dream | play | plot
 
     p = sub.add_parser("validate", help="check every shard of a dataset")
-    p.add_argument("data")
+    p.add_argument("data", help="a dataset directory (written by dreamgym collect)")
     p.set_defaults(func=_validate)
+    for command in sub.choices.values():
+        command.formatter_class = HelpFormatter  # every flag's help shows its default
     return parser
 
 

@@ -178,13 +178,26 @@ class WorldModelConfig:
         return self.vision.kind == "conv_vae"
 
 
+MAX_TEMPERATURE = 1e3  # sqrt(1e3) < 32: sigma * sqrt(tau) and logits / tau stay far inside float32 (useful: 0-1.5)
+
+
 def check_temperature(value: Any) -> float:
-    """Return tau as a float, or raise ValueError naming the valid range."""
+    """Return tau as a float in ``[0, MAX_TEMPERATURE]``, or raise ConfigError (a ValueError) naming the range.
+
+    Python and numpy numbers and 0-d numpy arrays are taken alike; bools, strings and None are not.
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value.item()  # a 0-d array is the same number as the numpy scalar it holds
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"temperature must be a finite number >= 0, got {value!r} of type {type(value).__name__}.")
-    tau = float(value)
-    if not math.isfinite(tau) or tau < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 = deterministic, 1 = as trained), got {tau}.")
+        raise ConfigError(f"temperature must be a finite number in [0, {MAX_TEMPERATURE:g}], got {value!r} of type "
+                          f"{type(value).__name__}.")
+    try:
+        tau = float(value)
+    except OverflowError:  # an int beyond float's range
+        tau = math.inf
+    if not (math.isfinite(tau) and 0 <= tau <= MAX_TEMPERATURE):
+        raise ConfigError(f"temperature must be a finite number in [0, {MAX_TEMPERATURE:g}] (0 = deterministic, "
+                          f"1 = as trained), got {value!r}.")
     return tau
 
 

@@ -3,6 +3,7 @@
 tqdm progress, a validation loss, a JSON-lines log (and TensorBoard if asked), checkpoints every
 N steps and on Ctrl-C, exact resume (model, optimiser, data order and RNG state), seeds, and
 DistributedDataParallel when launched by torchrun (gloo on CPU, nccl on GPU; rank 0 saves).
+A loss that turns NaN/inf stops the run at once with NumericalError; no checkpoint holds NaN weights.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset, DistributedSampler
 from tqdm.auto import tqdm
 
-from dreamgym.errors import ConfigError
+from dreamgym.errors import ConfigError, NumericalError
 from dreamgym.utils import atomic_write
 
 Batch = dict[str, torch.Tensor]
@@ -128,6 +129,7 @@ class Trainer:
                                           seed=config.seed, drop_last=True)
         self.optimizer = torch.optim.Adam([p for p in self.model.parameters() if p.requires_grad], lr=config.lr)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.saved_step: int | None = None  # the step of the checkpoint on disk, if any
         self.history: list[dict[str, float]] = []
         self._writer: Any = None
         torch.manual_seed(config.seed + self.rank)
@@ -138,7 +140,12 @@ class Trainer:
         return self.out / STATE_NAME
 
     def save(self) -> None:
-        """Everything needed to continue exactly; rank 0 writes it atomically."""
+        """Everything needed to continue exactly; rank 0 writes it atomically. Weights holding NaN/inf raise
+        NumericalError instead, so the last good checkpoint stays (every rank holds the same weights: all raise)."""
+        bad = [n for n, p in self.model.state_dict().items() if p.is_floating_point() and not bool(p.isfinite().all())]
+        if bad:
+            raise self._diverged(f"the weights {', '.join(bad[:3])} hold NaN/inf at step {self.step}")
+        self.saved_step = self.step
         if self.rank != 0:
             return
         state = {
@@ -161,7 +168,25 @@ class Trainer:
         self.epoch = state["progress"]["epoch"]
         self.batch_in_epoch = state["progress"]["batch_in_epoch"]
         torch.set_rng_state(state["rng"])
+        self.saved_step = self.step
         return True
+
+    def _diverged(self, what: str) -> NumericalError:
+        kept = (f"The last good checkpoint (step {self.saved_step}) is kept in {self.state_path}."
+                if self.saved_step is not None and self.state_path.is_file() else "No checkpoint was written yet.")
+        return NumericalError(
+            f"{self.name}: training diverged: {what} (lr {self.config.lr:g}, grad_clip {self.config.grad_clip:g}). "
+            f"{kept} Lower the learning rate (--lr) and train again into a new --out.")
+
+    def _check_loss(self, loss: torch.Tensor) -> None:
+        """Stop at the first non-finite loss, before its gradients reach the weights; under DDP every rank
+        stops together (one rank raising alone would leave the others waiting in the next all-reduce)."""
+        bad = (~torch.isfinite(loss.detach())).any().to(torch.float32).reshape(1)
+        if self.world > 1:
+            dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+        if bad.item():
+            raise self._diverged(f"the loss is {loss.detach().cpu().tolist()} at step {self.step + 1} of "
+                                 f"{self.config.steps}")
 
     # ----- loop --------------------------------------------------------------------------------
     def _batches(self):
@@ -208,6 +233,7 @@ class Trainer:
             while self.step < cfg.steps:
                 b, batch = next(batches)
                 loss, metrics = self.module(batch)
+                self._check_loss(loss)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -217,11 +243,17 @@ class Trainer:
                 last = metrics
                 if self.step % cfg.val_every == 0 or self.step == cfg.steps:
                     last = {**metrics, **self.validate()}
+                    nonfinite = {k: v for k, v in last.items() if not math.isfinite(v)}
+                    if nonfinite:  # the same on every rank: validation sees the same batches
+                        raise self._diverged(f"{nonfinite} at step {self.step}")
                     self._log(last)
                 if self.step % cfg.checkpoint_every == 0:
                     self.save()
                 bar.update(1)
                 bar.set_postfix(loss=f"{metrics['loss']:.4g}")
+        except NumericalError:
+            bar.close()  # the error then starts on a line of its own
+            raise
         except KeyboardInterrupt:
             self.save()
             bar.close()

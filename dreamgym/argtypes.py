@@ -1,0 +1,159 @@
+"""Typed ``argparse`` values for the ``dreamgym`` command, defined once and shared by every subcommand.
+
+Each is a ``type=`` callable: it returns the parsed value or raises ``argparse.ArgumentTypeError``, which
+argparse prints as ``dreamgym CMD: error: argument --flag: <message>`` (exit 2). argparse names the flag;
+each message says what was expected, what was given, and an example that works.
+
+>>> positive_int("3")
+3
+>>> json_object('{"lr": 0.1}')
+{'lr': 0.1}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+MAX_INT = 2**63 - 1  # torch and numpy hold counts and seeds in int64
+MAX_SCALE = 16  # a 64x64 frame enlarged 16 times is 1024 px: past a screen, and video frames are held in memory
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: X)`` after each flag's help, except where X says nothing: None (the help then
+    says in words what happens without the flag) and the False of an on/off switch."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _int(text: str, lowest: int, example: str) -> int:
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not lowest <= value <= MAX_INT:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= {lowest}, got {text!r}; e.g. {example}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1 (steps, episodes, sizes, batch sizes)."""
+    return _int(text, 1, "10")
+
+
+def nonneg_int(text: str) -> int:
+    """A whole number >= 0 (seeds; 0 meaning "off" or "never")."""
+    return _int(text, 0, "0")
+
+
+def _float(text: str, positive: bool) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+        raise argparse.ArgumentTypeError(
+            f"expected a finite number {'> 0' if positive else '>= 0'}, got {text!r}; e.g. {'0.1' if positive else '0'}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates, sigma0, frame rates)."""
+    return _float(text, positive=True)
+
+
+def nonneg_float(text: str) -> float:
+    """A finite number >= 0 (noise; 0 meaning none)."""
+    return _float(text, positive=False)
+
+
+def finite_float(text: str) -> float:
+    """Any finite number (a penalty reward may be negative)."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}; e.g. -100")
+    return value
+
+
+def temperature(text: str) -> float:
+    """The dream's tau: a finite number in ``[0, MAX_TEMPERATURE]`` (what the envs accept)."""
+    from dreamgym.models.world_model import MAX_TEMPERATURE
+
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= MAX_TEMPERATURE):
+        raise argparse.ArgumentTypeError(f"expected a number in [0, {MAX_TEMPERATURE:g}] (0 = deterministic, "
+                                         f"1 = as trained), got {text!r}; e.g. 1.0")
+    return value
+
+
+def scale(text: str) -> int:
+    """An enlargement factor in ``[1, MAX_SCALE]``."""
+    value = _int(text, 1, "4")
+    if value > MAX_SCALE:
+        raise argparse.ArgumentTypeError(f"expected a whole number in [1, {MAX_SCALE}], got {text!r}; e.g. 4")
+    return value
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A JSON object (keyword arguments), e.g. ``'{"lap_complete_percent": 0.9}'``."""
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({e}); "
+                                         "e.g. '{\"key\": 1}' in single quotes") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object {{...}} of keyword arguments, got "
+                                         f"{type(value).__name__} {text!r}; e.g. '{{\"key\": 1}}'")
+    return value
+
+
+def out_dir(text: str) -> str:
+    """A directory to write into: absent (created later) or a directory, never an existing file."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a directory path, got ''; e.g. runs/my-run")
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"expected a directory (new or existing), got {text!r}, which is a file; "
+                                         "pass another path, e.g. runs/my-run")
+    return text
+
+
+def device(text: str) -> str:
+    """A torch device this build can use: cpu, cuda, cuda:N or mps."""
+    if text == "cpu":
+        return text
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}; e.g. cpu") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: this torch build has no CUDA GPU; pass --device cpu, "
+                                             "or install a CUDA build of torch")
+        if dev.index is not None and dev.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: there are {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: MPS is not available here; pass --device cpu")
+    elif dev.type != "cpu":
+        raise argparse.ArgumentTypeError(f"expected cpu, cuda, cuda:N or mps, got {text!r}; e.g. cpu")
+    return text
+
+
+__all__ = ["MAX_SCALE", "HelpFormatter", "device", "json_object", "nonneg_float", "nonneg_int", "out_dir",
+           "positive_float", "positive_int", "scale", "temperature"]
