@@ -168,28 +168,34 @@ class ActionAdapter:
             self._high_np = space.high.reshape(-1).astype(np.float32)
             self.neutral = np.clip(np.zeros(space.shape, dtype=space.dtype), space.low, space.high)
         else:
-            self._eye = np.eye(space.n, dtype=np.float32)
             self.neutral = np.int64(space.start)
 
     def batch_numpy(self, actions: Any, num_envs: int) -> np.ndarray:
         """Validate a batch of actions, shape ``(num_envs, *action_shape)``; return ``(num_envs, dim)`` float32."""
         space = self.space
         if isinstance(space, spaces.Discrete):
-            a = np.asarray(actions)
+            try:
+                a = np.asarray(actions)
+            except (TypeError, ValueError, OverflowError):  # ragged lists and the like
+                a = np.asarray(None)
             if a.shape != (num_envs,) or not (np.issubdtype(a.dtype, np.integer) or _integral_floats(a)):
                 raise InvalidActionError(
                     f"Expected {num_envs} integer action(s) of shape ({num_envs},) for {space}, "
                     f"got {_describe(actions)}. Pass integers in [{space.start}, {space.start + space.n - 1}]."
                 )
-            idx = a.astype(np.int64) - int(space.start)
-            if (idx < 0).any() or (idx >= space.n).any():
-                raise InvalidActionError(
-                    f"Expected actions in [{space.start}, {space.start + space.n - 1}] for {space}, got {a.tolist()}."
-                )
-            return self._eye[idx]  # (b,) -> (b, n) one-hot
+            low, high = int(space.start), int(space.start) + int(space.n) - 1
+            if (a < low).any() or (a > high).any():
+                raise InvalidActionError(f"Expected actions in [{low}, {high}] for {space}, got {a.tolist()}.")
+            one_hot = np.zeros((num_envs, int(space.n)), dtype=np.float32)  # (b,) -> (b, n)
+            one_hot[np.arange(num_envs), a.astype(np.int64) - low] = 1.0
+            return one_hot
         try:
-            a = np.asarray(actions, dtype=np.float32)
-        except (TypeError, ValueError) as e:
+            raw = np.asarray(actions)
+            # numbers only: a string would be parsed, a complex number lose its imaginary part, a date become a count
+            if raw.dtype.kind not in "biuf":
+                raise TypeError(f"dtype {raw.dtype}")
+            a = raw.astype(np.float32)
+        except (TypeError, ValueError, OverflowError) as e:
             raise InvalidActionError(
                 f"Expected a numeric array of shape {(num_envs, *space.shape)} for {space}, got {_describe(actions)}."
             ) from e
@@ -215,7 +221,10 @@ class ActionAdapter:
     def single_numpy(self, action: Any) -> np.ndarray:
         """Validate one action; return M's ``(dim,)`` float32 input."""
         if isinstance(self.space, spaces.Discrete):
-            a = np.asarray(action)
+            try:
+                a = np.asarray(action)
+            except (TypeError, ValueError, OverflowError):  # ragged lists and the like
+                a = np.asarray([None, None])
             if a.shape not in ((), (1,)):
                 raise InvalidActionError(f"Expected one integer action for {self.space}, got {_describe(action)}.")
             return self.batch_numpy(a.reshape(1), 1)[0]

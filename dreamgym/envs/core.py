@@ -99,7 +99,7 @@ class DreamBatch:
         values = [check_temperature(v) for v in np.asarray(value, dtype=object).reshape(-1)]
         n = self.num_envs if index is None else len(index)
         if len(values) != n:
-            raise ValueError(f"Expected one temperature or {n} (one per env), got {len(values)}.")
+            raise ConfigError(f"Expected one temperature or {n} (one per env), got {len(values)}: {values[:8]}.")
         target = torch.arange(self.num_envs) if index is None else torch.as_tensor(index, dtype=torch.long)
         self.tau[target.to(self.device)] = torch.tensor(values, dtype=torch.float32, device=self.device)
 

@@ -124,7 +124,8 @@ class DreamEnv(gym.Env):
     @temperature.setter
     def temperature(self, value: float) -> None:
         if np.ndim(value) != 0:
-            raise ValueError(f"temperature must be one number >= 0, got {value!r}.")
+            raise ConfigError(f"temperature must be one number >= 0 for a single dream, got {value!r}. "
+                              "Per-env temperatures belong to a vector env (set_attr('temperature', [...])).")
         self._batch.set_temperature(value)
         self._tau = float(self._batch.temperature())
 
