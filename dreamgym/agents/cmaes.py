@@ -112,13 +112,14 @@ def rollout_returns(
     rollouts: int,
     seeds: list[int] | np.ndarray,
     max_steps: int,
+    stats: dict[str, int] | None = None,
 ) -> np.ndarray:
     """First-episode return of every rollout of every candidate: params (p, n) -> (p, rollouts).
 
     One batched rollout: env p * rollouts + r runs candidate p with seed ``seeds[r]`` (common random
     numbers: every candidate meets the same dreams, so their ranking is fairer), or ``seeds[p, r]``
     when ``seeds`` is (p, rollouts). Finished envs are reset by the vector env and their later
-    rewards ignored.
+    rewards ignored. ``stats["steps"]`` (when given) receives the dream steps actually taken.
     """
     p = params.shape[0]
     if env.num_envs != p * rollouts:
@@ -129,7 +130,9 @@ def rollout_returns(
     total = torch.zeros(env.num_envs, dtype=torch.float64)
     rows = torch.arange(env.num_envs)  # which dream each row of the shrinking batch is
     candidate = rows // rollouts
+    steps = 0
     for _ in range(max_steps):
+        steps += batch.num_envs
         obs = torch.as_tensor(batch.observations())
         actions = controller.act_rows(params[candidate[rows]], obs)
         reward, terminated = batch.step(batch.adapter.batch(actions.numpy(), batch.num_envs))
@@ -139,6 +142,8 @@ def rollout_returns(
             break
         if bool(done.any()):
             batch, rows = batch.subset(~done), rows[~done]
+    if stats is not None:
+        stats["steps"] = steps
     return total.numpy().reshape(p, rollouts)
 
 
@@ -259,15 +264,16 @@ class CMAESTrainer:
             start = time.perf_counter()
             candidates = self.es.ask()
             params = torch.as_tensor(np.asarray(candidates), dtype=torch.float32)
+            stats: dict[str, int] = {}
             fitness = rollout_returns(self.env, self.controller, params, cfg.rollouts,
-                                      self._generation_seeds(), self.max_steps).mean(axis=1)
+                                      self._generation_seeds(), self.max_steps, stats).mean(axis=1)
             self.es.tell(candidates, (-fitness).tolist())
             elapsed = time.perf_counter() - start
             self.generation += 1
             row: dict[str, Any] = {
                 "generation": self.generation, "fitness": fitness.tolist(), "best": float(fitness.max()),
                 "mean": float(fitness.mean()), "seconds": elapsed,
-                "dream_steps_per_s": self.env.num_envs * self.max_steps / elapsed,
+                "dream_steps_per_s": stats["steps"] / elapsed,  # steps taken: finished dreams stop stepping
             }
             if self.generation % cfg.eval_every == 0 or self.generation == cfg.generations:
                 # the paper scores CMA-ES's mean: the luckiest candidate's score is biased upwards
