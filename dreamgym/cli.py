@@ -189,6 +189,26 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"written {out}")
 
 
+def _fidelity(args: argparse.Namespace) -> None:
+    from gymnasium.error import DependencyNotInstalled
+
+    from dreamgym.errors import ConfigError
+    from dreamgym.fidelity import fidelity_report, format_report
+
+    if args.out is None and not Path(args.model).is_dir():
+        raise ConfigError(f"--out is needed: MODEL {args.model!r} is not a local directory (a pretrained name or Hub "
+                          "id), so there is no folder to write fidelity.json into. Pass --out PATH.json.")
+    out = Path(args.out or Path(args.model) / "fidelity.json")
+    try:
+        report = fidelity_report(args.model, args.agent, args.episodes, seed=args.seed, temperature=args.temperature,
+                                 horizons=args.horizons, every=args.every, samples=args.samples,
+                                 sample_z=args.sample_z, workers=args.workers, out=out, plot=not args.no_plot)
+    except DependencyNotInstalled as e:
+        raise ConfigError(f"{e}; {out} was written, the plot was not (or pass --no-plot).") from e
+    print(format_report(report))
+    print(f"written {out}" + ("" if args.no_plot else f" and {out.with_suffix('.png')}"))
+
+
 def _iterate(args: argparse.Namespace) -> None:
     from dreamgym.agents.cmaes import CMAESConfig
     from dreamgym.agents.iterate import IterateConfig, format_rounds, iterate
@@ -354,6 +374,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-z", action="store_true",
                    help="in the real env, z is drawn from V's posterior instead of its mean (the paper's Doom)")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("fidelity", help="the lie detector: the dream's predictions against reality, along an "
+                                        "agent's real episodes")
+    p.add_argument("model", help="world model (directory, pretrained name or Hub id)")
+    p.add_argument("--agent", required=True, help="controller dir, CMA-ES run dir, SB3 zip, or 'random'")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0, help="episode i is reset with SEED + i")
+    p.add_argument("--temperature", type=float, help="tau of the sampled open-loop rollouts (default: the model's)")
+    p.add_argument("--horizons", type=int, nargs="+", default=[1, 10, 50], help="open-loop rollout lengths")
+    p.add_argument("--every", type=int, default=10, help="steps between open-loop starts")
+    p.add_argument("--samples", type=int, default=4, help="sampled open-loop rollouts per start (besides tau 0)")
+    p.add_argument("--sample-z", action="store_true", help="the real twin draws z from V's posterior")
+    p.add_argument("--workers", type=int, default=0, help="processes for real episodes (0: every core)")
+    p.add_argument("--out", help="the JSON (default: MODEL/fidelity.json, if MODEL is a directory); the PNG beside it")
+    p.add_argument("--no-plot", action="store_true", help="write the JSON only")
+    p.set_defaults(func=_fidelity)
 
     p = sub.add_parser("iterate", help="Dyna: collect -> world model -> agent -> reality, repeated")
     p.add_argument("env_id", help="the real env, e.g. CarRacing-v3")

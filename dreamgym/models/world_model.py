@@ -568,6 +568,7 @@ class WorldModel(
             lines += [f"- {k}: {json.dumps(v)}" for k, v in sorted(cfg.summary.items())]
         else:
             lines.append("- none recorded: this checkpoint has not been trained with dreamgym's pipeline.")
+        lines += _fidelity_lines(self.source)
         if eval_results:
             lines += ["", "## Agents trained in this dream", "", "| agent | τ | dream | real | episodes |", "|---|---|---|---|---|"]
             for e in eval_results:
@@ -580,6 +581,18 @@ class WorldModel(
         for m in media or []:
             lines += ["", f"![{m}]({m})"]
         return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
+
+
+def _fidelity_lines(source: dict[str, str]) -> list[str]:
+    """The card's section on ``dreamgym fidelity``'s report, if the model's folder holds one."""
+    folder = Path(source["path"]) if source.get("path") else None
+    if folder is None or not (folder / "fidelity.json").is_file():
+        return []
+    from dreamgym.fidelity import fidelity_card_lines, read_report
+
+    lines = ["", "## The dream against reality (`dreamgym fidelity`)", "",
+             *fidelity_card_lines(read_report(folder / "fidelity.json"))]
+    return lines + (["", "![fidelity](fidelity.png)"] if (folder / "fidelity.png").is_file() else [])
 
 
 def _eval_results(result: dict[str, Any], env_id: str) -> list[Any]:
