@@ -113,7 +113,11 @@ def _real_chunk(info: AgentInfo, seeds: list[int], sample_z: bool = False) -> li
     torch.set_num_threads(1)
     env = make_real(info.env_id, model=info.world_model, obs_type=info.obs_type, sample_z=sample_z)
     agent = load(info, env.observation_space, env.action_space, seeds[0])
-    returns = [float(run_episodes(agent, env, 1, s)[0]) for s in seeds]
+    returns = []
+    for s in seeds:
+        if isinstance(agent, RandomAgent):  # episode i's actions depend on its seed, not on which worker runs it
+            agent.space.seed(s)
+        returns.append(float(run_episodes(agent, env, 1, s)[0]))
     env.close()
     return returns
 

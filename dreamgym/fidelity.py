@@ -473,7 +473,9 @@ def fidelity_report(
     baseline = np.concatenate([((t.z[1:] - t.z[:-1]) ** 2).mean(-1) for t in trajs])
     report = {
         "model": model_ref if isinstance(model_ref, str) else wm.source.get("path", "<in memory>"),
-        "model_source": dict(wm.source), "env_id": wm.config.env_id, "dream_id": spec.id,
+        # a Hub id's commit, or a pretrained name; no path of the machine that measured it (the file may ship)
+        "model_source": {k: v for k, v in wm.source.items() if k != "path"}, "env_id": wm.config.env_id,
+        "dream_id": spec.id,
         "agent": {"path": _relative(info.path, model_ref), "kind": info.kind, "obs_type": info.obs_type,
                   **({"algo": info.algo} if info.algo else {})},
         "episodes": episodes, "seed": seed, "sample_z": sample_z, "members": wm.num_members,

@@ -174,3 +174,14 @@ def test_evaluate_merges_with_earlier_results_and_refuses_nothing_to_do(tmp_path
     out.write_text(json.dumps(legacy))  # a file written before parts carried their settings
     merged = evaluate(agent, episodes=1, workers=1, real=False, out=out)
     assert merged["real"] == {**legacy["real"], "seed": 3} and merged["temperature"] is None
+
+
+def test_random_baseline_in_reality_does_not_depend_on_the_worker_split(model_dirs):
+    from dreamgym.evaluate import agent_info, evaluate_real
+
+    info = agent_info("random", "Dream-Pendulum-v0", str(model_dirs["pendulum"]))
+    one = evaluate_real(info, 4, seed=3, workers=1)
+    from dreamgym import evaluate as ev
+
+    chunks = [ev._real_chunk(info, [3, 5]), ev._real_chunk(info, [4, 6])]
+    np.testing.assert_array_equal(one, [chunks[0][0], chunks[1][0], chunks[0][1], chunks[1][1]])
