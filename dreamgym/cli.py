@@ -183,7 +183,7 @@ def _evaluate(args: argparse.Namespace) -> None:
     out = args.json or (str(Path(args.agent) / "eval.json") if Path(args.agent).is_dir() else None)
     result = evaluate(args.agent, args.episodes, temperature=args.temperature, env_id=args.env_id, model=args.model,
                       dream=not args.real_only, real=not args.dream_only, workers=args.workers, seed=args.seed, out=out,
-                      sample_z=args.sample_z)
+                      sample_z=args.sample_z, dream_options=_dream_option_values(args))
     print(format_result(result))
     if out:
         print(f"written {out}")
@@ -288,13 +288,16 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--halt-threshold", type=positive_float,
                    help="ensembles: end the dream episode once disagreement exceeds this, MOReL's HALT "
                         "(default: the model's, never)")
+    p.add_argument("--termination", choices=["threshold", "sample"],
+                   help="a dream step ends when p(done) > the model's threshold (the paper), or with p(done) "
+                        "calibrated for the death weight the head was trained with (default: the model's, threshold)")
     p.add_argument("--halt-penalty", type=finite_float, help="the reward of a HALTed step (default: the model's, 0)")
 
 
 def _dream_option_values(args: argparse.Namespace) -> dict[str, object]:
     return {"temperature_range": list(args.temperature_range) if args.temperature_range else None,
             "disagreement_penalty": args.disagreement_penalty, "halt_threshold": args.halt_threshold,
-            "halt_penalty": args.halt_penalty}
+            "halt_penalty": args.halt_penalty, "termination": args.termination}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,6 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="where to write the results (default: AGENT/eval.json)")
     p.add_argument("--sample-z", action="store_true",
                    help="in the real env, z is drawn from V's posterior instead of its mean (the paper's Doom)")
+    _add_dream_options(p)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("fidelity", help="the lie detector: the dream's predictions against reality, along an "

@@ -86,12 +86,12 @@ def load(info: AgentInfo, observation_space: spaces.Space, action_space: spaces.
 
 
 def evaluate_dream(info: AgentInfo, episodes: int, temperature: float | None = None, seed: int = 0,
-                   max_steps: int | None = None) -> np.ndarray:
+                   max_steps: int | None = None, dream_options: dict[str, Any] | None = None) -> np.ndarray:
     """Returns of ``episodes`` dream episodes, run as one batch (env i seeded seed + i)."""
     from dreamgym.envs.dream_vector import DreamVectorEnv
 
     env = DreamVectorEnv(num_envs=episodes, model=info.world_model, temperature=temperature, obs_type=info.obs_type,
-                         max_episode_steps=max_steps, dream_id=info.env_id)
+                         max_episode_steps=max_steps, dream_id=info.env_id, **(dream_options or {}))
     agent = load(info, env.single_observation_space, env.single_action_space, seed)
     obs, _ = env.reset(seed=seed)
     total = np.zeros(episodes)
@@ -155,6 +155,7 @@ def evaluate(
     seed: int = 0,
     out: str | Path | None = None,
     sample_z: bool = False,
+    dream_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score an agent (controller dir, CMA-ES run, SB3 zip, or ``"random"``) in the dream and in reality.
 
@@ -176,8 +177,9 @@ def evaluate(
     earlier = read_earlier(out, info) if out is not None else None
     start = time.perf_counter()
     if dream:
-        result["dream"] = {**_stats(evaluate_dream(info, episodes, temperature, seed)), "seed": seed,
-                           "temperature": temperature}
+        options = {k: v for k, v in (dream_options or {}).items() if v is not None}
+        result["dream"] = {**_stats(evaluate_dream(info, episodes, temperature, seed, dream_options=options)),
+                           "seed": seed, "temperature": temperature, **({"options": options} if options else {})}
     if real:
         result["real"] = {**_stats(evaluate_real(info, episodes, seed, workers, sample_z)), "seed": seed,
                           "sample_z": sample_z}

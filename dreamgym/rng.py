@@ -38,6 +38,15 @@ def _bits(keys: torch.Tensor, steps: torch.Tensor, stream: int, width: int) -> t
     return splitmix64(x)
 
 
+TERMINATION_INDEX = 1 << 20  # the hash index of a step's termination draw: no latent dimension uses it
+
+
+def termination_uniform(keys: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+    """(b,) uniforms in [0, 1) for a step's termination draw, from the env's own stream."""
+    bits = _bits(keys, steps, TERMINATION_INDEX, 1)[:, 0]
+    return _lsr(bits, 43).to(torch.float32) * (1.0 / (1 << 21))
+
+
 def uniform_and_normal(keys: torch.Tensor, steps: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All of a dream step's noise from ONE 64-bit hash per latent dimension: (b, width) each.
 

@@ -54,7 +54,7 @@ class CMAESConfig:
     :param bias: the controller has a bias (False: the paper's Doom controller).
     :param discrete: ``"argmax"`` or ``"threshold"`` (one tanh output for Discrete(3), the paper's Doom).
     :param temperature_range: ``[low, high]``: each dream episode draws its tau from it.
-    :param disagreement_penalty, halt_threshold, halt_penalty: the dream's ensemble options
+    :param disagreement_penalty, halt_threshold, halt_penalty, termination: the dream's options
         (see :class:`~dreamgym.envs.dream.DreamEnv`); None: the model's defaults.
     """
 
@@ -81,11 +81,12 @@ class CMAESConfig:
     disagreement_penalty: float | None = None
     halt_threshold: float | None = None
     halt_penalty: float | None = None
+    termination: str | None = None
 
     def dream_kwargs(self) -> dict[str, Any]:
         """The dream options this run passes to its DreamVectorEnv (None: the model's default)."""
         return dict(temperature_range=self.temperature_range, disagreement_penalty=self.disagreement_penalty,
-                    halt_threshold=self.halt_threshold, halt_penalty=self.halt_penalty)
+                    halt_threshold=self.halt_threshold, halt_penalty=self.halt_penalty, termination=self.termination)
 
     def validate(self) -> None:
         if self.env_id.split(":", 1)[-1] not in DREAMS:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import fields, replace
 from typing import Any, NamedTuple, Sequence
 
@@ -73,6 +74,7 @@ class DreamBatch:
         self.tau = torch.full((num_envs,), model.config.default_temperature, device=device)
         self.last_done_prob = torch.zeros(num_envs, device=device)
         self.threshold = model.config.heads.done_threshold
+        self.pos_weight = model.config.heads.termination_pos_weight
         # ensembles and dropout masks: every member's memory (K, b, H); agents see member 0's (self.h)
         self.num_members = model.num_members
         self.keep = 1.0 - model.config.memory.dropout
@@ -164,7 +166,10 @@ class DreamBatch:
         self.z, self.h, self.c = z, h, c
         self.t += 1
         self.last_done_prob = p_done
-        terminated = p_done > self.threshold
+        if self.options.termination == "sample":
+            terminated = rng.termination_uniform(self.keys, self.t - 1) < calibrated(p_done, self.pos_weight)
+        else:
+            terminated = p_done > self.threshold
         if self.num_members > 1:
             self.disagreement = disagreement
             opts = self.options
@@ -228,6 +233,20 @@ def numerical_error(envs: list[int], temperatures: list[float]) -> NumericalErro
         "The dream stops here rather than run on silently: check the checkpoint (WorldModel.from_pretrained "
         "validates it) or lower the temperature."
     )
+
+
+def calibrated(p_done: torch.Tensor, pos_weight: float) -> torch.Tensor:
+    """A termination head's p(done), trained with positives weighted ``pos_weight``, as a probability:
+    sigmoid(logit - log(pos_weight)), the weighted loss's optimum moved back."""
+    logit = torch.log(p_done) - torch.log1p(-p_done)
+    return torch.sigmoid(logit - math.log(pos_weight))
+
+
+def calibrated_float(p_done: float, pos_weight: float) -> float:
+    """:func:`calibrated` for one float (the numpy single-env path)."""
+    if p_done <= 0.0 or p_done >= 1.0:
+        return min(max(p_done, 0.0), 1.0)
+    return 1.0 / (1.0 + math.exp(-(math.log(p_done) - math.log1p(-p_done) - math.log(pos_weight))))
 
 
 class EpisodeDraw(NamedTuple):

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamgym.envs.core import DreamBatch, draw_episode, numerical_error
+from dreamgym.envs.core import DreamBatch, calibrated_float, draw_episode, numerical_error
 from dreamgym.envs.lean import LeanDream
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
@@ -52,6 +52,8 @@ class DreamEnv(gym.Env):
         paying ``halt_penalty`` on that step.
     :param ensemble_draw: ensembles: each episode follows one member drawn at reset (default True).
     :param dropout_masks: dropout-trained models: a fresh dropout mask per episode (default True).
+    :param termination: ``"threshold"`` (p(done) > done_threshold, the paper) or ``"sample"``
+        (terminate with p(done) calibrated for the head's positive-class weight, from the seeded noise).
         Every option's default is the model's ``config.json`` ``dream`` section.
     :param render_mode: ``"rgb_array"`` (the decoded dream frame) or ``"human"`` (a window).
     :param device: torch device.
@@ -90,6 +92,7 @@ class DreamEnv(gym.Env):
         halt_penalty: float | None = None,
         ensemble_draw: bool | None = None,
         dropout_masks: bool | None = None,
+        termination: str | None = None,
     ) -> None:
         if render_mode not in (None, "rgb_array", "human"):
             raise ConfigError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}.")
@@ -98,7 +101,7 @@ class DreamEnv(gym.Env):
         cfg = self.model.config
         options = dict(temperature_range=temperature_range, disagreement_penalty=disagreement_penalty,
                        halt_threshold=halt_threshold, halt_penalty=halt_penalty, ensemble_draw=ensemble_draw,
-                       dropout_masks=dropout_masks)
+                       dropout_masks=dropout_masks, termination=termination)
         self._batch = DreamBatch(self.model, 1, obs_type, self.device, dtype, options)
         # one env on the CPU: the numpy step, same results without torch's per-op overhead (one member only)
         lean = (fast and self.device.type == "cpu" and dtype == "float32" and obs_type != "pixels"
@@ -189,6 +192,10 @@ class DreamEnv(gym.Env):
         z, h, c, reward, p_done = self._lean.step(*self._state, a, self._tau, self._key, self._t, self._mask)
         if not math.isfinite(float(z.sum()) + reward + p_done):  # one check for NaN/inf in z, reward, p(done)
             raise numerical_error([0], [self._tau])
+        if self._batch.options.termination == "sample":
+            terminated = LeanDream.termination_uniform(self._key, self._t) < calibrated_float(p_done, self._batch.pos_weight)
+        else:
+            terminated = p_done > self._batch.threshold
         self._state, self._t = (z, h, c), self._t + 1
         if self.render_mode == "human":
             self.render()
@@ -198,7 +205,7 @@ class DreamEnv(gym.Env):
             obs = np.concatenate([z, c, h])
         else:
             obs = z.copy()
-        return obs, reward, bool(p_done > self._batch.threshold), False, {"done_prob": p_done}
+        return obs, reward, bool(terminated), False, {"done_prob": p_done}
 
     def _sync(self) -> None:
         """Copy the lean state into the torch batch (for rendering)."""

@@ -46,7 +46,7 @@ class DreamVectorEnv(VectorEnv):
         ``env.temperature = ...`` or ``set_attr("temperature", ...)`` (one value or one per env).
     :param obs_type: ``"latent"``, ``"zch"`` (z‖c‖h), ``"z"`` or ``"pixels"``.
     :param temperature_range, disagreement_penalty, halt_threshold, halt_penalty, ensemble_draw,
-        dropout_masks: the dream's options against exploitation, as in :class:`DreamEnv`; with an
+        dropout_masks, termination: the dream's options against exploitation, as in :class:`DreamEnv`; with an
         ensemble, ``info["disagreement"]`` holds each env's disagreement of the step.
     :param max_episode_steps: truncate after this many steps (None: the model's time limit).
     :param render_mode: ``"rgb_array"`` or ``"human"``.
@@ -86,6 +86,7 @@ class DreamVectorEnv(VectorEnv):
         halt_penalty: float | None = None,
         ensemble_draw: bool | None = None,
         dropout_masks: bool | None = None,
+        termination: str | None = None,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}.")
@@ -103,7 +104,7 @@ class DreamVectorEnv(VectorEnv):
             raise ConfigError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
         options = dict(temperature_range=temperature_range, disagreement_penalty=disagreement_penalty,
                        halt_threshold=halt_threshold, halt_penalty=halt_penalty, ensemble_draw=ensemble_draw,
-                       dropout_masks=dropout_masks)
+                       dropout_masks=dropout_masks, termination=termination)
         self._batch = DreamBatch(self.model, self.num_envs, obs_type, self.device, dtype, options)
         self.temperature = cfg.default_temperature if temperature is None else temperature
         self.obs_type = obs_type

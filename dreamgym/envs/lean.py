@@ -113,6 +113,14 @@ class LeanDream:
             self._block_key, self._block_t0, i = key, t, 0
         return self._block[0][i], self._block[1][i]
 
+    @staticmethod
+    def termination_uniform(key: int, t: int) -> float:
+        """numpy twin of :func:`dreamgym.rng.termination_uniform` for one env and step."""
+        index = _splitmix64(np.array([rng.TERMINATION_INDEX], dtype=np.uint64))
+        counter = np.uint64(key & _U64) + np.uint64(t & _U64) * np.uint64(_STEP_INT)
+        bits = _splitmix64(counter + index)
+        return float((bits >> np.uint64(43)).astype(np.float32)[0] * np.float32(1.0 / (1 << 21)))
+
     def step(self, z: np.ndarray, h: np.ndarray, c: np.ndarray, action: np.ndarray, tau: float, key: int, t: int,
              mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, float, float]:
         """One step; ``mask`` (H,) is the episode's dropout mask on M's output (None: none)."""

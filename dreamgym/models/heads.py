@@ -34,6 +34,8 @@ class HeadsConfig:
     def validate(self) -> None:
         if not 0.0 < self.done_threshold < 1.0:
             raise ConfigError(f"heads.done_threshold must be in (0, 1), got {self.done_threshold}.")
+        if not self.termination_pos_weight > 0:
+            raise ConfigError(f"heads.termination_pos_weight must be > 0, got {self.termination_pos_weight}.")
         if self.hidden < 0:
             raise ConfigError(f"heads.hidden must be >= 0, got {self.hidden}.")
 

@@ -56,6 +56,12 @@ class DreamOptions:
         reset (ME-TRPO); False: always member 0. Agents always see member 0's memory h.
     :param dropout_masks: with a model trained with dropout, each episode draws a fresh dropout
         mask on M's output (*Dropout's Dream Land*); False: no mask.
+    :param termination: ``"threshold"``: a step terminates when the head's p(done) exceeds
+        ``heads.done_threshold`` (the paper); ``"sample"``: it terminates with the head's probability
+        calibrated for the positive-class weight it was trained with, sigmoid(logit - log(weight)),
+        drawn from the env's seeded noise. The head was trained with deaths weighted
+        ``termination_pos_weight`` times, which moves its logit up by log(weight); thresholding that
+        at 0.5 kills far more often than reality does.
     """
 
     temperature_range: list[float] | None = None
@@ -64,6 +70,7 @@ class DreamOptions:
     halt_penalty: float = 0.0
     ensemble_draw: bool = True
     dropout_masks: bool = True
+    termination: str = "threshold"
 
     def validate(self) -> None:
         if self.temperature_range is not None:
@@ -80,6 +87,8 @@ class DreamOptions:
                 raise ConfigError(f"{name} must be a finite number, got {v!r}.")
         if self.disagreement_penalty < 0:
             raise ConfigError(f"disagreement_penalty must be >= 0, got {self.disagreement_penalty}.")
+        if self.termination not in ("threshold", "sample"):
+            raise ConfigError(f"termination must be 'threshold' or 'sample', got {self.termination!r}.")
         t = self.halt_threshold
         if t is not None and (isinstance(t, bool) or not isinstance(t, (int, float)) or not t > 0 or not math.isfinite(t)):
             raise ConfigError(f"halt_threshold must be a finite number > 0 or None, got {t!r}.")

@@ -238,3 +238,32 @@ def test_a_bad_start_latent_changes_nothing():
         env.reset(options={"start_latent": "abc"})
     again, *_ = env.step(np.zeros(3, np.float32))  # the episode of seed 0 goes on untouched
     np.testing.assert_array_equal(again, step1)
+
+
+def test_sampled_termination_is_calibrated_seeded_and_the_same_in_numpy_and_torch():
+    from dreamgym.envs.core import calibrated, calibrated_float
+
+    p = torch.tensor([0.5, 0.9, 0.01])
+    np.testing.assert_allclose(calibrated(p, 10.0).numpy(), [1 / 11, 9 / 19, 0.01 / (0.01 + 0.99 * 10)], rtol=1e-5)
+    assert calibrated_float(0.9, 10.0) == pytest.approx(9 / 19)
+    model = make_tiny_model("doom")
+    with torch.no_grad():
+        model.heads.termination.bias.fill_(1.5)  # p(done) ~ 0.8 > 0.5: a threshold dream ends at once
+    model.config.heads.termination_pos_weight = 100.0
+    assert _run(DreamEnv(model=model), 0, [0] * 50)[0].shape[0] == 1
+    lengths = {}
+    for fast in (True, False):
+        env = DreamEnv(model=model, termination="sample", fast=fast)
+        lengths[fast] = [len(_run(env, s, [0] * 2000)[0]) for s in range(40)]
+    assert lengths[True] == lengths[False]
+    # calibrated p ~ 0.8 / (0.8 + 0.2 * 100) ~ 0.04 per step: episodes last ~25 steps, geometrically
+    assert 10 < np.mean(lengths[True]) < 60 and len(set(lengths[True])) > 10
+    vec = DreamVectorEnv(num_envs=40, model=model, termination="sample")
+    vec.reset(seed=0)
+    first_end = np.zeros(40)
+    for t in range(2000):
+        *_, terminated, truncated, _ = vec.step(np.zeros(40, dtype=np.int64))
+        first_end[(first_end == 0) & terminated] = t + 1
+        if (first_end > 0).all():
+            break
+    np.testing.assert_array_equal(first_end, lengths[True])
