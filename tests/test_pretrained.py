@@ -65,3 +65,26 @@ def test_a_dream_without_a_shipped_model_says_so(monkeypatch):
     monkeypatch.setattr("dreamgym.hub.PRETRAINED_DIRS", ())
     with pytest.raises(CheckpointError, match="No pretrained world model 'carracing' ships"):
         gym.make("Dream-CarRacing-v0")
+
+
+@pytest.mark.parametrize("folder", sorted(p for p in ROOT.iterdir() if p.is_dir()))
+def test_shipped_results_name_no_path_of_the_machine_that_measured_them(folder):
+    for path in [*folder.glob("eval*.json"), *folder.glob("fidelity.json")]:
+        result = json.loads(path.read_text())
+        agent = result.get("agent", {})
+        for value in (agent.get("path", ""), agent.get("world_model", ""), json.dumps(result.get("model_source", {}))):
+            assert not str(value).startswith("/") and "/work/" not in str(value) and "/tmp/" not in str(value), path
+        if agent.get("kind") == "controller" and agent.get("path") == "controller":
+            assert (folder / "controller" / "config.json").is_file()  # the controller it names ships beside it
+
+
+def test_ship_result_writes_paths_relative_to_the_model(tmp_path):
+    from dreamgym.evaluate import ship_result
+
+    result = {"agent": {"kind": "controller", "path": "/home/x/runs/r2/cmaes/controller", "world_model": "/home/x/wm"},
+              "real": {"mean": 1.0, "std": 0.0, "episodes": 1}}
+    out = ship_result(result, tmp_path / "eval.json")
+    assert out["agent"] == {"kind": "controller", "path": "cmaes/controller", "world_model": "."}
+    assert json.loads((tmp_path / "eval.json").read_text()) == out
+    assert ship_result(result, tmp_path / "e2.json", agent="controller")["agent"]["path"] == "controller"
+    assert result["agent"]["path"].startswith("/home")  # the caller's dict is not changed
