@@ -13,7 +13,7 @@ from dreamgym.envs.core import DreamBatch, draw_episode, numerical_error
 from dreamgym.envs.lean import LeanDream
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
-from dreamgym.hub import resolve_model
+from dreamgym.models.resolve import resolve_model
 from dreamgym.models.world_model import WorldModel
 
 

@@ -13,7 +13,7 @@ from gymnasium.vector.utils import batch_space
 from dreamgym.envs.core import DreamBatch, draw_episode
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
-from dreamgym.hub import resolve_model
+from dreamgym.models.resolve import resolve_model
 from dreamgym.models.world_model import WorldModel
 
 
