@@ -126,7 +126,13 @@ class DreamEnv(gym.Env):
         if np.ndim(value) != 0:
             raise ConfigError(f"temperature must be one number >= 0 for a single dream, got {value!r}. "
                               "Per-env temperatures belong to a vector env (set_attr('temperature', [...])).")
-        self._batch.set_temperature(value)
+        self.set_temperature(value)
+
+    def set_temperature(self, values: float | Sequence[float], indices: Sequence[int] | None = None) -> None:
+        """Set tau, as ``env.temperature = x``; ``values`` and ``indices`` (at most ``[0]``) as in DreamVectorEnv."""
+        if indices is not None and list(indices) not in ([], [0]):
+            raise ConfigError(f"A DreamEnv is one dream (index 0); got indices {list(indices)!r}.")
+        self._batch.set_temperature(values, indices)
         self._tau = float(self._batch.temperature())
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:

@@ -66,6 +66,7 @@ class DreamVectorEnv(VectorEnv):
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 50, "autoreset_mode": AutoresetMode.SAME_STEP}
+    per_env_attrs = ("temperature",)  # may differ between envs: each has a set_<name>(values, indices) method
 
     def __init__(
         self,
@@ -126,7 +127,14 @@ class DreamVectorEnv(VectorEnv):
 
     @temperature.setter
     def temperature(self, value: float | Sequence[float]) -> None:
-        self._batch.set_temperature(value)
+        self.set_temperature(value)
+
+    def set_temperature(self, values: float | Sequence[float], indices: Sequence[int] | None = None) -> None:
+        """Set tau: one value for every env (or for the envs at ``indices``), or one value per env (per index).
+
+        Bad values (negative, NaN, not numbers, a sequence of the wrong length) raise ConfigError and change nothing.
+        """
+        self._batch.set_temperature(values, indices)
 
     # ----- Gymnasium API -----------------------------------------------------------------
     def reset(
@@ -224,19 +232,25 @@ class DreamVectorEnv(VectorEnv):
 
     # ----- attributes, as SyncVectorEnv offers them --------------------------------------
     def get_attr(self, name: str) -> tuple[Any, ...]:
-        """Per-env values of an attribute (``"temperature"`` gives each env's tau)."""
-        if name == "temperature":
-            return tuple(float(t) for t in self._batch.tau.cpu().numpy())
-        return tuple(getattr(self, name) for _ in range(self.num_envs))
+        """Per-env values of an attribute; one that holds a value per env (``temperature``) gives each env its own."""
+        value = getattr(self, name)
+        if isinstance(value, np.ndarray) and value.shape == (self.num_envs,):
+            return tuple(value.tolist())
+        return tuple(value for _ in range(self.num_envs))
 
     def set_attr(self, name: str, values: Any) -> None:
-        """Set an attribute: one value for all envs, or a list of one per env (``"temperature"`` only)."""
-        if name == "temperature":
-            self._batch.set_temperature(values)
+        """Set an attribute: one value for all envs, or a list of one per env.
+
+        Those in ``per_env_attrs`` (``temperature``) go through their ``set_<name>(values, indices)`` and may
+        differ between envs; any other takes one value, the same for every env.
+        """
+        if name in self.per_env_attrs:
+            getattr(self, f"set_{name}")(values)
             return
         if isinstance(values, (list, tuple)):
             if len(set(map(repr, values))) != 1:
-                raise ValueError(f"Only 'temperature' can differ between the envs of a DreamVectorEnv, not {name!r}.")
+                raise ValueError(f"Only {', '.join(map(repr, self.per_env_attrs))} can differ between the envs of a "
+                                 f"DreamVectorEnv, not {name!r}.")
             values = values[0]
         setattr(self, name, values)
 
