@@ -1,4 +1,5 @@
-"""Checkpoint files shared by world models and controllers: JSON config + safetensors, strict.
+"""Checkpoint files shared by world models and controllers: JSON config + safetensors, strict;
+:func:`detect` says what a folder holds (world model, controller, CMA-ES run or SB3 agent).
 
 Only JSON and safetensors are ever read, so a checkpoint from the Hub cannot run code.
 """

@@ -34,7 +34,8 @@ class AgentInfo:
 
 def agent_info(path: str | Path, env_id: str | None = None, model: str | None = None, obs_type: str | None = None
                ) -> AgentInfo:
-    """Read an agent's metadata (controller config.json, or agent.json beside an SB3 zip); kwargs override."""
+    """Read an agent's metadata (a controller's or CMA-ES run's config.json, or agent.json beside an SB3 zip);
+    kwargs override."""
     p = Path(path)
     if str(path) == "random":
         if env_id is None:

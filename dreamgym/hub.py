@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 sb3_model_card = sb3_card  # old name
 
-# ----- sharing --------------------------------------------------------------------------------
 PUSH_PATTERNS = ("*.json", "*.safetensors", "*.md", "*.gif", "*.mp4", "*.png", "*.zip")  # what pull downloads
 MEDIA_PATTERNS = ("*.gif", "*.mp4", "*.png")
 # 4x the largest shipped checkpoint (Doom: 13 MB): room for bigger models, no accidental multi-GB upload

@@ -43,7 +43,8 @@ class DreamVectorEnv(VectorEnv):
     :param model: WorldModel, checkpoint directory, name under pretrained/, or Hub repo id.
     :param revision: Hub revision (branch, tag or commit) when ``model`` is a Hub id.
     :param temperature: tau >= 0; None uses the model's default. Settable later with
-        ``env.temperature = ...`` or ``set_attr("temperature", ...)`` (one value or one per env).
+        ``env.temperature = ...`` or ``set_attr("temperature", ...)`` (one value or one per env), or
+        ``set_temperature(values, indices)`` for some envs.
     :param obs_type: ``"latent"``, ``"zch"`` (z‖c‖h), ``"z"`` or ``"pixels"``.
     :param temperature_range, disagreement_penalty, halt_threshold, halt_penalty, ensemble_draw,
         dropout_masks: the dream's options against exploitation, as in :class:`DreamEnv`; with an
@@ -261,8 +262,3 @@ class DreamVectorEnv(VectorEnv):
             return self.get_attr(name)
         value = attr(*args, **kwargs)
         return tuple(value for _ in range(self.num_envs))
-
-    @property
-    def done_probability(self) -> np.ndarray:
-        """p(done) predicted at the last step, per env."""
-        return self._batch.last_done_prob.cpu().numpy().copy()
