@@ -22,7 +22,7 @@ import numpy as np
 import dreamgym  # noqa: F401  (registers the Dream ids)
 from dreamgym.envs.dream import DreamEnv
 from dreamgym.envs.dream_vector import DreamVectorEnv
-from dreamgym.hub import resolve_model
+from dreamgym.models.resolve import resolve_model
 from dreamgym.registry import DREAMS
 
 

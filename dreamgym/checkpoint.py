@@ -1,4 +1,5 @@
-"""Checkpoint files shared by world models and controllers: JSON config + safetensors, strict.
+"""Checkpoint files shared by world models and controllers: JSON config + safetensors, strict;
+:func:`detect` says what a folder holds (world model, controller, CMA-ES run or SB3 agent).
 
 Only JSON and safetensors are ever read, so a checkpoint from the Hub cannot run code.
 """
@@ -227,6 +228,50 @@ def check_format_version(d: dict[str, Any], current: int, where: str = "config.j
             f"{where} has format_version {version}; this dreamgym reads up to {current}. "
             "Upgrade dreamgym: pip install -U dreamgym."
         )
+
+
+def parse_checkpoint_config(cls: type[T], d: Any, where: str = CONFIG_NAME) -> T:
+    """A checkpoint's config dataclass ``cls`` from parsed JSON: an object, a format_version this dreamgym
+    reads (``cls``'s default is the newest), every field checked (:func:`parse_dataclass`); else CheckpointError."""
+    if not isinstance(d, dict):
+        raise CheckpointError(f"Expected {where} to hold a JSON object, got {type(d).__name__}.")
+    check_format_version(d, cls.__dataclass_fields__["format_version"].default, where)  # type: ignore[attr-defined]
+    return parse_dataclass(cls, d, where)
+
+
+def detect(path: str | Path) -> str | None:
+    """What ``path`` holds: ``"world_model"``, ``"controller"``, ``"cmaes_run"`` (a folder with a
+    ``controller/``) or ``"sb3"`` (an SB3 ``.zip``, or a folder with zips); None when none of these.
+
+    A config.json is told apart by the fields its config class requires (a world model's
+    ``observation_space``, a controller's ``obs_dim``), read strictly.
+    """
+    path = Path(path)
+    if path.is_file():
+        return "sb3" if path.suffix == ".zip" else None
+    if (path / CONFIG_NAME).is_file():
+        return _config_kind(path)
+    if (path / "controller" / CONFIG_NAME).is_file():
+        return "cmaes_run"
+    if path.is_dir() and any(path.glob("*.zip")):
+        return "sb3"
+    return None
+
+
+def _config_kind(folder: Path) -> str:
+    """``"world_model"`` or ``"controller"``: the one whose config class's required fields config.json has."""
+    from dreamgym.agents.controller import LinearController
+    from dreamgym.models.world_model import WorldModel
+
+    config = read_config(folder)
+    required = {c.kind: {f.name for f in fields(c.config_class) if f.default is MISSING
+                         and f.default_factory is MISSING} for c in (WorldModel, LinearController)}
+    kinds = [kind for kind, names in required.items() if names <= set(config)]
+    if len(kinds) != 1:
+        expected = "; ".join(f"a {kind.replace('_', ' ')}'s has {sorted(names)}" for kind, names in required.items())
+        raise CheckpointError(f"{folder / CONFIG_NAME} is not a dreamgym config.json ({expected}; this one has "
+                              f"{sorted(config)[:12]}). Re-save or re-download the checkpoint.")
+    return kinds[0]
 
 
 def read_header(path: str | Path) -> dict[str, tuple[tuple[int, ...], str]]:

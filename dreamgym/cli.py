@@ -1,5 +1,5 @@
-"""The ``dreamgym`` command: collect | train | validate | train-agent | evaluate | iterate | push | pull |
-dream | play | plot.
+"""The ``dreamgym`` command: collect | train | validate | train-agent | evaluate | fidelity | iterate | push |
+pull | dream | play | plot.
 
 Flags and presets live here only; the library takes config dataclasses.
 """

@@ -14,7 +14,8 @@ import multiprocessing as mp
 import numpy as np
 from gymnasium import spaces
 
-from dreamgym.errors import CheckpointError, ConfigError
+from dreamgym.checkpoint import read_config, read_json_object
+from dreamgym.errors import ConfigError
 from dreamgym.registry import DREAMS
 from dreamgym.utils import atomic_write_text
 
@@ -33,26 +34,23 @@ class AgentInfo:
 
 def agent_info(path: str | Path, env_id: str | None = None, model: str | None = None, obs_type: str | None = None
                ) -> AgentInfo:
-    """Read an agent's metadata (controller config.json, or agent.json beside an SB3 zip); kwargs override."""
+    """Read an agent's metadata (a controller's or CMA-ES run's config.json, or agent.json beside an SB3 zip);
+    kwargs override."""
     p = Path(path)
     if str(path) == "random":
         if env_id is None:
             raise ConfigError("The random agent needs env_id (a Dream id) to know its action space.")
         dream = env_id.split(":", 1)[-1]
         return AgentInfo("random", "random", dream, obs_type or "latent", model or DREAMS[dream].pretrained)
-    if p.is_dir() and (p / "config.json").is_file():
-        cfg = json.loads((p / "config.json").read_text())
-        info = AgentInfo(str(p), "controller", cfg.get("env_id", ""), cfg.get("obs_type", "latent"),
-                         cfg.get("world_model", ""))
-    elif p.is_dir() and (p / "controller" / "config.json").is_file():  # a CMA-ES run directory
-        return agent_info(p / "controller", env_id, model, obs_type)
+    from dreamgym.agents import locate_agent
+
+    kind, p = locate_agent(p)
+    if kind == "controller":
+        cfg = read_config(p)
+        info = AgentInfo(str(p), kind, cfg.get("env_id", ""), cfg.get("obs_type", "latent"), cfg.get("world_model", ""))
     else:
-        meta_path = (p if p.is_dir() else p.parent) / "agent.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        zips = sorted(p.glob("*.zip")) if p.is_dir() else [p]
-        if len(zips) != 1 or not zips[0].is_file():
-            raise CheckpointError(f"No agent at {path}: expected a controller directory, a CMA-ES run, or an SB3 zip.")
-        info = AgentInfo(str(zips[0]), "sb3", meta.get("env_id", ""), meta.get("obs_type", "latent"),
+        meta = read_json_object(p.parent / "agent.json") if (p.parent / "agent.json").is_file() else {}
+        info = AgentInfo(str(p), kind, meta.get("env_id", ""), meta.get("obs_type", "latent"),
                          meta.get("world_model", ""), meta.get("algo"))
     info.env_id = (env_id or info.env_id).split(":", 1)[-1]
     info.world_model = model or info.world_model or (DREAMS[info.env_id].pretrained if info.env_id in DREAMS else "")

@@ -449,7 +449,7 @@ def fidelity_report(
     :returns: the report: ``reward``, ``termination``, ``latent``, ``open_loop``, ``dream_return``,
         ``disagreement`` (None for a single M), ``series`` and the settings.
     """
-    from dreamgym.hub import resolve_model
+    from dreamgym.models.resolve import resolve_model
     from dreamgym.models.world_model import check_temperature
     from dreamgym.registry import dream_spec_for_env
 

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Sequence
 
 import gymnasium as gym
@@ -44,12 +45,22 @@ class DreamVecEnv(VecEnv):
         self._actions: np.ndarray | None = None
 
     def reset(self) -> VecEnvObs:
+        """Reset every dream with the seeds of ``seed()`` and the options of ``set_options()`` (used once, as
+        DummyVecEnv does); the dreams reset in one batch, so every env must get the same options."""
         seeds = self._seeds if any(s is not None for s in self._seeds) else None
-        obs, _ = self.venv.reset(seed=seeds)
+        obs, _ = self.venv.reset(seed=seeds, options=self._batch_options())
         self.reset_infos = [{} for _ in range(self.num_envs)]
         self._reset_seeds()
         self._reset_options()
         return obs
+
+    def _batch_options(self) -> dict[str, Any] | None:
+        """The one options dict of ``set_options()`` for the whole batch (None: none set)."""
+        first = self._options[0]
+        if not all(_same_options(o, first) for o in self._options[1:]):
+            raise ConfigError("DreamVecEnv resets all its dreams in one batch, so set_options() takes one dict for "
+                              f"every env (or a list of equal dicts); got {self._options!r}.")
+        return dict(first) if first else None
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
@@ -69,7 +80,7 @@ class DreamVecEnv(VecEnv):
         self.venv.close()
 
     def get_images(self) -> Sequence[np.ndarray | None]:
-        return list(self.dream._batch.frames())
+        return list(self.dream.dream_batch().frames())
 
     def _indices(self, indices: VecEnvIndices) -> list[int]:
         return list(self._get_indices(indices))
@@ -79,17 +90,38 @@ class DreamVecEnv(VecEnv):
         return [values[i] for i in self._indices(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        """Set ``value`` on the envs at ``indices``; only ``dream.per_env_attrs`` (temperature) can be set on some."""
         index = self._indices(indices)
-        if attr_name == "temperature":
-            self.dream._batch.set_temperature(value, index)
+        if attr_name in self.dream.per_env_attrs:
+            getattr(self.dream, f"set_{attr_name}")(value, index)
         elif len(index) == self.num_envs:
             self.dream.set_attr(attr_name, value)
         else:
-            raise ValueError(f"Only 'temperature' can be set on some envs of a dream, not {attr_name!r}.")
+            raise ValueError(f"Only {', '.join(map(repr, self.dream.per_env_attrs))} can be set on some envs of a "
+                             f"dream, not {attr_name!r}.")
 
     def env_method(self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any) -> list[Any]:
-        value = getattr(self.dream, method_name)(*method_args, **method_kwargs)
-        return [value for _ in self._indices(indices)]
+        """Call a method of the dream for the envs at ``indices``: one call for the batch, one result per env.
+
+        A method with an ``indices`` parameter (``set_temperature``) gets them; any other acts on every env,
+        so it takes no ``indices`` but all.
+        """
+        index = self._indices(indices)
+        method = getattr(self.dream, method_name)
+        if "indices" in inspect.signature(method).parameters:
+            method_kwargs = {**method_kwargs, "indices": index}
+        elif len(index) != self.num_envs:
+            raise ValueError(f"{method_name}() acts on every dream of the batch at once; call it without indices.")
+        value = method(*method_args, **method_kwargs)
+        return [value for _ in index]
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return [False for _ in self._indices(indices)]
+
+
+def _same_options(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two reset options dicts are equal (numpy arrays in them compared elementwise)."""
+    try:
+        return bool(a == b)
+    except ValueError:  # the truth value of an array: compare key by key
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)

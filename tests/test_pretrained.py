@@ -9,7 +9,7 @@ import pytest
 
 from dreamgym import CheckpointError, WorldModel
 from dreamgym.evaluate import agent_info, evaluate_dream
-from dreamgym.hub import pretrained_path
+from dreamgym.models.resolve import pretrained_path
 
 ROOT = Path(__file__).resolve().parent.parent / "pretrained"
 
@@ -62,7 +62,7 @@ def test_a_shipped_dream_loads_by_default_with_its_controller(name):
 
 
 def test_a_dream_without_a_shipped_model_says_so(monkeypatch):
-    monkeypatch.setattr("dreamgym.hub.PRETRAINED_DIRS", ())
+    monkeypatch.setattr("dreamgym.models.resolve.PRETRAINED_DIRS", ())
     with pytest.raises(CheckpointError, match="No pretrained world model 'carracing' ships"):
         gym.make("Dream-CarRacing-v0")
 

@@ -62,3 +62,51 @@ def test_seed_reproduces_and_attrs(model_dirs):
 def test_wrong_input():
     with pytest.raises(ConfigError, match="Dream id or a DreamVectorEnv"):
         DreamVecEnv(gym.make_vec("Pendulum-v1", num_envs=2, vectorization_mode="sync"))
+
+
+def test_set_temperature_is_public_and_the_adapter_honours_indices(model_dirs):
+    from dreamgym.envs.dream import DreamEnv
+    from dreamgym.envs.dream_vector import DreamVectorEnv
+
+    dream = DreamVectorEnv(num_envs=3, model=str(model_dirs["pendulum"]), temperature=1.0)
+    dream.set_temperature(0.4, indices=[2])
+    dream.set_temperature([0.1, 0.2], indices=[0, 1])
+    assert dream.get_attr("temperature") == pytest.approx((0.1, 0.2, 0.4))
+    with pytest.raises(ConfigError, match="temperature must be"):
+        dream.set_temperature([0.5, -1.0, 0.5])
+    assert dream.get_attr("temperature") == pytest.approx((0.1, 0.2, 0.4))  # a bad value changes nothing
+    venv = DreamVecEnv(dream)
+    assert venv.env_method("set_temperature", 0.9, indices=[1]) == [None]  # was: an AttributeError
+    assert venv.get_attr("temperature", indices=[0, 1]) == pytest.approx([0.1, 0.9])
+    venv.env_method("set_temperature", 0.3)
+    assert venv.get_attr("temperature") == pytest.approx([0.3, 0.3, 0.3])
+    with pytest.raises(ValueError, match="acts on every dream"):
+        venv.env_method("render", indices=[0])
+    single = DreamEnv(str(model_dirs["pendulum"]))
+    single.set_temperature(0.6, indices=[0])
+    assert single.temperature == 0.6
+    single.unwrapped.temperature = 0.7
+    assert single.temperature == 0.7
+    with pytest.raises(ConfigError, match="one dream"):
+        single.set_temperature(0.5, indices=[1])
+
+
+def test_set_options_reach_the_dream_once_as_in_dummy_vec_env(model_dirs):
+    from dreamgym.envs.dream_vector import DreamVectorEnv
+
+    dream = DreamVectorEnv(num_envs=2, model=str(model_dirs["pendulum"]))
+    seen = []
+    reset = dream.reset
+    dream.reset = lambda **kw: (seen.append(kw["options"]), reset(**kw))[1]  # type: ignore[method-assign]
+    venv = DreamVecEnv(dream)
+    venv.set_options({"note": 1})
+    venv.reset()
+    venv.reset()
+    assert seen == [{"note": 1}, None]  # was: options never passed on
+    venv.reset()
+    venv.set_options({"reset_mask": np.array([True, False])})
+    obs = venv.reset()
+    assert seen[-1]["reset_mask"].tolist() == [True, False] and obs.shape == (2, 11)
+    venv.set_options([{"a": 1}, {"a": 2}])
+    with pytest.raises(ConfigError, match="one dict for every env"):
+        venv.reset()

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECK = """
 import gymnasium as gym, dreamgym
 from dreamgym.evaluate import agent_info, evaluate_dream
-from dreamgym.hub import pretrained_path
+from dreamgym.models.resolve import pretrained_path
 assert dreamgym.__file__.startswith({site!r}), dreamgym.__file__
 for name, dream in (("pendulum", "Dream-Pendulum-v0"), ("carracing", "Dream-CarRacing-v0"),
                     ("doom-takecover", "Dream-DoomTakeCover-v0")):

@@ -9,9 +9,10 @@ import numpy as np
 from gymnasium import spaces
 
 from dreamgym.agents.controller import ControllerConfig, LinearController
+from dreamgym.checkpoint import detect
 from dreamgym.errors import CheckpointError, ConfigError
 
-__all__ = ["Agent", "ControllerConfig", "LinearController", "load_agent"]
+__all__ = ["Agent", "ControllerConfig", "LinearController", "load_agent", "locate_agent"]
 
 
 class Agent(Protocol):
@@ -19,12 +20,33 @@ class Agent(Protocol):
                 deterministic: bool = True) -> tuple[np.ndarray, Any]: ...
 
 
+def locate_agent(path: str | Path) -> tuple[str, Path]:
+    """``("controller", its folder)`` or ``("sb3", its zip)`` for what ``path`` holds (:func:`dreamgym.checkpoint.detect`):
+    a controller folder, a CMA-ES run (its ``controller/``), an SB3 zip or a folder holding one zip."""
+    path = Path(path)
+    kind = detect(path)
+    if kind == "cmaes_run":
+        return "controller", path / "controller"
+    if kind == "world_model":
+        raise CheckpointError(f"{path} holds a world model, not an agent: pass a controller directory, a CMA-ES run "
+                              "or an SB3 .zip (the world model goes in model=).")
+    if kind == "sb3" and path.is_dir():
+        zips = sorted(path.glob("*.zip"))
+        if len(zips) != 1:
+            raise CheckpointError(f"Expected a controller (config.json) or one SB3 .zip in {path}, found {len(zips)} zips.")
+        return kind, zips[0]
+    if kind is None:
+        raise CheckpointError(f"No agent at {path}: expected a controller directory (config.json), a CMA-ES run "
+                              "or an SB3 .zip.")
+    return kind, path
+
+
 def load_agent(
     path: str | Path, observation_space: spaces.Space, action_space: spaces.Space, algo: str | None = None
 ) -> Agent:
-    """A controller directory or an SB3 zip, checked against the env's spaces; loads no pickle."""
-    path = Path(path)
-    if path.is_dir() and (path / "config.json").is_file():
+    """A controller directory (or CMA-ES run) or an SB3 zip, checked against the env's spaces; loads no pickle."""
+    kind, path = locate_agent(path)
+    if kind == "controller":
         agent = LinearController.from_pretrained(path)
         expected = (observation_space.shape or (0,))[0] if isinstance(observation_space, spaces.Box) else None
         if agent.action_space != action_space or agent.config.obs_dim != expected:
@@ -33,13 +55,6 @@ def load_agent(
                 f"this env has observation space {observation_space} and action space {action_space}."
             )
         return agent
-    if path.is_dir():
-        zips = sorted(path.glob("*.zip"))
-        if len(zips) != 1:
-            raise CheckpointError(f"Expected a controller (config.json) or one SB3 .zip in {path}, found {len(zips)} zips.")
-        path = zips[0]
-    if path.suffix == ".zip":
-        from dreamgym.agents.sb3_io import load_sb3
+    from dreamgym.agents.sb3_io import load_sb3
 
-        return load_sb3(path, observation_space, action_space, algo=algo)
-    raise CheckpointError(f"No agent at {path}: expected a controller directory (config.json) or an SB3 .zip.")
+    return load_sb3(path, observation_space, action_space, algo=algo)

@@ -1,30 +1,18 @@
-"""C: the paper's controller, a = squash(W·[z, h] + b), saved as config.json + safetensors."""
+"""C: the paper's controller, a = squash(W·[z, h] + b), saved as config.json + safetensors (models/hub_mixin.py)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from gymnasium import spaces
-from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, hf_hub_download
 from torch import nn
 
-from dreamgym.checkpoint import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    build_checked,
-    check_format_version,
-    load_weights_strict,
-    parse_dataclass,
-    read_config,
-    save_weights_and_config,
-)
-from dreamgym.errors import CheckpointError, ConfigError
+from dreamgym.errors import ConfigError
+from dreamgym.models.hub_mixin import StrictHubMixin
 from dreamgym.spaces import action_dim, space_from_dict, space_to_dict
-from dreamgym.utils import atomic_write_text
 
 CONTROLLER_FORMAT = 1
 
@@ -59,7 +47,7 @@ class ControllerConfig:
 
 class LinearController(
     nn.Module,
-    PyTorchModelHubMixin,
+    StrictHubMixin,
     library_name="dreamgym",
     tags=["dreamgym", "reinforcement-learning", "cma-es", "world-models"],
 ):
@@ -74,14 +62,17 @@ class LinearController(
     867
     """
 
+    config_class = ControllerConfig
+    kind = "controller"
+
     def __init__(self, config: ControllerConfig | dict) -> None:
         super().__init__()
         if isinstance(config, dict):
-            check_format_version(config, CONTROLLER_FORMAT)
-            config = parse_dataclass(ControllerConfig, config, "config.json")
+            config = self.parse_config(config)
         if config.obs_dim < 1:
             raise ConfigError(f"obs_dim must be >= 1 (z, or z and h, of the world model), got {config.obs_dim}.")
         self.config = config
+        self.source: dict[str, str] = {}  # where it was loaded from (see StrictHubMixin)
         self.action_space = space_from_dict(config.action_space, "config.json['action_space']")
         self.out_dim = action_dim(self.action_space)  # Box: one output per dimension; Discrete: one per action
         if config.discrete not in ("argmax", "threshold"):
@@ -166,75 +157,3 @@ class LinearController(
         if isinstance(self.action_space, spaces.Box):
             action = action.astype(self.action_space.dtype)
         return (action[0] if single else action), None
-
-    # ----- checkpoints -----------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | Path, *, config: dict | None = None, repo_id: str | None = None,
-                        push_to_hub: bool = False, model_card_kwargs: dict | None = None, **push_kwargs: Any) -> str | None:
-        """Write config.json + model.safetensors (+ README.md if absent), atomically."""
-        save_directory = Path(save_directory)
-        save_weights_and_config(self, save_directory, asdict(self.config))
-        card = save_directory / "README.md"
-        if not card.exists():
-            atomic_write_text(card, str(self.generate_model_card()))
-        if push_to_hub:
-            return self.push_to_hub(repo_id=repo_id or save_directory.name, **push_kwargs)
-        return None
-
-    def _save_pretrained(self, save_directory: Path) -> None:
-        save_weights_and_config(self, save_directory, asdict(self.config))
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> "LinearController":
-        name = str(pretrained_model_name_or_path)
-        if Path(name).is_dir():
-            config = read_config(name)
-            model = build_checked(lambda: cls(config), Path(name) / WEIGHTS_NAME)  # sizes checked before allocating
-            load_weights_strict(model, Path(name) / WEIGHTS_NAME)
-            return model.eval()
-        try:
-            return super().from_pretrained(name, **kwargs)
-        except (CheckpointError, ConfigError):
-            raise
-        except Exception as e:  # noqa: BLE001 - Hub errors of every kind become one clear message
-            raise CheckpointError(f"Could not load controller {name!r}: {type(e).__name__}: {e}.") from e
-
-    @classmethod
-    def _from_pretrained(cls, *, model_id: str, revision: str | None, cache_dir: Any, force_download: bool,
-                         local_files_only: bool, token: Any, config: dict | None = None, **kwargs: Any) -> "LinearController":
-        if config is None:
-            raise CheckpointError(f"{CONFIG_NAME} not found for controller {model_id!r}.")
-        weights = hf_hub_download(repo_id=model_id, filename=WEIGHTS_NAME, revision=revision, cache_dir=cache_dir,
-                                  force_download=force_download, token=token, local_files_only=local_files_only)
-        model = build_checked(lambda: cls(config), weights)
-        load_weights_strict(model, weights)
-        return model.eval()
-
-    def generate_model_card(self, *args: Any, eval_results: list[dict[str, Any]] | None = None,
-                            media: list[str] | None = None, repo_id: str | None = None, **kwargs: Any) -> ModelCard:
-        """A card with Hub metadata; ``dreamgym evaluate`` results become its model-index."""
-        from dreamgym.models.world_model import _eval_results
-        from dreamgym.registry import DREAMS
-
-        cfg = self.config
-        real_env = DREAMS[cfg.env_id].env_id if cfg.env_id in DREAMS else cfg.env_id
-        data = ModelCardData(
-            library_name="dreamgym",
-            tags=sorted({"dreamgym", "reinforcement-learning", "cma-es", "world-models", *([cfg.env_id] if cfg.env_id else [])}),
-            model_name=repo_id.split("/")[-1] if repo_id else f"cmaes-{cfg.env_id}",
-            eval_results=[r for e in (eval_results or []) for r in _eval_results(e, real_env)] or None,
-        )
-        lines = ["<!-- generated by dreamgym: `dreamgym push` rewrites this card; delete this line to keep your own -->",
-                 f"# Linear controller for {cfg.env_id or 'a dream'}", "",
-                 f"a = squash(W·obs{' + b' if cfg.bias else ''}) on `{cfg.obs_type}` observations; {self.num_params} parameters; trained "
-                 f"in the dream of world model `{cfg.world_model or '?'}`.", "",
-                 "```python", "from dreamgym.agents import LinearController",
-                 f"controller = LinearController.from_pretrained(\"{repo_id or '<this repo or directory>'}\")",
-                 "action, _ = controller.predict(obs)", "```", ""]
-        lines += [f"- {k}: {v}" for k, v in sorted(cfg.summary.items())] or ["- no results recorded"]
-        for e in eval_results or []:
-            for where in ("dream", "real"):
-                if e.get(where):
-                    r = e[where]
-                    lines.append(f"- {where}: {r['mean']:.1f} ± {r['std']:.1f} over {r['episodes']} episodes")
-        lines += [f"![{m}]({m})" for m in media or []]
-        return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")

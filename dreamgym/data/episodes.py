@@ -22,7 +22,7 @@ import zipfile
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -331,8 +331,3 @@ def load_dataset(*roots: str | Path) -> tuple[DatasetMeta, list[Episode]]:
     if len(names) > 1:  # Dyna rounds mix policies: the model card reports e.g. "brownian+agent"
         meta0 = dataclasses.replace(meta0, policy={"name": "+".join(names), "datasets": policies})
     return meta0, episodes
-
-
-def iter_episodes(root: str | Path) -> Iterator[Episode]:
-    for path in shard_paths(root):
-        yield read_episode(path)

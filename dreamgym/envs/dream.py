@@ -13,7 +13,7 @@ from dreamgym.envs.core import DreamBatch, calibrated_float, draw_episode, numer
 from dreamgym.envs.lean import LeanDream
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
-from dreamgym.hub import resolve_model
+from dreamgym.models.resolve import resolve_model
 from dreamgym.models.world_model import WorldModel
 
 
@@ -129,7 +129,13 @@ class DreamEnv(gym.Env):
         if np.ndim(value) != 0:
             raise ConfigError(f"temperature must be one number >= 0 for a single dream, got {value!r}. "
                               "Per-env temperatures belong to a vector env (set_attr('temperature', [...])).")
-        self._batch.set_temperature(value)
+        self.set_temperature(value)
+
+    def set_temperature(self, values: float | Sequence[float], indices: Sequence[int] | None = None) -> None:
+        """Set tau, as ``env.temperature = x``; ``values`` and ``indices`` (at most ``[0]``) as in DreamVectorEnv."""
+        if indices is not None and list(indices) not in ([], [0]):
+            raise ConfigError(f"A DreamEnv is one dream (index 0); got indices {list(indices)!r}.")
+        self._batch.set_temperature(values, indices)
         self._tau = float(self._batch.temperature())
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:

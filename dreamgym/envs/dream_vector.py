@@ -13,7 +13,7 @@ from gymnasium.vector.utils import batch_space
 from dreamgym.envs.core import DreamBatch, draw_episode
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
-from dreamgym.hub import resolve_model
+from dreamgym.models.resolve import resolve_model
 from dreamgym.models.world_model import WorldModel
 
 
@@ -43,7 +43,8 @@ class DreamVectorEnv(VectorEnv):
     :param model: WorldModel, checkpoint directory, name under pretrained/, or Hub repo id.
     :param revision: Hub revision (branch, tag or commit) when ``model`` is a Hub id.
     :param temperature: tau >= 0; None uses the model's default. Settable later with
-        ``env.temperature = ...`` or ``set_attr("temperature", ...)`` (one value or one per env).
+        ``env.temperature = ...`` or ``set_attr("temperature", ...)`` (one value or one per env), or
+        ``set_temperature(values, indices)`` for some envs.
     :param obs_type: ``"latent"``, ``"zch"`` (z‖c‖h), ``"z"`` or ``"pixels"``.
     :param temperature_range, disagreement_penalty, halt_threshold, halt_penalty, ensemble_draw,
         dropout_masks, termination: the dream's options against exploitation, as in :class:`DreamEnv`; with an
@@ -66,6 +67,7 @@ class DreamVectorEnv(VectorEnv):
     """
 
     metadata = {"render_modes": ["rgb_array", "human"], "render_fps": 50, "autoreset_mode": AutoresetMode.SAME_STEP}
+    per_env_attrs = ("temperature",)  # may differ between envs: each has a set_<name>(values, indices) method
 
     def __init__(
         self,
@@ -127,7 +129,14 @@ class DreamVectorEnv(VectorEnv):
 
     @temperature.setter
     def temperature(self, value: float | Sequence[float]) -> None:
-        self._batch.set_temperature(value)
+        self.set_temperature(value)
+
+    def set_temperature(self, values: float | Sequence[float], indices: Sequence[int] | None = None) -> None:
+        """Set tau: one value for every env (or for the envs at ``indices``), or one value per env (per index).
+
+        Bad values (negative, NaN, not numbers, a sequence of the wrong length) raise ConfigError and change nothing.
+        """
+        self._batch.set_temperature(values, indices)
 
     # ----- Gymnasium API -----------------------------------------------------------------
     def reset(
@@ -225,19 +234,25 @@ class DreamVectorEnv(VectorEnv):
 
     # ----- attributes, as SyncVectorEnv offers them --------------------------------------
     def get_attr(self, name: str) -> tuple[Any, ...]:
-        """Per-env values of an attribute (``"temperature"`` gives each env's tau)."""
-        if name == "temperature":
-            return tuple(float(t) for t in self._batch.tau.cpu().numpy())
-        return tuple(getattr(self, name) for _ in range(self.num_envs))
+        """Per-env values of an attribute; one that holds a value per env (``temperature``) gives each env its own."""
+        value = getattr(self, name)
+        if isinstance(value, np.ndarray) and value.shape == (self.num_envs,):
+            return tuple(value.tolist())
+        return tuple(value for _ in range(self.num_envs))
 
     def set_attr(self, name: str, values: Any) -> None:
-        """Set an attribute: one value for all envs, or a list of one per env (``"temperature"`` only)."""
-        if name == "temperature":
-            self._batch.set_temperature(values)
+        """Set an attribute: one value for all envs, or a list of one per env.
+
+        Those in ``per_env_attrs`` (``temperature``) go through their ``set_<name>(values, indices)`` and may
+        differ between envs; any other takes one value, the same for every env.
+        """
+        if name in self.per_env_attrs:
+            getattr(self, f"set_{name}")(values)
             return
         if isinstance(values, (list, tuple)):
             if len(set(map(repr, values))) != 1:
-                raise ValueError(f"Only 'temperature' can differ between the envs of a DreamVectorEnv, not {name!r}.")
+                raise ValueError(f"Only {', '.join(map(repr, self.per_env_attrs))} can differ between the envs of a "
+                                 f"DreamVectorEnv, not {name!r}.")
             values = values[0]
         setattr(self, name, values)
 
@@ -248,8 +263,3 @@ class DreamVectorEnv(VectorEnv):
             return self.get_attr(name)
         value = attr(*args, **kwargs)
         return tuple(value for _ in range(self.num_envs))
-
-    @property
-    def done_probability(self) -> np.ndarray:
-        """p(done) predicted at the last step, per env."""
-        return self._batch.last_done_prob.cpu().numpy().copy()

@@ -11,7 +11,7 @@ import torch
 from gymnasium import spaces
 
 from dreamgym.envs.core import observation_space
-from dreamgym.hub import resolve_model
+from dreamgym.models.resolve import resolve_model
 from dreamgym.models.world_model import WorldModel
 from dreamgym.registry import checked_env_id, dream_spec, make_real_env
 from dreamgym.spaces import ActionAdapter

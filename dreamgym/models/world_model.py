@@ -1,43 +1,27 @@
-"""WorldModel: V + M + heads + start states, saved as config.json + model.safetensors (+ card).
+"""WorldModel: V + M + heads + start states, saved as config.json + model.safetensors (+ card, see cards.py).
 
 Models stay stateless: the dream's carry (z, h, c) lives in the envs and is passed in and out.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import huggingface_hub.constants
 import torch
-from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, hf_hub_download
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 import torch.nn.functional as F
 from torch import nn
 
-from dreamgym.checkpoint import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    build_checked,
-    check_cached_config,
-    check_format_version,
-    load_weights_strict,
-    parse_dataclass,
-    read_config,
-    save_weights_and_config,
-)
-
+from dreamgym.checkpoint import parse_checkpoint_config
 from dreamgym.data.frames import extract_frames, preprocess_frames
-from dreamgym.errors import CheckpointError, ConfigError, DreamgymError
+from dreamgym.errors import ConfigError
 from dreamgym.models.heads import Heads, HeadsConfig
+from dreamgym.models.hub_mixin import StrictHubMixin
 from dreamgym.models.mdnrnn import MDNRNN, MemoryConfig, mixture_nll, sample_mixture
 from dreamgym.models.vision import VisionConfig, build_vision
 from dreamgym.spaces import action_dim, space_from_dict, space_to_dict
-from dreamgym.utils import atomic_write_text
 
 FORMAT_VERSION = 1
 
@@ -151,10 +135,7 @@ class WorldModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "config.json") -> "WorldModelConfig":
         """Strict parse: unknown or missing fields, wrong JSON types and newer formats raise CheckpointError."""
-        if not isinstance(d, dict):
-            raise CheckpointError(f"Expected {where} to hold a JSON object, got {type(d).__name__}.")
-        check_format_version(d, FORMAT_VERSION, where)
-        return parse_dataclass(cls, d, where)
+        return parse_checkpoint_config(cls, d, where)
 
     def validate(self) -> None:
         self.vision.validate()
@@ -212,7 +193,7 @@ def check_temperature(value: Any) -> float:
 
 class WorldModel(
     nn.Module,
-    PyTorchModelHubMixin,
+    StrictHubMixin,
     library_name="dreamgym",
     tags=["world-model", "gymnasium", "reinforcement-learning", "dreamgym"],
     repo_url="https://github.com/dreamgym/dreamgym",
@@ -225,6 +206,9 @@ class WorldModel(
     >>> tuple(z.shape), tuple(h.shape)
     ((2, 3), (2, 8))
     """
+
+    config_class = WorldModelConfig
+    kind = "world_model"
 
     def __init__(self, config: WorldModelConfig | dict) -> None:
         super().__init__()
@@ -419,204 +403,3 @@ class WorldModel(
                 logged = {"z_nll": z_loss.item(), **metrics}
         loss = total / k
         return loss, {"loss": loss.item(), **logged}
-
-    # ----- checkpoints -----------------------------------------------------------------------
-    def save_pretrained(
-        self,
-        save_directory: str | Path,
-        *,
-        config: dict | None = None,
-        repo_id: str | None = None,
-        push_to_hub: bool = False,
-        model_card_kwargs: dict[str, Any] | None = None,
-        **push_to_hub_kwargs: Any,
-    ) -> str | None:
-        """Write config.json, model.safetensors and (if absent) README.md, each atomically.
-
-        ``config`` is ignored: the model's own config is what is saved.
-        """
-        save_directory = Path(save_directory)
-        self._save_pretrained(save_directory)
-        card = save_directory / "README.md"
-        if not card.exists():
-            atomic_write_text(card, str(self.generate_model_card(**(model_card_kwargs or {}))))
-        if push_to_hub:
-            return self.push_to_hub(repo_id=repo_id or save_directory.name, **push_to_hub_kwargs)
-        return None
-
-    def _save_pretrained(self, save_directory: Path) -> None:
-        save_weights_and_config(self, save_directory, self.config.to_dict(), self.config.storage_dtype)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> "WorldModel":
-        """Load from a local directory or a Hub repo id (``revision=`` for a branch, tag or commit).
-
-        Loading is strict and reads only JSON and safetensors: no pickle, no code.
-        """
-        name = str(pretrained_model_name_or_path)
-        if Path(name).is_dir():
-            read_config(name)  # strict (UTF-8, an object, bounded size and nesting) before the mixin's json.load
-        try:
-            return super().from_pretrained(name, **kwargs)
-        except DreamgymError:
-            raise
-        except json.JSONDecodeError as e:
-            raise CheckpointError(f"{CONFIG_NAME} of {name} is not valid JSON: {e}.") from e
-        except LocalEntryNotFoundError as e:
-            revision = kwargs.get("revision") or "main"
-            raise CheckpointError(
-                f"World model {name!r} (revision {revision!r}) is not in the Hub cache "
-                f"({huggingface_hub.constants.HF_HUB_CACHE}) and the Hub cannot be reached "
-                f"(HF_HUB_OFFLINE={int(huggingface_hub.constants.HF_HUB_OFFLINE)}). Download it once while online "
-                f"(`hf download {name}`), or pass a local checkpoint directory or a name under pretrained/."
-            ) from e
-        except (HfHubHTTPError, OSError) as e:
-            raise CheckpointError(
-                f"Could not load world model {name!r}: {type(e).__name__}: {e}. Expected a local checkpoint "
-                "directory, a name under pretrained/, or a Hub repo id ('user/name')."
-            ) from e
-        except (ValueError, RecursionError, AttributeError):  # the mixin's json.load of a Hub config.json
-            check_cached_config(name, kwargs.get("revision"), kwargs.get("cache_dir"))  # raises if that was it
-            raise
-
-    @classmethod
-    def _from_pretrained(
-        cls,
-        *,
-        model_id: str,
-        revision: str | None,
-        cache_dir: str | Path | None,
-        force_download: bool,
-        local_files_only: bool,
-        token: str | bool | None,
-        config: dict | None = None,
-        map_location: str = "cpu",
-        **model_kwargs: Any,
-    ) -> "WorldModel":
-        if model_kwargs:
-            raise TypeError(f"WorldModel.from_pretrained got unexpected keyword arguments {sorted(model_kwargs)}.")
-        if config is None:
-            raise CheckpointError(f"{CONFIG_NAME} not found for {model_id!r}; a dreamgym checkpoint needs one.")
-        cfg = WorldModelConfig.from_dict(config, f"{model_id}/{CONFIG_NAME}")
-        if Path(model_id).is_dir():
-            weights = Path(model_id) / WEIGHTS_NAME
-        else:
-            weights = Path(
-                hf_hub_download(
-                    repo_id=model_id,
-                    filename=WEIGHTS_NAME,
-                    revision=revision,
-                    cache_dir=cache_dir,
-                    force_download=force_download,
-                    token=token,
-                    local_files_only=local_files_only,
-                )
-            )
-        model = build_checked(lambda: cls(cfg), weights)  # sizes checked against the header before allocating
-        model.load_weights(weights)
-        if Path(model_id).is_dir():
-            model.source = {"path": str(Path(model_id).resolve())}
-        else:  # hub cache layout: .../snapshots/<commit>/model.safetensors
-            model.source = {"repo_id": model_id, "revision": revision or "main", "commit": weights.parent.name}
-        return model.to(map_location).eval()
-
-    def load_weights(self, path: str | Path) -> None:
-        """Strictly load a safetensors file: every tensor present, expected, finite, of the right shape."""
-        load_weights_strict(self, path)
-
-    def generate_model_card(
-        self, *args: Any, eval_results: list[dict[str, Any]] | None = None, media: list[str] | None = None,
-        repo_id: str | None = None, **kwargs: Any
-    ) -> ModelCard:
-        """A model card with Hub metadata and the numbers recorded for this model.
-
-        :param eval_results: scores of agents trained in this dream, as written by ``dreamgym evaluate``
-            (``{"agent": {...}, "dream": {mean, std, episodes}, "real": {...}}``); they become the card's
-            model-index, so the Hub shows them.
-        :param media: GIFs or videos in the checkpoint folder, shown in the card.
-        :param repo_id: the Hub repo, for the usage snippet.
-        """
-        from dreamgym.registry import dream_spec_for_env
-
-        cfg = self.config
-        spec = dream_spec_for_env(cfg.env_id)
-        dream_id = spec.id if spec else "Dream-...-v0"
-        results = [r for e in (eval_results or []) for r in _eval_results(e, cfg.env_id)]
-        data = ModelCardData(
-            library_name="dreamgym",
-            tags=sorted({"world-model", "gymnasium", "reinforcement-learning", "dreamgym", cfg.env_id,
-                         *([dream_id] if spec else [])}),
-            model_name=repo_id.split("/")[-1] if repo_id else f"dream-{cfg.env_id}",
-            eval_results=results or None,
-        )
-        lines = [
-            "<!-- generated by dreamgym: `dreamgym push` rewrites this card; delete this line to keep your own -->",
-            f"# Dream of {cfg.env_id}",
-            "",
-            f"A [dreamgym](https://github.com/dreamgym/dreamgym) world model of `{cfg.env_id}` "
-            "(Ha & Schmidhuber, *World Models*, 2018): a Gymnasium environment an agent can train in.",
-            "",
-            "```python",
-            "import gymnasium as gym, dreamgym",
-            f"env = gym.make(\"{dream_id}\", model=\"{repo_id or '<this repo id or directory>'}\", temperature="
-            f"{cfg.default_temperature})",
-            f"real = dreamgym.make_real(\"{dream_id}\", model=\"{repo_id or '<same>'}\")   # same spaces, real env",
-            "```",
-            "",
-            "## Architecture",
-            f"- V: `{cfg.vision.kind}`, z = {cfg.vision.z_dim}",
-            f"- M: LSTM {cfg.memory.hidden_size} units, {cfg.memory.n_mixtures} Gaussians per latent dimension",
-            f"- heads: reward {'learned' if cfg.heads.reward else f'constant {cfg.heads.constant_reward}'}, "
-            f"termination {'learned (p > ' + str(cfg.heads.done_threshold) + ')' if cfg.heads.termination else 'none'}",
-            f"- default temperature: {cfg.default_temperature}; time limit: {cfg.max_episode_steps} steps",
-            f"- weights on disk: {cfg.storage_dtype}",
-            "",
-            "## Data, training and measured numbers",
-        ]
-        if cfg.summary:
-            lines += [f"- {k}: {json.dumps(v)}" for k, v in sorted(cfg.summary.items())]
-        else:
-            lines.append("- none recorded: this checkpoint has not been trained with dreamgym's pipeline.")
-        lines += _fidelity_lines(self.source)
-        if eval_results:
-            lines += ["", "## Agents trained in this dream", "", "| agent | τ | dream | real | episodes |", "|---|---|---|---|---|"]
-            for e in eval_results:
-                d, r = e.get("dream"), e.get("real")
-                fmt = lambda x: f"{x['mean']:.1f} ± {x['std']:.1f}" if x else "–"  # noqa: E731
-                n = (r or d or {}).get("episodes", "")
-                tau = (e.get("temperature") or "default") if d else "–"  # a real-only row has no dream τ
-                lines.append(f"| `{Path(e.get('agent', {}).get('path', '?')).name}` | {tau} "
-                             f"| {fmt(d)} | {fmt(r)} | {n} |")
-        for m in media or []:
-            lines += ["", f"![{m}]({m})"]
-        return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines) + "\n")
-
-
-def _fidelity_lines(source: dict[str, str]) -> list[str]:
-    """The card's section on ``dreamgym fidelity``'s report, if the model's folder holds one."""
-    folder = Path(source["path"]) if source.get("path") else None
-    if folder is None or not (folder / "fidelity.json").is_file():
-        return []
-    from dreamgym.fidelity import fidelity_card_lines, read_report
-
-    lines = ["", "## The dream against reality (`dreamgym fidelity`)", "",
-             *fidelity_card_lines(read_report(folder / "fidelity.json"))]
-    return lines + (["", "![fidelity](fidelity.png)"] if (folder / "fidelity.png").is_file() else [])
-
-
-def _eval_results(result: dict[str, Any], env_id: str) -> list[Any]:
-    """``dreamgym evaluate`` JSON -> huggingface_hub EvalResults (huggingface_sb3's mean_reward convention)."""
-    from huggingface_hub import EvalResult
-
-    out = []
-    agent = Path(result.get("agent", {}).get("path", "agent")).name
-    if result.get("temperature") is not None and result.get("dream"):
-        agent += f" at tau {result['temperature']:g}"  # one agent per temperature reads apart on the Hub
-    for where, dataset in (("real", env_id), ("dream", f"{env_id} (dream)")):
-        r = result.get(where)
-        if r:
-            out.append(EvalResult(task_type="reinforcement-learning", task_name="reinforcement-learning",
-                                  dataset_type=dataset, dataset_name=dataset, metric_type="mean_reward",
-                                  metric_value=f"{r['mean']:.2f} +/- {r['std']:.2f}",
-                                  metric_name=f"mean_reward ({agent}, {where}, {r['episodes']} episodes)"))
-    return out

@@ -175,7 +175,7 @@ def test_registration_and_model_errors(model_dirs, monkeypatch):
         assert spec.vector_entry_point and spec.max_episode_steps
     env = gym.make("dreamgym:Dream-Pendulum-v0", model=str(model_dirs["pendulum"]))
     assert isinstance(env.unwrapped, DreamEnv)
-    monkeypatch.setattr("dreamgym.hub.PRETRAINED_DIRS", ())  # as if nothing shipped
+    monkeypatch.setattr("dreamgym.models.resolve.PRETRAINED_DIRS", ())  # as if nothing shipped
     with pytest.raises(CheckpointError, match="No pretrained world model 'carracing' ships"):
         gym.make("Dream-CarRacing-v0")
     with pytest.raises(ConfigError, match="dreams of CarRacing-v3, but .* Pendulum-v1"):
