@@ -17,6 +17,7 @@ from gymnasium import spaces
 from dreamgym.checkpoint import read_config, read_json_object
 from dreamgym.errors import ConfigError
 from dreamgym.registry import DREAMS
+from dreamgym.rollout import RandomAgent, dream_returns, episode_policy, predicting, run_episode
 from dreamgym.utils import atomic_write_text
 
 
@@ -60,21 +61,6 @@ def agent_info(path: str | Path, env_id: str | None = None, model: str | None = 
     return info
 
 
-class RandomAgent:
-    """Uniformly random actions: the baseline every score is read against."""
-
-    def __init__(self, space: spaces.Space, seed: int = 0) -> None:
-        self.space = space
-        self.space.seed(seed)
-
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
-                deterministic: bool = True) -> tuple[np.ndarray, None]:
-        obs = np.asarray(observation)
-        if obs.ndim == 1 or (obs.ndim == 3 and obs.shape[-1] == 3):
-            return np.asarray(self.space.sample()), None
-        return np.stack([self.space.sample() for _ in range(len(obs))]), None
-
-
 def load(info: AgentInfo, observation_space: spaces.Space, action_space: spaces.Space, seed: int = 0) -> Any:
     if info.kind == "random":
         return RandomAgent(action_space, seed)
@@ -91,31 +77,20 @@ def evaluate_dream(info: AgentInfo, episodes: int, temperature: float | None = N
     env = DreamVectorEnv(num_envs=episodes, model=info.world_model, temperature=temperature, obs_type=info.obs_type,
                          max_episode_steps=max_steps, dream_id=info.env_id, **(dream_options or {}))
     agent = load(info, env.single_observation_space, env.single_action_space, seed)
-    obs, _ = env.reset(seed=seed)
-    total = np.zeros(episodes)
-    alive = np.ones(episodes, dtype=bool)
-    while alive.any():
-        actions, _ = agent.predict(obs, deterministic=True)
-        obs, reward, terminated, truncated, _ = env.step(actions)
-        total += reward * alive
-        alive &= ~(terminated | truncated)
-    return total
+    # every dream stepped to the end: its scores stay bit-identical to those measured before (dropping
+    # finished dreams would shrink the batch, and BLAS's small-batch kernels round differently)
+    return dream_returns(env, predicting(agent, episodes), seed, drop_finished=False)
 
 
 def _real_chunk(info: AgentInfo, seeds: list[int], sample_z: bool = False) -> list[float]:
     import torch
 
-    from dreamgym.agents.sb3_train import run_episodes
     from dreamgym.envs.real import make_real
 
     torch.set_num_threads(1)
     env = make_real(info.env_id, model=info.world_model, obs_type=info.obs_type, sample_z=sample_z)
     agent = load(info, env.observation_space, env.action_space, seeds[0])
-    returns = []
-    for s in seeds:
-        if isinstance(agent, RandomAgent):  # episode i's actions depend on its seed, not on which worker runs it
-            agent.space.seed(s)
-        returns.append(float(run_episodes(agent, env, 1, s)[0]))
+    returns = [run_episode(env, episode_policy(agent, s), s) for s in seeds]
     env.close()
     return returns
 

@@ -35,8 +35,9 @@ import torch
 
 from dreamgym import rng
 from dreamgym.errors import CheckpointError, ConfigError
-from dreamgym.evaluate import AgentInfo, RandomAgent, agent_info, load
+from dreamgym.evaluate import AgentInfo, agent_info, load
 from dreamgym.models.world_model import WorldModel
+from dreamgym.rollout import episode_policy, play
 from dreamgym.utils import atomic_write, atomic_write_text
 
 FIDELITY_NAME = "fidelity.json"
@@ -71,18 +72,16 @@ class Trajectory:
 # ----- reality ---------------------------------------------------------------------------------
 def record_episode(agent: Any, twin: Any, seed: int) -> Trajectory:
     """Play one episode of ``agent`` (deterministic actions) in a real twin; record what it saw."""
+    policy = episode_policy(agent, seed)  # a random agent's draws depend on the episode only, not on the worker
     obs, _ = twin.reset(seed=seed)
-    if isinstance(agent, RandomAgent):  # its draws depend on the episode only, not on the worker
-        agent.space.seed(seed)
     zs, actions, rewards = [twin.latent()], [], []
     h0, c0 = twin._h[0].cpu().numpy().copy(), twin._c[0].cpu().numpy().copy()
-    terminated = truncated = False
-    while not (terminated or truncated):
-        action, _ = agent.predict(obs, deterministic=True)
-        actions.append(twin.adapter.single_numpy(action))
-        obs, reward, terminated, truncated, _ = twin.step(action)
+    terminated = False
+    for step in play(twin, policy, obs):
+        actions.append(twin.adapter.single_numpy(step.action))
         zs.append(twin.latent())
-        rewards.append(reward)
+        rewards.append(step.reward)
+        terminated = step.terminated
     return Trajectory(np.stack(zs).astype(np.float32), h0, c0, np.stack(actions).astype(np.float32),
                       np.asarray(rewards, dtype=np.float64), bool(terminated), seed)
 

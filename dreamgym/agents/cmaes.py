@@ -24,6 +24,7 @@ from dreamgym.envs.dream_vector import DreamVectorEnv
 from dreamgym.errors import ConfigError
 from dreamgym.models.world_model import WorldModel, check_temperature
 from dreamgym.registry import DREAMS
+from dreamgym.rollout import dream_returns
 from dreamgym.spaces import same_space
 from dreamgym.utils import atomic_write_text
 
@@ -119,33 +120,19 @@ def rollout_returns(
 
     One batched rollout: env p * rollouts + r runs candidate p with seed ``seeds[r]`` (common random
     numbers: every candidate meets the same dreams, so their ranking is fairer), or ``seeds[p, r]``
-    when ``seeds`` is (p, rollouts). Finished envs are reset by the vector env and their later
-    rewards ignored. ``stats["steps"]`` (when given) receives the dream steps actually taken.
+    when ``seeds`` is (p, rollouts). Finished dreams leave the batch (:func:`dreamgym.rollout.dream_returns`).
+    ``stats["steps"]`` (when given) receives the dream steps actually taken.
     """
     p = params.shape[0]
     if env.num_envs != p * rollouts:
         raise ConfigError(f"Expected a vector env of {p * rollouts} dreams, got {env.num_envs}.")
     grid = np.broadcast_to(np.asarray(seeds, dtype=np.int64), (p, rollouts))
-    env.reset(seed=[int(s) for s in grid.reshape(-1)])
-    batch = env.dream_batch()  # stepped directly: finished dreams leave the batch instead of running on
-    total = torch.zeros(env.num_envs, dtype=torch.float64)
-    rows = torch.arange(env.num_envs)  # which dream each row of the shrinking batch is
-    candidate = rows // rollouts
-    steps = 0
-    for _ in range(max_steps):
-        steps += batch.num_envs
-        obs = torch.as_tensor(batch.observations())
-        actions = controller.act_rows(params[candidate[rows]], obs)
-        reward, terminated = batch.step(batch.adapter.batch(actions.numpy(), batch.num_envs))
-        total[rows] += reward.double().cpu()
-        done = terminated.cpu() | (batch.t.cpu() >= max_steps)
-        if bool(done.all()):
-            break
-        if bool(done.any()):
-            batch, rows = batch.subset(~done), rows[~done]
-    if stats is not None:
-        stats["steps"] = steps
-    return total.numpy().reshape(p, rollouts)
+    candidate = torch.arange(env.num_envs) // rollouts  # which candidate's parameters each dream uses
+
+    def act(obs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return controller.act_rows(params[candidate[rows]], obs)
+
+    return dream_returns(env, act, grid.reshape(-1).tolist(), max_steps, stats).reshape(p, rollouts)
 
 
 class CMAESTrainer:

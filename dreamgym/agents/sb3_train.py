@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import gymnasium as gym
-import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -17,6 +16,7 @@ from stable_baselines3.common.vec_env import VecMonitor
 from dreamgym.agents.sb3_io import ALGOS
 from dreamgym.errors import ConfigError
 from dreamgym.registry import DREAMS
+from dreamgym.rollout import run_episodes
 from dreamgym.sb3 import DreamVecEnv
 from dreamgym.utils import atomic_write_text
 
@@ -57,21 +57,6 @@ def check_algo_fits(algo: str, action_space: spaces.Space) -> None:
         raise ConfigError(f"{algo.upper()} needs a continuous (Box) action space; this dream's is {action_space}.")
     if algo == "dqn" and not isinstance(action_space, spaces.Discrete):
         raise ConfigError(f"DQN needs a Discrete action space; this dream's is {action_space}. Try ppo or sac.")
-
-
-def run_episodes(agent: Any, env: gym.Env, episodes: int, seed: int) -> np.ndarray:
-    """Returns of ``episodes`` episodes with seeds seed, seed + 1, ... (deterministic actions)."""
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            action, _ = agent.predict(obs, deterministic=True)
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return np.asarray(returns)
 
 
 class RealEvalCallback(BaseCallback):

@@ -34,6 +34,7 @@ from dreamgym.data.episodes import (
 from dreamgym.data.frames import extract_frames, preprocess_frames
 from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.registry import dream_spec_for_env, make_real_env
+from dreamgym.rollout import BrownianPolicy, RandomPolicy, play
 from dreamgym.spaces import space_to_dict
 
 POLICIES = ("random", "brownian", "agent")
@@ -105,42 +106,6 @@ class CollectResult:
 
 
 # ----- policies -----------------------------------------------------------------------------
-class RandomPolicy:
-    def __init__(self, space: spaces.Space, rng: np.random.Generator) -> None:
-        self.space, self.rng = space, rng
-
-    def __call__(self, obs: Any) -> Any:
-        if isinstance(self.space, spaces.Discrete):
-            return int(self.space.start + self.rng.integers(self.space.n))
-        return self.rng.uniform(self.space.low, self.space.high).astype(self.space.dtype)
-
-
-class BrownianPolicy:
-    """Actions that drift smoothly: a random walk in [-1, 1] mapped onto the bounds.
-
-    Purely random actions make CarRacing data nearly useless (the car jitters in place); a walk
-    holds steering and gas long enough to drive somewhere. Discrete: the action persists and
-    switches with probability ``sigma``.
-    """
-
-    def __init__(self, space: spaces.Space, rng: np.random.Generator, sigma: float = 0.15) -> None:
-        self.space, self.rng, self.sigma = space, rng, sigma
-        if isinstance(space, spaces.Box):
-            self.x = rng.uniform(-1, 1, size=space.shape)
-        else:
-            self.x = int(rng.integers(space.n))
-
-    def __call__(self, obs: Any) -> Any:
-        space = self.space
-        if isinstance(space, spaces.Discrete):
-            if self.rng.random() < self.sigma:
-                self.x = int(self.rng.integers(space.n))
-            return int(space.start + self.x)
-        self.x = np.clip(self.x + self.sigma * self.rng.normal(size=space.shape), -1, 1)
-        low, high = space.low, space.high
-        return (low + (self.x + 1) / 2 * (high - low)).astype(space.dtype)
-
-
 class AgentPolicy:
     """A trained agent plus exploration noise, acting on the real twin's observations."""
 
@@ -210,16 +175,12 @@ def run_episode(env: gym.Env, policy: Callable[[Any], Any], seed: int, desc: dic
     obs, info = env.reset(seed=seed)
     raw = [info.get("real_obs", obs)]
     actions, rewards, terms, truncs = [], [], [], []
-    done = False
-    while not done:
-        action = policy(obs)
-        obs, reward, terminated, truncated, info = env.step(action)
-        raw.append(info.get("real_obs", obs))
-        actions.append(action)
-        rewards.append(reward)
-        terms.append(terminated)
-        truncs.append(truncated)
-        done = terminated or truncated
+    for step in play(env, policy, obs):
+        raw.append(step.info.get("real_obs", step.obs))
+        actions.append(step.action)
+        rewards.append(step.reward)
+        terms.append(step.terminated)
+        truncs.append(step.truncated)
     if desc["obs_kind"] == "frames":
         frames = [extract_frames(o, desc["frame_key"]) for o in raw]
         stored = np.concatenate(

@@ -16,8 +16,9 @@ from typing import Any
 
 from dreamgym.argtypes import nonneg_float, nonneg_int, positive_float, positive_int, scale, temperature
 from dreamgym.errors import ConfigError
+from dreamgym.rollout import BASELINES
 
-POLICIES = ("brownian", "random")  # kept equal to dreamgym.viz.video.POLICIES without importing Pillow here
+POLICIES = tuple(sorted(BASELINES))  # "brownian", "random": the baselines a video can play
 MAX_VIDEO_BYTES = 4 * 2**30  # dream holds every frame in memory until it writes the video
 
 

@@ -17,9 +17,10 @@ from gymnasium.error import DependencyNotInstalled
 
 from dreamgym.errors import ConfigError
 from dreamgym.models.world_model import WorldModel
+from dreamgym.rollout import BASELINES, acting, baseline_policy, check_baseline, play
 from dreamgym.utils import atomic_write
 
-POLICIES = ("random", "brownian")
+POLICIES = BASELINES
 VIDEO_SUFFIXES = (".gif", ".mp4")
 MP4_PIP = "pip install imageio imageio-ffmpeg"
 
@@ -81,25 +82,6 @@ def annotate(frame: np.ndarray, lines: Sequence[str]) -> np.ndarray:
     return np.asarray(Image.alpha_composite(base, overlay).convert("RGB"))
 
 
-def _check_policy(name: str) -> None:
-    if name not in POLICIES:
-        raise ConfigError(f"policy must be one of {POLICIES} (or pass agent=<controller dir, CMA-ES run or SB3 zip>), "
-                          f"got {name!r}.")
-
-
-def _policy(name: str, space: gym.spaces.Space, seed: int) -> Callable[[Any], Any]:
-    from dreamgym.data.collect import BrownianPolicy, RandomPolicy
-
-    _check_policy(name)
-    rng = np.random.default_rng(seed)
-    return RandomPolicy(space, rng) if name == "random" else BrownianPolicy(space, rng)
-
-
-def _acting(agent: Any) -> Callable[[Any], Any]:
-    """An agent's deterministic action for one observation (controllers and SB3 share ``predict``)."""
-    return lambda obs: agent.predict(obs, deterministic=True)[0]
-
-
 def rollout_frames(
     dream_id: str,
     *,
@@ -149,7 +131,7 @@ def rollout_frames(
         if model is None:
             model = info.world_model
     else:
-        _check_policy(policy)  # before loading a model
+        check_baseline(policy)  # before loading a model
     kwargs: dict[str, Any] = {} if model is None else {"model": model}
     dream = gym.make(dream_id, temperature=temperature, obs_type=obs_type, render_mode="rgb_array", **kwargs)
     real = None
@@ -157,9 +139,9 @@ def rollout_frames(
         if info is not None:
             from dreamgym.evaluate import load
 
-            act = _acting(load(info, dream.observation_space, dream.action_space, seed))
+            act = acting(load(info, dream.observation_space, dream.action_space, seed))
         else:
-            act = _policy(policy, dream.action_space, seed)
+            act = baseline_policy(policy, dream.action_space, np.random.default_rng(seed))
         if side_by_side:
             real = make_real(dream_id, model=dream.unwrapped.model, obs_type=obs_type, render_mode="rgb_array")
         return _play(dream, real, act, steps, seed, scale, annotated)
@@ -198,18 +180,15 @@ def _play(dream: gym.Env, real: gym.Env | None, act: Callable[[Any], Any], steps
         return np.concatenate([frame, right], axis=1)
 
     frames = [draw()]
-    for _ in range(steps):
-        action = act(obs)
-        obs, reward, terminated, truncated, step_info = dream.step(action)
-        step, ret, done_prob = step + 1, ret + float(reward), float(step_info.get("done_prob", 0.0))
+    for played in play(dream, act, obs, max_steps=steps):
+        reward = float(played.reward)
+        step, ret, done_prob = step + 1, ret + reward, float(played.info.get("done_prob", 0.0))
         if real is not None and not real_done:
-            _, real_reward, real_term, real_trunc, _ = real.step(action)
+            _, real_reward, real_term, real_trunc, _ = real.step(played.action)
             real_ret += float(real_reward)
             real_done = bool(real_term or real_trunc)
             real_frame = real.render()
         frames.append(draw())
-        if terminated or truncated:
-            break
     return frames
 
 
