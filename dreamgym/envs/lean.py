@@ -117,7 +117,8 @@ class LeanDream:
     def termination_uniform(key: int, t: int) -> float:
         """numpy twin of :func:`dreamgym.rng.termination_uniform` for one env and step."""
         index = _splitmix64(np.array([rng.TERMINATION_INDEX], dtype=np.uint64))
-        counter = np.uint64(key & _U64) + np.uint64(t & _U64) * np.uint64(_STEP_INT)
+        # 1-element arrays: uint64 arrays wrap silently, as torch's int64 does (numpy scalars warn)
+        counter = np.array([key & _U64], dtype=np.uint64) + np.array([t & _U64], dtype=np.uint64) * np.uint64(_STEP_INT)
         bits = _splitmix64(counter + index)
         return float((bits >> np.uint64(43)).astype(np.float32)[0] * np.float32(1.0 / (1 << 21)))
 
