@@ -17,8 +17,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from dreamgym.data.episodes import DatasetMeta, Episode, load_dataset
-from dreamgym.data.sequences import FrameDataset, SequenceDataset, encode_actions
+from dreamgym.data.episodes import DatasetMeta, Episode, read_episode
+from dreamgym.data.latents import (
+    LatentEpisode, ShardRef, drop_stale_latents, encode_to_store, load_latents, scan_dataset, weights_hash,
+)
+from dreamgym.data.sequences import FrameReservoir, LatentSequenceDataset, encode_actions
 from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.models.heads import HeadsConfig
 from dreamgym.models.mdnrnn import MemoryConfig, mixture_nll
@@ -49,6 +52,9 @@ class RecipeConfig:
         when deaths are rare in the data.
     :param ensemble: members of M + heads (bootstrap ensemble; 1: one M). :param dropout: dropout on
         M's output while training; dreams then draw a mask per episode (0: none).
+    :param frame_buffer: frames V's training holds in memory (64×64×3 uint8: 500,000 are 6 GB); a
+        dataset with more frames trains V on a fresh random subset of whole episodes each epoch.
+        Every dataset the reproduction scripts train on fits, so their V training is unchanged.
     """
 
     z_dim: int | None = None
@@ -69,6 +75,7 @@ class RecipeConfig:
     heads: dict[str, Any] | None = None
     ensemble: int = 1
     dropout: float = 0.0
+    frame_buffer: int = 500_000
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "RecipeConfig":
@@ -141,26 +148,47 @@ def _memory_loss(sample_z: bool):
 
 
 @torch.no_grad()
+def encode_obs(model: WorldModel, obs: np.ndarray, batch: int = 512) -> tuple[np.ndarray, np.ndarray | None]:
+    """One episode's (mu, logvar) (T+1, z) from V; logvar None for state coders (no posterior noise)."""
+    m, lv = [], []
+    for i in range(0, len(obs), batch):
+        x = torch.as_tensor(obs[i : i + batch])
+        mu, logvar = model.vision.encode(x.to(model.start_z.device))
+        m.append(mu.cpu())
+        lv.append(logvar.cpu() if logvar is not None else None)
+    return torch.cat(m).numpy(), (torch.cat(lv).numpy() if lv[0] is not None else None)
+
+
 def encode_episodes(model: WorldModel, episodes: Sequence[Episode], batch: int = 512) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """(mu, logvar) per episode from V; logvar None for state coders (no posterior noise)."""
-    mus, logvars = [], []
-    for ep in episodes:
-        m, lv = [], []
-        for i in range(0, len(ep.obs), batch):
-            x = torch.as_tensor(ep.obs[i : i + batch])
-            mu, logvar = model.vision.encode(x.to(model.start_z.device))
-            m.append(mu.cpu())
-            lv.append(logvar.cpu() if logvar is not None else None)
-        mus.append(torch.cat(m).numpy())
-        logvars.append(torch.cat(lv).numpy() if lv[0] is not None else None)
-    return mus, (logvars if logvars[0] is not None else None)
+    pairs = [encode_obs(model, ep.obs, batch) for ep in episodes]
+    logvars = [lv for _, lv in pairs]
+    return [mu for mu, _ in pairs], (logvars if logvars[0] is not None else None)  # type: ignore[return-value]
 
 
-def _normalise_states(model: WorldModel, episodes: Sequence[Episode]) -> None:
-    x = np.concatenate([ep.obs for ep in episodes]).astype(np.float64)
+def _normalise_states(model: WorldModel, refs: Sequence[ShardRef]) -> None:
+    """Per-dimension mean and std of the training states, one shard at a time (Chan's parallel update)."""
+    count, mean, m2 = 0, 0.0, 0.0
+    for ref in refs:
+        x = read_episode(ref.path).obs.astype(np.float64)
+        n, mu = len(x), x.mean(0)
+        delta = mu - mean
+        m2 = m2 + ((x - mu) ** 2).sum(0) + delta**2 * count * n / (count + n)
+        mean, count = mean + delta * n / (count + n), count + n
     with torch.no_grad():
-        model.vision.obs_mean.copy_(torch.as_tensor(x.mean(0), dtype=torch.float32))
-        model.vision.obs_std.copy_(torch.as_tensor(np.maximum(x.std(0), 1e-3), dtype=torch.float32))
+        model.vision.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        model.vision.obs_std.copy_(torch.as_tensor(np.maximum(np.sqrt(m2 / count), 1e-3), dtype=torch.float32))
+
+
+def _val_frames(refs: Sequence[ShardRef], limit: int = 2048, every: int = 4) -> torch.Tensor:
+    """Every ``every``-th frame of the validation episodes, in order, up to ``limit`` (for V's recon MSE)."""
+    frames, have = [], 0
+    for ref in refs:
+        if have >= limit:
+            break
+        frames.append(read_episode(ref.path).obs[::every][: limit - have])
+        have += len(frames[-1])
+    return torch.as_tensor(np.concatenate(frames))
 
 
 @torch.no_grad()
@@ -176,15 +204,17 @@ def set_start_states(model: WorldModel, mus: Sequence[np.ndarray], seed: int) ->
 
 # ----- fidelity -----------------------------------------------------------------------------
 @torch.no_grad()
-def fidelity(model: WorldModel, episodes: Sequence[Episode], mus: Sequence[np.ndarray],
-             horizons: Sequence[int] = (1, 10, 50)) -> dict[str, float | None]:
+def fidelity(model: WorldModel, episodes: Sequence[Episode | LatentEpisode], mus: Sequence[np.ndarray],
+             horizons: Sequence[int] = (1, 10, 50), frames: torch.Tensor | None = None) -> dict[str, float | None]:
     """Held-out numbers: V's reconstruction MSE, M's next-z NLL, open-loop latent MSE at k steps,
-    reward MAE and termination precision/recall."""
+    reward MAE and termination precision/recall. ``frames``: the frames V's MSE is measured on
+    (default: every 4th of ``episodes``' observations, up to 2,048)."""
     model.eval()
     space = model.action_space
     out: dict[str, float] = {}
     if model.config.pixels:
-        frames = torch.as_tensor(np.concatenate([ep.obs[::4] for ep in episodes])[:2048])
+        if frames is None:
+            frames = torch.as_tensor(np.concatenate([ep.obs[::4] for ep in episodes])[:2048])  # type: ignore[union-attr]
         mu, _ = model.vision.encode(frames)
         recon = model.vision.decode(mu)
         out["vae_recon_mse"] = float((recon - frames.float() / 255.0).pow(2).mean())
@@ -275,6 +305,18 @@ def _init_from(model: WorldModel, path: str | Path) -> None:
     model.load_state_dict(state, strict=True)
 
 
+def _encode_all(model: WorldModel, refs: Sequence[ShardRef], out: Path, rank: int) -> list[Path]:
+    """Encode every episode into the latent store (ranks share the work) and drop older V's latents."""
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    v_hash = weights_hash(model.vision)
+    paths = encode_to_store(refs, lambda obs: encode_obs(model, obs), v_hash, out, rank, world)
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank's latents are on disk before any rank reads them
+    if rank == 0:
+        drop_stale_latents(out, v_hash)
+    return paths
+
+
 def train_world_model(
     data: str | Path | Sequence[str | Path],
     out: str | Path,
@@ -296,7 +338,7 @@ def train_world_model(
     if torch.distributed.is_initialized():
         torch.distributed.barrier()  # every rank has checked --out before any rank writes to it
     dirs = [data] if isinstance(data, (str, Path)) else list(data)
-    meta, episodes = load_dataset(*dirs)
+    meta, episodes = scan_dataset(*dirs)  # shard paths and lengths: the data streams from disk
     if len(episodes) < 2:
         raise DatasetError(f"Training needs at least 2 episodes (one held out for validation), got {len(episodes)}.")
     _check_run_data(out, meta, resume, rank)
@@ -321,7 +363,9 @@ def train_world_model(
         elif not cfg.train_vision:
             pass  # V stays init_from's
         else:
-            trainer = Trainer(model.vision, _vision_loss, FrameDataset(train_eps), FrameDataset(val_eps), cfg.vision,
+            val_frames = min(cfg.frame_buffer, cfg.vision.val_batches * cfg.vision.batch_size)  # all validation reads
+            trainer = Trainer(model.vision, _vision_loss, FrameReservoir(train_eps, cfg.frame_buffer, cfg.seed),
+                              FrameReservoir(val_eps, val_frames, shuffle=False), cfg.vision,
                               vision_dir, name="vision", device=device, progress=progress)
             if resume:
                 trainer.load()
@@ -333,23 +377,25 @@ def train_world_model(
         _normalise_states(model, train_eps)  # (kept: init_from's normalisation, which its M was trained on)
     timings["vision_s"] = time.perf_counter() - t0
 
-    # 2. encode
+    # 2. encode once into out/latents/<V hash>/ (kept across a resume while V is the same)
     t0 = time.perf_counter()
     model.eval()
-    mus, logvars = encode_episodes(model, episodes)
+    latent_paths = _encode_all(model, episodes, out, rank)
     timings["encode_s"] = time.perf_counter() - t0
     index = {id(ep): i for i, ep in enumerate(episodes)}
-    train_idx = [index[id(ep)] for ep in train_eps]
-    val_idx = [index[id(ep)] for ep in val_eps]
-    pick = lambda xs, ids: None if xs is None else [xs[i] for i in ids]  # noqa: E731
+    train_lat = load_latents([latent_paths[index[id(ep)]] for ep in train_eps])
+    val_lat = load_latents([latent_paths[index[id(ep)]] for ep in val_eps])
+    has_logvar = train_lat[0].logvar is not None
 
     # 3. M + heads (V frozen: its parameters get no gradient, which DDP must not wait for)
     t0 = time.perf_counter()
     model.train()
     model.vision.requires_grad_(False)
-    train_seq = SequenceDataset(pick(mus, train_idx), pick(logvars, train_idx), train_eps, model.action_space, cfg.seq_len)
-    val_seq = SequenceDataset(pick(mus, val_idx), pick(logvars, val_idx), val_eps, model.action_space, cfg.seq_len)
-    trainer = Trainer(model, _memory_loss(cfg.sample_z and logvars is not None), train_seq, val_seq, cfg.memory,
+    train_seq = LatentSequenceDataset(train_lat, model.action_space, cfg.seq_len)
+    firsts = [ep.mu[:1] for ep in train_lat]  # start states need only each episode's first latent
+    del train_lat  # train_seq holds its own flat copy
+    val_seq = LatentSequenceDataset(val_lat, model.action_space, cfg.seq_len)
+    trainer = Trainer(model, _memory_loss(cfg.sample_z and has_logvar), train_seq, val_seq, cfg.memory,
                       out / "stages" / "memory", name="memory", device=device, progress=progress)
     if resume:
         trainer.load()
@@ -358,8 +404,9 @@ def train_world_model(
 
     # 4. start states, fidelity, save
     model.eval()
-    set_start_states(model, pick(mus, train_idx), cfg.seed)
-    fid = fidelity(model.cpu(), val_eps, pick(mus, val_idx))
+    set_start_states(model, firsts, cfg.seed)
+    frames = _val_frames(val_eps) if model.config.pixels else None
+    fid = fidelity(model.cpu(), val_lat, [ep.mu for ep in val_lat], frames=frames)
     summary = {
         "data": {"episodes": len(episodes), "steps": int(sum(len(e) for e in episodes)), "policy": meta.policy.get("name"),
                  "source": meta.source, "train_episodes": len(train_eps), "val_episodes": len(val_eps)},
