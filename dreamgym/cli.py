@@ -22,7 +22,7 @@ def _collect(args: argparse.Namespace) -> None:
     cfg = CollectConfig(
         env_id=args.env_id, out=args.out, episodes=args.episodes, policy=args.policy,
         env_kwargs=json.loads(args.env_kwargs), agent=args.agent, agent_model=args.agent_model, noise=args.noise,
-        workers=args.workers, seed=args.seed, max_steps=args.max_steps,
+        workers=args.workers, seed=args.seed, max_steps=args.max_steps, min_steps=args.min_steps,
     )
     result = collect(cfg)
     print(f"{result.out}: {result.episodes_written} new episodes ({result.episodes_total} wanted), "
@@ -225,13 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("env_id")
     p.add_argument("--out", required=True)
     p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--policy", choices=["random", "brownian", "agent"], default="brownian")
+    p.add_argument("--policy", choices=["random", "brownian", "agent", "held"], default="brownian",
+                   help="held: a random action held for 1..10 steps (the paper's Doom data)")
     p.add_argument("--agent", help="controller directory or SB3 zip (with --policy agent)")
     p.add_argument("--agent-model", help="world model directory the agent sees reality through")
     p.add_argument("--noise", type=float, default=0.1, help="exploration noise of --policy agent")
     p.add_argument("--workers", type=int, default=0, help="processes (0: every core)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, help="cap episode length")
+    p.add_argument("--min-steps", type=int, default=0,
+                   help="keep only episodes of more steps than this (redrawn deterministically; the paper: 100)")
     p.add_argument("--env-kwargs", default="{}", help="JSON kwargs for gym.make")
     p.set_defaults(func=_collect)
 
