@@ -160,52 +160,93 @@ class LatentSequenceDataset(torch.utils.data.Dataset):
 
     SequenceDataset follows each episode with ``seq_len`` padded steps (with the paper's 500-step
     windows and 200-step Doom episodes, padding would be 70 % of memory); here every field is one
-    flat buffer of real steps, and a window past its episode's end is padded when it is gathered.
+    flat array of real steps, and a window past its episode's end is padded when it is gathered.
+    :meth:`from_files` streams latent shards into flat files and memory-maps them, so M's data
+    lives in the page cache, not in the process.
 
     :param episodes: objects with ``mu``, ``logvar`` (or None), ``actions``, ``rewards``,
         ``terminated`` and ``len()`` (:class:`~dreamgym.data.latents.LatentEpisode`).
     """
 
+    FIELDS = ("mu", "logvar", "action", "reward", "terminated")
+
     def __init__(self, episodes: Sequence, action_space: spaces.Space, seq_len: int, stride: int | None = None) -> None:
+        cat = lambda xs: np.concatenate(list(xs)).astype(np.float32, copy=False)  # noqa: E731
+        has_logvar = episodes[0].logvar is not None
+        arrays = {"mu": cat(ep.mu for ep in episodes),
+                  "logvar": cat(ep.logvar for ep in episodes) if has_logvar else None,
+                  "action": cat(encode_actions(ep.actions, action_space) for ep in episodes),
+                  "reward": cat(ep.rewards for ep in episodes), "terminated": cat(ep.terminated for ep in episodes)}
+        self._setup(arrays, np.array([len(ep) for ep in episodes], dtype=np.int64), seq_len, stride)
+
+    @classmethod
+    def from_files(cls, paths: Sequence[Path], action_space: spaces.Space, seq_len: int, cache: str | Path,
+                   stride: int | None = None) -> "LatentSequenceDataset":
+        """Stream latent shards (:func:`~dreamgym.data.latents.write_latents`) into raw float32 files
+        under ``cache``, one episode at a time, and memory-map them read-only."""
+        from dreamgym.data.latents import read_latents
+
+        cache = Path(cache)
+        cache.mkdir(parents=True, exist_ok=True)
+        files = {k: open(cache / f"{k}.f32", "wb") for k in cls.FIELDS}
+        lengths, widths = [], {}
+        try:
+            for path in paths:
+                ep, _ = read_latents(path)
+                parts = {"mu": ep.mu, "logvar": ep.logvar, "action": encode_actions(ep.actions, action_space),
+                         "reward": ep.rewards, "terminated": ep.terminated}
+                for k, v in parts.items():
+                    if v is not None:
+                        v = np.ascontiguousarray(v, dtype=np.float32)
+                        widths[k] = v.shape[1:]
+                        files[k].write(v.tobytes())
+                lengths.append(len(ep))
+        finally:
+            for f in files.values():
+                f.close()
+        n = np.array(lengths, dtype=np.int64)
+        rows = {"mu": int((n + 1).sum()), "logvar": int((n + 1).sum())}
+        arrays = {k: (np.memmap(cache / f"{k}.f32", np.float32, "r", shape=(rows.get(k, int(n.sum())), *widths[k]))
+                      if k in widths else None) for k in cls.FIELDS}
+        self = cls.__new__(cls)
+        self._setup(arrays, n, seq_len, stride)
+        return self
+
+    def _setup(self, arrays: dict, n: np.ndarray, seq_len: int, stride: int | None) -> None:
         stride = stride or max(seq_len // 2, 1)
         self.seq_len = seq_len
-        n = np.array([len(ep) for ep in episodes], dtype=np.int64)
-        self.n = torch.from_numpy(n)
-        self.z_off = torch.from_numpy(np.concatenate([[0], np.cumsum(n + 1)[:-1]]))  # T + 1 latents each
-        self.a_off = torch.from_numpy(np.concatenate([[0], np.cumsum(n)[:-1]]))
-        self.mu = torch.from_numpy(np.concatenate([ep.mu for ep in episodes]).astype(np.float32, copy=False))
-        has_logvar = episodes[0].logvar is not None
-        self.logvar = (torch.from_numpy(np.concatenate([ep.logvar for ep in episodes]).astype(np.float32, copy=False))
-                       if has_logvar else None)
-        self.action = torch.from_numpy(np.concatenate([encode_actions(ep.actions, action_space) for ep in episodes]))
-        self.reward = torch.from_numpy(np.concatenate([ep.rewards for ep in episodes]).astype(np.float32))
-        self.terminated = torch.from_numpy(np.concatenate([ep.terminated for ep in episodes]).astype(np.float32))
-        ep_idx, t0 = [], []
-        for e, length in enumerate(n.tolist()):
-            ts = range(0, max(length - seq_len, 0) + 1, stride)
-            ep_idx += [e] * len(ts)
-            t0 += list(ts)
-        self.ep = torch.tensor(ep_idx, dtype=torch.long)
-        self.t0 = torch.tensor(t0, dtype=torch.long)
-        self._steps = torch.arange(seq_len + 1)
+        self.mu, self.logvar, self.action = arrays["mu"], arrays["logvar"], arrays["action"]
+        self.reward, self.terminated = arrays["reward"], arrays["terminated"]
+        self.n = n
+        self.z_off = np.concatenate([[0], np.cumsum(n + 1)[:-1]]).astype(np.int64)  # T + 1 latents each
+        self.a_off = np.concatenate([[0], np.cumsum(n)[:-1]]).astype(np.int64)
+        per_ep = [range(0, max(int(length) - seq_len, 0) + 1, stride) for length in n]
+        self.ep = torch.as_tensor(np.repeat(np.arange(len(n)), [len(r) for r in per_ep]), dtype=torch.long)
+        self.t0 = torch.as_tensor(np.concatenate([np.asarray(r, dtype=np.int64) for r in per_ep]), dtype=torch.long)
+        self._steps = np.arange(seq_len + 1)
+
+    def first_latents(self) -> np.ndarray:
+        """Each episode's first latent mean (E, z): the start states' source."""
+        return np.asarray(self.mu[self.z_off])
 
     def __len__(self) -> int:
         return len(self.ep)
 
     def __getitem__(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        e, n = self.ep[index], self.n[self.ep[index]][:, None]  # (b,), (b, 1)
-        t = self.t0[index][:, None] + self._steps  # (b, L+1): steps t0 .. t0 + L
+        e = self.ep[index].numpy()
+        n = self.n[e][:, None]  # (b, 1)
+        t = self.t0[index].numpy()[:, None] + self._steps  # (b, L+1): steps t0 .. t0 + L
         z_ok = t <= n  # latents z_0 .. z_T exist
-        z_rows = self.z_off[e][:, None] + torch.minimum(t, n)
+        z_rows = self.z_off[e][:, None] + np.minimum(t, n)
         a_ok = (t < n)[:, :-1]  # (b, L): actions a_0 .. a_{T-1} exist
-        a_rows = self.a_off[e][:, None] + torch.minimum(t[:, :-1], n - 1)
-        zero = torch.zeros(())
-        logvar = self.logvar[z_rows] if self.logvar is not None else torch.full((*z_rows.shape, self.mu.shape[1]), -30.0)
+        a_rows = self.a_off[e][:, None] + np.minimum(t[:, :-1], n - 1)
+        logvar = (self.logvar[z_rows] if self.logvar is not None
+                  else np.full((*z_rows.shape, self.mu.shape[1]), -30.0, np.float32))  # state coders: no noise
         return {
-            "mu": torch.where(z_ok[..., None], self.mu[z_rows], zero),
-            "logvar": torch.where(z_ok[..., None], logvar, torch.full((), -30.0)),  # padding: no sampling noise
-            "action": torch.where(a_ok[..., None], self.action[a_rows], zero),
-            "reward": torch.where(a_ok, self.reward[a_rows], zero),
-            "terminated": torch.where(a_ok, self.terminated[a_rows], zero),
-            "mask": a_ok.float(),
+            "mu": torch.from_numpy(np.where(z_ok[..., None], self.mu[z_rows], np.float32(0))),
+            "logvar": torch.from_numpy(np.where(z_ok[..., None], logvar, np.float32(-30.0))),  # padding: no noise
+            "action": torch.from_numpy(np.where(a_ok[..., None], self.action[a_rows], np.float32(0))),
+            "reward": torch.from_numpy(np.where(a_ok, self.reward[a_rows], np.float32(0))),
+            "terminated": torch.from_numpy(np.where(a_ok, self.terminated[a_rows], np.float32(0))),
+            "mask": torch.from_numpy(a_ok.astype(np.float32)),
         }

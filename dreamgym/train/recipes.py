@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -204,7 +204,7 @@ def set_start_states(model: WorldModel, mus: Sequence[np.ndarray], seed: int) ->
 
 # ----- fidelity -----------------------------------------------------------------------------
 @torch.no_grad()
-def fidelity(model: WorldModel, episodes: Sequence[Episode | LatentEpisode], mus: Sequence[np.ndarray],
+def fidelity(model: WorldModel, episodes: Iterable[Episode | LatentEpisode], mus: Iterable[np.ndarray],
              horizons: Sequence[int] = (1, 10, 50), frames: torch.Tensor | None = None) -> dict[str, float | None]:
     """Held-out numbers: V's reconstruction MSE, M's next-z NLL, open-loop latent MSE at k steps,
     reward MAE and termination precision/recall. ``frames``: the frames V's MSE is measured on
@@ -305,6 +305,16 @@ def _init_from(model: WorldModel, path: str | Path) -> None:
     model.load_state_dict(state, strict=True)
 
 
+class _LazyLatents:
+    """Latent episodes read from their shards each time they are iterated."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = paths
+
+    def __iter__(self) -> Iterator[LatentEpisode]:
+        return (load_latents([p])[0] for p in self.paths)
+
+
 def _encode_all(model: WorldModel, refs: Sequence[ShardRef], out: Path, rank: int) -> list[Path]:
     """Encode every episode into the latent store (ranks share the work) and drop older V's latents."""
     world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
@@ -375,6 +385,7 @@ def train_world_model(
                 atomic_write(vision_done, lambda p: save_file(state, str(p)))
     elif cfg.train_vision:
         _normalise_states(model, train_eps)  # (kept: init_from's normalisation, which its M was trained on)
+    trainer = None  # V's frame buffers go before the encode and M stages
     timings["vision_s"] = time.perf_counter() - t0
 
     # 2. encode once into out/latents/<V hash>/ (kept across a resume while V is the same)
@@ -383,18 +394,17 @@ def train_world_model(
     latent_paths = _encode_all(model, episodes, out, rank)
     timings["encode_s"] = time.perf_counter() - t0
     index = {id(ep): i for i, ep in enumerate(episodes)}
-    train_lat = load_latents([latent_paths[index[id(ep)]] for ep in train_eps])
-    val_lat = load_latents([latent_paths[index[id(ep)]] for ep in val_eps])
-    has_logvar = train_lat[0].logvar is not None
+    train_paths = [latent_paths[index[id(ep)]] for ep in train_eps]
+    val_paths = [latent_paths[index[id(ep)]] for ep in val_eps]
+    has_logvar = load_latents(train_paths[:1])[0].logvar is not None
 
-    # 3. M + heads (V frozen: its parameters get no gradient, which DDP must not wait for)
+    # 3. M + heads on memory-mapped latents (V frozen: its parameters get no gradient, which DDP must not wait for)
     t0 = time.perf_counter()
     model.train()
     model.vision.requires_grad_(False)
-    train_seq = LatentSequenceDataset(train_lat, model.action_space, cfg.seq_len)
-    firsts = [ep.mu[:1] for ep in train_lat]  # start states need only each episode's first latent
-    del train_lat  # train_seq holds its own flat copy
-    val_seq = LatentSequenceDataset(val_lat, model.action_space, cfg.seq_len)
+    cache = latent_paths[0].parent
+    train_seq = LatentSequenceDataset.from_files(train_paths, model.action_space, cfg.seq_len, cache / f"flat-train-r{rank}")
+    val_seq = LatentSequenceDataset.from_files(val_paths, model.action_space, cfg.seq_len, cache / f"flat-val-r{rank}")
     trainer = Trainer(model, _memory_loss(cfg.sample_z and has_logvar), train_seq, val_seq, cfg.memory,
                       out / "stages" / "memory", name="memory", device=device, progress=progress)
     if resume:
@@ -404,9 +414,10 @@ def train_world_model(
 
     # 4. start states, fidelity, save
     model.eval()
-    set_start_states(model, firsts, cfg.seed)
+    set_start_states(model, list(train_seq.first_latents()[:, None]), cfg.seed)
     frames = _val_frames(val_eps) if model.config.pixels else None
-    fid = fidelity(model.cpu(), val_lat, [ep.mu for ep in val_lat], frames=frames)
+    val_lat = _LazyLatents(val_paths)  # one episode in memory at a time
+    fid = fidelity(model.cpu(), val_lat, (ep.mu for ep in val_lat), frames=frames)
     summary = {
         "data": {"episodes": len(episodes), "steps": int(sum(len(e) for e in episodes)), "policy": meta.policy.get("name"),
                  "source": meta.source, "train_episodes": len(train_eps), "val_episodes": len(val_eps)},

@@ -10,7 +10,7 @@ from gymnasium import spaces
 import dreamgym.data.collect as collect_mod
 from dreamgym.data.collect import CollectConfig, HeldPolicy, collect
 from dreamgym.data.episodes import DatasetMeta, Episode, read_episode, shard_name, shard_paths, write_episode, write_meta
-from dreamgym.data.latents import LATENTS_DIR, LatentEpisode, ShardRef, encode_to_store, scan_dataset
+from dreamgym.data.latents import LATENTS_DIR, LatentEpisode, ShardRef, encode_to_store, scan_dataset, write_latents
 from dreamgym.data.sequences import FrameDataset, FrameReservoir, LatentSequenceDataset, SequenceDataset
 from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.spaces import space_to_dict
@@ -114,7 +114,7 @@ def test_frame_reservoir_holds_at_most_max_frames(tmp_path):
 
 
 @pytest.mark.parametrize("lengths,seq_len", [([3, 9, 20, 8], 8), ([1, 2], 5), ([30], 4)])
-def test_latent_sequences_equal_padded_sequences(lengths, seq_len):
+def test_latent_sequences_equal_padded_sequences(lengths, seq_len, tmp_path):
     rng = np.random.default_rng(0)
     space = spaces.Box(-1, 1, (2,), np.float32)
     eps = [Episode(np.zeros((n + 1, 1)), rng.uniform(-2, 2, (n, 2)).astype(np.float32), rng.normal(size=n).astype(np.float32),
@@ -124,11 +124,17 @@ def test_latent_sequences_equal_padded_sequences(lengths, seq_len):
         old = SequenceDataset(mus, logvars, eps, space, seq_len)
         lat = [LatentEpisode(m, lv, e.actions, e.rewards, e.terminated)
                for m, lv, e in zip(mus, logvars or [None] * len(mus), eps)]
-        new = LatentSequenceDataset(lat, space, seq_len)
+        paths = [tmp_path / f"{logvars is None}-{i}.npz" for i in range(len(lat))]
+        for path, ep in zip(paths, lat):
+            write_latents(path, ep, "src")
+        mapped = LatentSequenceDataset.from_files(paths, space, seq_len, tmp_path / f"flat-{logvars is None}")
+        assert isinstance(mapped.mu, np.memmap)
         idx = torch.arange(len(old))
-        assert len(new) == len(old)
-        for key, value in old[idx].items():
-            assert torch.equal(new[idx][key], value), key
+        for new in (LatentSequenceDataset(lat, space, seq_len), mapped):
+            assert len(new) == len(old)
+            for key, value in old[idx].items():
+                assert torch.equal(new[idx][key], value), key
+        assert np.array_equal(mapped.first_latents(), np.stack([m[0] for m in mus]))
 
 
 def test_latents_are_encoded_once_and_reused(tmp_path, monkeypatch):
@@ -168,9 +174,9 @@ def test_training_streams_with_a_small_frame_buffer_and_resumes(tmp_path, monkey
     assert summary["data"]["episodes"] == 12 and np.isfinite(summary["fidelity"]["vae_recon_mse"])
     store = list((tmp_path / "run" / LATENTS_DIR).iterdir())
     assert len(store) == 1 and len(list(store[0].glob("ep-*.npz"))) == 12
-    mtimes = {p: p.stat().st_mtime_ns for p in store[0].iterdir()}
+    mtimes = {p: p.stat().st_mtime_ns for p in store[0].glob("ep-*.npz")}
     again = train_world_model(data, tmp_path / "run", cfg, resume=True, progress=False)  # V done: latents reused
-    assert {p: p.stat().st_mtime_ns for p in store[0].iterdir()} == mtimes
+    assert {p: p.stat().st_mtime_ns for p in store[0].glob("ep-*.npz")} == mtimes
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
 
