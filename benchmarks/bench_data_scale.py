@@ -75,11 +75,42 @@ def child(data: str, out: str, frame_buffer: int, vision_steps: int, memory_step
                                                checkpoint_every=vision_steps),
                             memory=TrainConfig(steps=memory_steps, batch_size=16, val_every=memory_steps, val_batches=2,
                                                checkpoint_every=memory_steps), **extra)
+    stages = _watch_stages()
     start = time.perf_counter()
     model = train_world_model(data, out, cfg, progress=False)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    print(json.dumps({"peak_rss_mb": rss_mb, "train_s": time.perf_counter() - start,
+    print(json.dumps({"peak_rss_mb": _peak_mb(), "train_s": time.perf_counter() - start, "peak_after_mb": stages,
                       "timings": model.config.summary["training"], "frames": model.config.summary["data"]["steps"]}))
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _watch_stages() -> dict[str, float]:
+    """Record the RSS high-water mark after each stage of train_world_model (whichever it has)."""
+    from dreamgym.train import recipes, trainer
+
+    stages: dict[str, float] = {}
+
+    def watch(owner: object, name: str, label: str) -> None:
+        fn = getattr(owner, name, None)
+        if fn is None:
+            return
+
+        def wrapped(*args, **kwargs):
+            result = fn(*args, **kwargs)
+            stages[label if label not in stages else f"{label}2"] = round(_peak_mb(), 1)
+            return result
+
+        setattr(owner, name, wrapped)
+
+    watch(recipes, "scan_dataset", "scan")
+    watch(recipes, "load_dataset", "load")
+    watch(trainer.Trainer, "fit", "fit")  # fit: V, fit2: M
+    watch(recipes, "_encode_all", "encode")
+    watch(recipes, "encode_episodes", "encode")
+    watch(recipes, "fidelity", "fidelity")
+    return stages
 
 
 def measure(data: Path, frame_buffer: int, vision_steps: int, memory_steps: int, pythonpath: str) -> dict:

@@ -2,7 +2,8 @@
 
 Each episode is written as its own shard the moment it ends (temp file + rename), so Ctrl-C or a
 crash loses at most the episodes in flight, and running the same command again continues with
-the episodes still missing. Episode i is always reset with ``seed + i``, whichever worker runs it.
+the episodes still missing. Episode i is always reset with ``seed + i``, whichever worker runs it
+(with ``min_steps``, a too-short draw is replaced by deterministic redraws: see CollectConfig).
 """
 
 from __future__ import annotations

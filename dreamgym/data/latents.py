@@ -73,9 +73,11 @@ def scan_dataset(*roots: str | Path) -> tuple[DatasetMeta, list[ShardRef]]:
         meta, good, bad = validate(root)
         if bad:
             lines = "\n".join(f"  {p.name}: {why}" for p, why in bad.items())
-            raise DatasetError(f"{len(bad)} corrupt shard(s) in {root}:\n{lines}\nDelete them and re-run `dreamgym collect` to refill.")
+            raise DatasetError(f"{len(bad)} corrupt shard(s) in {root}:\n{lines}\n"
+                               "Delete them and re-run `dreamgym collect` to refill.")
         if meta0 is not None and meta.compatible(meta0):
-            raise DatasetError(f"Datasets {roots[0]} and {root} differ in {meta.compatible(meta0)}; they cannot be mixed.")
+            raise DatasetError(f"Datasets {roots[0]} and {root} differ in {meta.compatible(meta0)}; "
+                               "they cannot be mixed.")
         meta0 = meta0 or meta
         policies.append(meta.policy)
         refs += [ShardRef(p, shard_steps(p)) for p in good]
@@ -128,7 +130,8 @@ def read_latents(path: str | Path) -> tuple[LatentEpisode, str]:
                                     d["rewards"], d["terminated"])
             return episode, str(d["source"])
     except (OSError, ValueError, EOFError, KeyError) as e:
-        raise DatasetError(f"Latent shard {path} is unreadable ({type(e).__name__}: {e}); delete it to encode again.") from e
+        raise DatasetError(f"Latent shard {path} is unreadable ({type(e).__name__}: {e}); "
+                           "delete it to encode again.") from e
 
 
 def _is_fresh(path: Path, source: str) -> bool:

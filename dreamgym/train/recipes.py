@@ -159,7 +159,8 @@ def encode_obs(model: WorldModel, obs: np.ndarray, batch: int = 512) -> tuple[np
     return torch.cat(m).numpy(), (torch.cat(lv).numpy() if lv[0] is not None else None)
 
 
-def encode_episodes(model: WorldModel, episodes: Sequence[Episode], batch: int = 512) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+def encode_episodes(model: WorldModel, episodes: Sequence[Episode],
+                    batch: int = 512) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """(mu, logvar) per episode from V; logvar None for state coders (no posterior noise)."""
     pairs = [encode_obs(model, ep.obs, batch) for ep in episodes]
     logvars = [lv for _, lv in pairs]
@@ -186,7 +187,7 @@ def _val_frames(refs: Sequence[ShardRef], limit: int = 2048, every: int = 4) -> 
     for ref in refs:
         if have >= limit:
             break
-        frames.append(read_episode(ref.path).obs[::every][: limit - have])
+        frames.append(read_episode(ref.path).obs[::every][: limit - have].copy())  # not a view of the episode
         have += len(frames[-1])
     return torch.as_tensor(np.concatenate(frames))
 
@@ -214,10 +215,12 @@ def fidelity(model: WorldModel, episodes: Iterable[Episode | LatentEpisode], mus
     out: dict[str, float] = {}
     if model.config.pixels:
         if frames is None:
-            frames = torch.as_tensor(np.concatenate([ep.obs[::4] for ep in episodes])[:2048])  # type: ignore[union-attr]
-        mu, _ = model.vision.encode(frames)
-        recon = model.vision.decode(mu)
-        out["vae_recon_mse"] = float((recon - frames.float() / 255.0).pow(2).mean())
+            frames = torch.as_tensor(np.concatenate([ep.obs[::4] for ep in episodes])[:2048])  # type: ignore
+        sq = 0.0
+        for x in frames.split(256):  # in chunks: decoding 2,048 frames at once holds GBs of activations
+            recon = model.vision.decode(model.vision.encode(x)[0])
+            sq += float((recon - x.float() / 255.0).pow(2).sum(dtype=torch.float64))
+        out["vae_recon_mse"] = sq / max(frames.numel(), 1)
     nll, abs_err, n_steps = [], [], 0
     tp = fp = fn = 0
     open_loop: dict[int, list[float]] = {k: [] for k in horizons}
@@ -398,13 +401,14 @@ def train_world_model(
     val_paths = [latent_paths[index[id(ep)]] for ep in val_eps]
     has_logvar = load_latents(train_paths[:1])[0].logvar is not None
 
-    # 3. M + heads on memory-mapped latents (V frozen: its parameters get no gradient, which DDP must not wait for)
+    # 3. M + heads on memory-mapped latents (V frozen: no gradient, which DDP must not wait for)
     t0 = time.perf_counter()
     model.train()
     model.vision.requires_grad_(False)
     cache = latent_paths[0].parent
-    train_seq = LatentSequenceDataset.from_files(train_paths, model.action_space, cfg.seq_len, cache / f"flat-train-r{rank}")
-    val_seq = LatentSequenceDataset.from_files(val_paths, model.action_space, cfg.seq_len, cache / f"flat-val-r{rank}")
+    space = model.action_space
+    train_seq = LatentSequenceDataset.from_files(train_paths, space, cfg.seq_len, cache / f"flat-train-r{rank}")
+    val_seq = LatentSequenceDataset.from_files(val_paths, space, cfg.seq_len, cache / f"flat-val-r{rank}")
     trainer = Trainer(model, _memory_loss(cfg.sample_z and has_logvar), train_seq, val_seq, cfg.memory,
                       out / "stages" / "memory", name="memory", device=device, progress=progress)
     if resume:

@@ -9,7 +9,9 @@ from gymnasium import spaces
 
 import dreamgym.data.collect as collect_mod
 from dreamgym.data.collect import CollectConfig, HeldPolicy, collect
-from dreamgym.data.episodes import DatasetMeta, Episode, read_episode, shard_name, shard_paths, write_episode, write_meta
+from dreamgym.data.episodes import (
+    DatasetMeta, Episode, read_episode, shard_name, shard_paths, write_episode, write_meta,
+)
 from dreamgym.data.latents import LATENTS_DIR, LatentEpisode, ShardRef, encode_to_store, scan_dataset, write_latents
 from dreamgym.data.sequences import FrameDataset, FrameReservoir, LatentSequenceDataset, SequenceDataset
 from dreamgym.errors import ConfigError, DatasetError
@@ -82,14 +84,16 @@ def _frames_dataset(root, lengths, seed=0):
     """A synthetic Doom-like dataset: 64×64×3 uint8 frames, Discrete(3) actions."""
     rng = np.random.default_rng(seed)
     write_meta(root, DatasetMeta(env_id="VizdoomTakeCover-v1", obs_kind="frames", obs_shape=[64, 64, 3],
-                                 action_space=space_to_dict(spaces.Discrete(3)), observation_space={"type": "Dict", "spaces": {}},
+                                 action_space=space_to_dict(spaces.Discrete(3)),
+                                 observation_space={"type": "Dict", "spaces": {}},
                                  frame_key="screen", policy={"name": "held"}))
     for i, n in enumerate(lengths):
         obs = rng.integers(0, 256, (n + 1, 64, 64, 3), dtype=np.uint8)
         obs[:, :, :, 0] = i  # the red channel names the episode
         term = np.zeros(n, bool)
         term[-1] = i % 2 == 0
-        write_episode(root / shard_name(i), Episode(obs, rng.integers(0, 3, n), np.ones(n, np.float32), term, np.zeros(n, bool)))
+        ep = Episode(obs, rng.integers(0, 3, n), np.ones(n, np.float32), term, np.zeros(n, bool))
+        write_episode(root / shard_name(i), ep)
     return root
 
 
@@ -117,8 +121,8 @@ def test_frame_reservoir_holds_at_most_max_frames(tmp_path):
 def test_latent_sequences_equal_padded_sequences(lengths, seq_len, tmp_path):
     rng = np.random.default_rng(0)
     space = spaces.Box(-1, 1, (2,), np.float32)
-    eps = [Episode(np.zeros((n + 1, 1)), rng.uniform(-2, 2, (n, 2)).astype(np.float32), rng.normal(size=n).astype(np.float32),
-                   rng.random(n) < 0.3, np.zeros(n, bool)) for n in lengths]
+    eps = [Episode(np.zeros((n + 1, 1)), rng.uniform(-2, 2, (n, 2)).astype(np.float32),
+                   rng.normal(size=n).astype(np.float32), rng.random(n) < 0.3, np.zeros(n, bool)) for n in lengths]
     mus = [rng.normal(size=(n + 1, 3)).astype(np.float32) for n in lengths]
     for logvars in ([rng.normal(size=(n + 1, 3)).astype(np.float32) for n in lengths], None):
         old = SequenceDataset(mus, logvars, eps, space, seq_len)
@@ -165,7 +169,8 @@ def test_training_streams_with_a_small_frame_buffer_and_resumes(tmp_path, monkey
         held.append(self.episodes_held)
 
     monkeypatch.setattr(FrameReservoir, "set_epoch", spy)
-    cfg = RecipeConfig.tiny(frame_buffer=40, vision=TrainConfig(steps=12, batch_size=8, val_every=6, checkpoint_every=6),
+    cfg = RecipeConfig.tiny(frame_buffer=40,
+                            vision=TrainConfig(steps=12, batch_size=8, val_every=6, checkpoint_every=6),
                             memory=TrainConfig(steps=3, batch_size=4, val_every=3, checkpoint_every=3))
     model = train_world_model(data, tmp_path / "run", cfg, progress=False)
     assert held and max(held) <= 3  # 40 frames of 16-frame episodes: never more than 3 episodes in memory
@@ -184,4 +189,5 @@ def test_training_streams_with_a_small_frame_buffer_and_resumes(tmp_path, monkey
 def test_scan_dataset_keeps_paths_and_lengths_only(tmp_path):
     _frames_dataset(tmp_path, [3, 5])
     meta, refs = scan_dataset(tmp_path)
-    assert meta.env_id == "VizdoomTakeCover-v1" and refs == [ShardRef(p, n) for p, n in zip(shard_paths(tmp_path), [3, 5])]
+    assert meta.env_id == "VizdoomTakeCover-v1"
+    assert refs == [ShardRef(p, n) for p, n in zip(shard_paths(tmp_path), [3, 5])]
