@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -30,6 +30,8 @@ from dreamgym.models.world_model import WorldModel, WorldModelConfig
 from dreamgym.registry import dream_spec_for_env
 from dreamgym.train.trainer import TrainConfig, Trainer, distributed
 from dreamgym.utils import atomic_write, atomic_write_text
+
+_E = TypeVar("_E")  # an episode, or a reference to one on disk
 
 
 @dataclass
@@ -124,7 +126,7 @@ def _time_limit(meta: DatasetMeta) -> int:
         return 1000
 
 
-def split(episodes: Sequence[Episode], fraction: float, seed: int) -> tuple[list[Episode], list[Episode]]:
+def split(episodes: Sequence[_E], fraction: float, seed: int) -> tuple[list[_E], list[_E]]:
     """Hold out whole episodes for validation (at least one when there are two or more)."""
     order = np.random.default_rng(seed).permutation(len(episodes))
     n_val = min(max(int(round(fraction * len(episodes))), 1 if len(episodes) > 1 and fraction > 0 else 0),
