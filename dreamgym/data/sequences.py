@@ -178,6 +178,7 @@ class LatentSequenceDataset(torch.utils.data.Dataset):
                   "action": cat(encode_actions(ep.actions, action_space) for ep in episodes),
                   "reward": cat(ep.rewards for ep in episodes), "terminated": cat(ep.terminated for ep in episodes)}
         self._setup(arrays, np.array([len(ep) for ep in episodes], dtype=np.int64), seq_len, stride)
+        self.firsts = np.stack([ep.mu[0] for ep in episodes])
 
     @classmethod
     def from_files(cls, paths: Sequence[Path], action_space: spaces.Space, seq_len: int, cache: str | Path,
@@ -189,7 +190,7 @@ class LatentSequenceDataset(torch.utils.data.Dataset):
         cache = Path(cache)
         cache.mkdir(parents=True, exist_ok=True)
         files = {k: open(cache / f"{k}.f32", "wb") for k in cls.FIELDS}
-        lengths, widths = [], {}
+        lengths, widths, firsts = [], {}, []
         try:
             for path in paths:
                 ep, _ = read_latents(path)
@@ -201,6 +202,7 @@ class LatentSequenceDataset(torch.utils.data.Dataset):
                         widths[k] = v.shape[1:]
                         files[k].write(v.tobytes())
                 lengths.append(len(ep))
+                firsts.append(ep.mu[0])
         finally:
             for f in files.values():
                 f.close()
@@ -210,6 +212,7 @@ class LatentSequenceDataset(torch.utils.data.Dataset):
                       if k in widths else None) for k in cls.FIELDS}
         self = cls.__new__(cls)
         self._setup(arrays, n, seq_len, stride)
+        self.firsts = np.stack(firsts)  # gathered from the memory map, they would map most of its pages
         return self
 
     def _setup(self, arrays: dict, n: np.ndarray, seq_len: int, stride: int | None) -> None:
@@ -227,7 +230,7 @@ class LatentSequenceDataset(torch.utils.data.Dataset):
 
     def first_latents(self) -> np.ndarray:
         """Each episode's first latent mean (E, z): the start states' source."""
-        return np.asarray(self.mu[self.z_off])
+        return self.firsts
 
     def __len__(self) -> int:
         return len(self.ep)
