@@ -7,11 +7,15 @@ steps, fidelity, save. The child reports its RSS high-water mark (``ru_maxrss``)
 flat across sizes: V holds at most ``--frame-buffer`` frames, encoding holds one episode, and M holds
 the latents (2 × z floats a step, z = 64 here as in the paper's Doom model).
 
-Quick run (the default: 1k and 5k episodes of 64 steps, about 4 GB of shards at the largest):
+Quick run (the default: 1k and 5k episodes of 64 steps; 3.8 GB of raw frames at 5k, which these
+compressible synthetic shards store in 84 MB; about 3 minutes on 2 cores):
     python benchmarks/bench_data_scale.py
-The full run (10k episodes; with --steps-per-episode 200 it is the paper's 2 M frames, ~3 GB of
-these compressible shards and about an hour on 2 cores):
-    python benchmarks/bench_data_scale.py --episodes 1000 5000 10000 --steps-per-episode 200
+The full table (results/data_scale.json; about 10 minutes):
+    python benchmarks/bench_data_scale.py --episodes 1000 5000 10000
+The paper's size, 10k episodes of 200 steps = 2 M frames, 23.5 GB raw, 483 MB of shards, about
+8 minutes (results/data_scale_paper.json):
+    python benchmarks/bench_data_scale.py --episodes 10000 --steps-per-episode 200 \
+        --out benchmarks/results/data_scale_paper.json
 Before/after: export an older dreamgym and measure it too (it loads every episode in memory):
     git archive 85b11fd dreamgym | tar -x -C /tmp/old && python benchmarks/bench_data_scale.py --baseline /tmp/old
 Prints a table and writes benchmarks/results/data_scale.json. The synthetic data is deleted at the end.

@@ -178,7 +178,7 @@ class LatentSequenceDataset(torch.utils.data.Dataset):
                   "action": cat(encode_actions(ep.actions, action_space) for ep in episodes),
                   "reward": cat(ep.rewards for ep in episodes), "terminated": cat(ep.terminated for ep in episodes)}
         self._setup(arrays, np.array([len(ep) for ep in episodes], dtype=np.int64), seq_len, stride)
-        self.firsts = np.stack([ep.mu[0] for ep in episodes])
+        self.firsts = np.stack([ep.mu[0] for ep in episodes])  # a copy
 
     @classmethod
     def from_files(cls, paths: Sequence[Path], action_space: spaces.Space, seq_len: int, cache: str | Path,
@@ -202,7 +202,7 @@ class LatentSequenceDataset(torch.utils.data.Dataset):
                         widths[k] = v.shape[1:]
                         files[k].write(v.tobytes())
                 lengths.append(len(ep))
-                firsts.append(ep.mu[0])
+                firsts.append(ep.mu[0].copy())  # a view would keep the whole episode's latents alive
         finally:
             for f in files.values():
                 f.close()
