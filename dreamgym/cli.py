@@ -26,7 +26,7 @@ def _collect(args: argparse.Namespace) -> None:
     cfg = CollectConfig(
         env_id=args.env_id, out=args.out, episodes=args.episodes, policy=args.policy,
         env_kwargs=args.env_kwargs, agent=args.agent, agent_model=args.agent_model, noise=args.noise,
-        workers=args.workers, seed=args.seed, max_steps=args.max_steps,
+        workers=args.workers, seed=args.seed, max_steps=args.max_steps, min_steps=args.min_steps,
     )
     result = collect(cfg)
     print(f"{result.out}: {result.episodes_written} new episodes ({result.episodes_total} wanted), "
@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("env_id", help="a registered Gymnasium id, e.g. CarRacing-v3")
     p.add_argument("--out", required=True, type=out_dir, help="dataset directory (new, or one to add episodes to)")
     p.add_argument("--episodes", type=positive_int, default=100, help="episodes the dataset should hold")
-    p.add_argument("--policy", choices=["random", "brownian", "agent"], default="brownian", help="who acts")
+    p.add_argument("--policy", choices=["random", "brownian", "agent", "held"], default="brownian",
+                   help="who acts; held: a random action held for 1..10 steps (the paper's Doom data)")
     p.add_argument("--agent", help="controller directory or SB3 zip (with --policy agent; default: none)")
     p.add_argument("--agent-model", help="world model directory the agent sees reality through "
                                               "(with --policy agent; default: none)")
@@ -317,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=nonneg_int, default=0, help="processes (0: every core)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="episode i is seeded with seed + i")
     p.add_argument("--max-steps", type=positive_int, help="cap episode length (default: the env's time limit)")
+    p.add_argument("--min-steps", type=nonneg_int, default=0,
+                   help="keep only episodes of more steps than this (redrawn deterministically; the paper: 100)")
     p.add_argument("--env-kwargs", type=json_object, default="{}", help="JSON kwargs for gym.make")
     p.set_defaults(func=_collect)
 

@@ -2,7 +2,8 @@
 
 Each episode is written as its own shard the moment it ends (temp file + rename), so Ctrl-C or a
 crash loses at most the episodes in flight, and running the same command again continues with
-the episodes still missing. Episode i is always reset with ``seed + i``, whichever worker runs it.
+the episodes still missing. Episode i is always reset with ``seed + i``, whichever worker runs it
+(with ``min_steps``, a too-short draw is replaced by deterministic redraws: see CollectConfig).
 """
 
 from __future__ import annotations
@@ -37,10 +38,13 @@ from dreamgym.registry import dream_spec_for_env, make_real_env
 from dreamgym.rollout import BrownianPolicy, RandomPolicy, play
 from dreamgym.spaces import space_to_dict
 
-POLICIES = ("random", "brownian", "agent")
+POLICIES = ("random", "brownian", "agent", "held")
 FRAME_SIZE = 64
 LOCK_NAME = ".collect.lock"
 STALE_TMP_GLOBS = (".ep-*.npz.*.tmp", ".dataset.json.*.tmp")  # atomic_write's temp files of killed writers
+HOLD_MAX = 10  # policy "held": each random action lasts 1..HOLD_MAX steps (the paper's Doom data)
+MAX_REDRAWS = 100  # with min_steps: draws of one episode before collection gives up
+REDRAW_SEED_STRIDE = 1 << 20  # redraw k of episode i resets with seed + i + k * stride
 
 
 @dataclass
@@ -49,7 +53,8 @@ class CollectConfig:
 
     :param env_id: any registered Gymnasium env id. :param env_kwargs: its kwargs.
     :param out: dataset directory. :param episodes: how many episodes the dataset should hold.
-    :param policy: ``"random"``, ``"brownian"`` (smoothly varying actions) or ``"agent"``.
+    :param policy: ``"random"``, ``"brownian"`` (smoothly varying actions), ``"held"`` (a uniform
+        random action held for 1..10 steps, the paper's Doom data) or ``"agent"``.
     :param agent: with policy ``"agent"``: a controller directory or SB3 zip.
     :param agent_model: the world model the agent sees reality through (a checkpoint directory).
     :param noise: exploration noise for the agent: Gaussian std as a fraction of each Box
@@ -58,6 +63,10 @@ class CollectConfig:
     :param workers: processes; ``0`` uses every core.
     :param seed: episode i is reset with ``seed + i``.
     :param max_steps: cap episode length (None: the env's time limit).
+    :param min_steps: keep only episodes of more than this many steps (the paper dropped Doom
+        episodes of 100 frames or fewer). A shorter one is drawn again, deterministically: draw k of
+        episode i resets with ``seed + i + k * 2**20`` and its own rng, so episode i is the same on
+        every run and a resumed run never re-collects a dropped episode forever (0: keep all).
     """
 
     env_id: str
@@ -72,6 +81,7 @@ class CollectConfig:
     workers: int = 0
     seed: int = 0
     max_steps: int | None = None
+    min_steps: int = 0
 
     def validate(self) -> None:
         if self.policy not in POLICIES:
@@ -82,6 +92,9 @@ class CollectConfig:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}.")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0 (0: one process per core), got {self.workers}.")
+        if self.min_steps < 0 or (self.max_steps is not None and self.min_steps >= self.max_steps):
+            raise ConfigError(f"min_steps must be >= 0 and below max_steps ({self.max_steps}) so that an episode "
+                              f"can be kept, got {self.min_steps}.")
 
 
 @dataclass
@@ -106,6 +119,22 @@ class CollectResult:
 
 
 # ----- policies -----------------------------------------------------------------------------
+class HeldPolicy:
+    """A uniform random action held for a number of steps drawn uniformly from 1..``hold_max``:
+    the paper's random Doom data (a jittering agent would barely move)."""
+
+    def __init__(self, space: spaces.Space, rng: np.random.Generator, hold_max: int = HOLD_MAX) -> None:
+        self.draw, self.rng, self.hold_max = RandomPolicy(space, rng), rng, hold_max
+        self.action: Any = None
+        self.left = 0
+
+    def __call__(self, obs: Any) -> Any:
+        if self.left == 0:
+            self.action, self.left = self.draw(obs), int(self.rng.integers(1, self.hold_max + 1))
+        self.left -= 1
+        return self.action
+
+
 class AgentPolicy:
     """A trained agent plus exploration noise, acting on the real twin's observations."""
 
@@ -167,6 +196,8 @@ def _make_policy(cfg: CollectConfig, env: gym.Env, rng: np.random.Generator, age
         return RandomPolicy(env.action_space, rng)
     if cfg.policy == "brownian":
         return BrownianPolicy(env.action_space, rng, cfg.brownian_sigma)
+    if cfg.policy == "held":
+        return HeldPolicy(env.action_space, rng)
     return AgentPolicy(agent, env.action_space, rng, cfg.noise)
 
 
@@ -200,6 +231,18 @@ def run_episode(env: gym.Env, policy: Callable[[Any], Any], seed: int, desc: dic
     )
 
 
+def _collect_one(cfg: CollectConfig, env: gym.Env, agent: Any, desc: dict[str, Any], i: int) -> Episode:
+    """Episode i: reset with seed + i; one of min_steps steps or fewer is drawn again (draw k: seed
+    + i + k * REDRAW_SEED_STRIDE, rng (seed, i, k)), so the episode kept is the same on every run."""
+    for k in range(MAX_REDRAWS + 1):
+        rng = np.random.default_rng([cfg.seed, i] if k == 0 else [cfg.seed, i, k])
+        episode = run_episode(env, _make_policy(cfg, env, rng, agent), cfg.seed + i + k * REDRAW_SEED_STRIDE, desc)
+        if len(episode) > cfg.min_steps:
+            return episode
+    raise DatasetError(f"Episode {i} lasted {cfg.min_steps} steps or fewer in {MAX_REDRAWS + 1} draws; "
+                       f"lower --min-steps (given {cfg.min_steps}) or use a policy that survives longer.")
+
+
 def _worker(cfg: CollectConfig, desc: dict[str, Any], indices: list[int], messages: Any, own_process: bool = True) -> None:
     """Collect the episodes ``indices``; report each finished one on ``messages``."""
     import torch
@@ -218,8 +261,7 @@ def _worker(cfg: CollectConfig, desc: dict[str, Any], indices: list[int], messag
         for i in indices:
             if own_process and os.getppid() != parent:
                 break  # the collecting process is gone (killed): stop instead of running on as an orphan
-            rng = np.random.default_rng([cfg.seed, i])
-            episode = run_episode(env, _make_policy(cfg, env, rng, agent), cfg.seed + i, desc)
+            episode = _collect_one(cfg, env, agent, desc, i)
             write_episode(Path(cfg.out) / shard_name(i), episode)
             messages.put(("episode", i, len(episode)))
         env.close()
@@ -270,6 +312,9 @@ def _prepare(cfg: CollectConfig) -> tuple[dict[str, Any], list[int]]:
     desc = describe_env(cfg.env_id, real_env)
     policy = {"name": cfg.policy, "noise": cfg.noise, "brownian_sigma": cfg.brownian_sigma,
               "agent": cfg.agent, "agent_model": cfg.agent_model, "max_steps": cfg.max_steps}
+    # recorded only when used, so that datasets collected before these settings existed still resume
+    policy.update({"hold_max": HOLD_MAX} if cfg.policy == "held" else {})
+    policy.update({"min_steps": cfg.min_steps} if cfg.min_steps else {})
     meta = DatasetMeta(
         env_id=cfg.env_id, env_kwargs=cfg.env_kwargs, action_space=space_to_dict(real_env.action_space),
         observation_space=space_to_dict(real_env.observation_space), policy=policy, seed=cfg.seed,

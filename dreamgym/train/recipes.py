@@ -11,14 +11,17 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from dreamgym.data.episodes import DatasetMeta, Episode, load_dataset
-from dreamgym.data.sequences import FrameDataset, SequenceDataset, encode_actions
+from dreamgym.data.episodes import DatasetMeta, Episode, read_episode
+from dreamgym.data.latents import (
+    LatentEpisode, ShardRef, drop_stale_latents, encode_to_store, load_latents, scan_dataset, weights_hash,
+)
+from dreamgym.data.sequences import FrameReservoir, LatentSequenceDataset, encode_actions
 from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.models.heads import HeadsConfig
 from dreamgym.models.mdnrnn import MemoryConfig, mixture_nll
@@ -27,6 +30,8 @@ from dreamgym.models.world_model import WorldModel, WorldModelConfig
 from dreamgym.registry import dream_spec_for_env
 from dreamgym.train.trainer import TrainConfig, Trainer, distributed
 from dreamgym.utils import atomic_write, atomic_write_text
+
+_E = TypeVar("_E")  # an episode, or a reference to one on disk
 
 
 @dataclass
@@ -49,6 +54,9 @@ class RecipeConfig:
         when deaths are rare in the data.
     :param ensemble: members of M + heads (bootstrap ensemble; 1: one M). :param dropout: dropout on
         M's output while training; dreams then draw a mask per episode (0: none).
+    :param frame_buffer: frames V's training holds in memory (64×64×3 uint8: 500,000 are 6 GB); a
+        dataset with more frames trains V on a fresh random subset of whole episodes each epoch.
+        Every dataset the reproduction scripts train on fits, so their V training is unchanged.
     """
 
     z_dim: int | None = None
@@ -69,6 +77,7 @@ class RecipeConfig:
     heads: dict[str, Any] | None = None
     ensemble: int = 1
     dropout: float = 0.0
+    frame_buffer: int = 500_000
 
     @classmethod
     def tiny(cls, **overrides: Any) -> "RecipeConfig":
@@ -117,7 +126,7 @@ def _time_limit(meta: DatasetMeta) -> int:
         return 1000
 
 
-def split(episodes: Sequence[Episode], fraction: float, seed: int) -> tuple[list[Episode], list[Episode]]:
+def split(episodes: Sequence[_E], fraction: float, seed: int) -> tuple[list[_E], list[_E]]:
     """Hold out whole episodes for validation (at least one when there are two or more)."""
     order = np.random.default_rng(seed).permutation(len(episodes))
     n_val = min(max(int(round(fraction * len(episodes))), 1 if len(episodes) > 1 and fraction > 0 else 0),
@@ -141,26 +150,48 @@ def _memory_loss(sample_z: bool):
 
 
 @torch.no_grad()
-def encode_episodes(model: WorldModel, episodes: Sequence[Episode], batch: int = 512) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+def encode_obs(model: WorldModel, obs: np.ndarray, batch: int = 512) -> tuple[np.ndarray, np.ndarray | None]:
+    """One episode's (mu, logvar) (T+1, z) from V; logvar None for state coders (no posterior noise)."""
+    m, lv = [], []
+    for i in range(0, len(obs), batch):
+        x = torch.as_tensor(obs[i : i + batch])
+        mu, logvar = model.vision.encode(x.to(model.start_z.device))
+        m.append(mu.cpu())
+        lv.append(logvar.cpu() if logvar is not None else None)
+    return torch.cat(m).numpy(), (torch.cat(lv).numpy() if lv[0] is not None else None)
+
+
+def encode_episodes(model: WorldModel, episodes: Sequence[Episode],
+                    batch: int = 512) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
     """(mu, logvar) per episode from V; logvar None for state coders (no posterior noise)."""
-    mus, logvars = [], []
-    for ep in episodes:
-        m, lv = [], []
-        for i in range(0, len(ep.obs), batch):
-            x = torch.as_tensor(ep.obs[i : i + batch])
-            mu, logvar = model.vision.encode(x.to(model.start_z.device))
-            m.append(mu.cpu())
-            lv.append(logvar.cpu() if logvar is not None else None)
-        mus.append(torch.cat(m).numpy())
-        logvars.append(torch.cat(lv).numpy() if lv[0] is not None else None)
-    return mus, (logvars if logvars[0] is not None else None)
+    pairs = [encode_obs(model, ep.obs, batch) for ep in episodes]
+    logvars = [lv for _, lv in pairs]
+    return [mu for mu, _ in pairs], (logvars if logvars[0] is not None else None)  # type: ignore[return-value]
 
 
-def _normalise_states(model: WorldModel, episodes: Sequence[Episode]) -> None:
-    x = np.concatenate([ep.obs for ep in episodes]).astype(np.float64)
+def _normalise_states(model: WorldModel, refs: Sequence[ShardRef]) -> None:
+    """Per-dimension mean and std of the training states, one shard at a time (Chan's parallel update)."""
+    count, mean, m2 = 0, 0.0, 0.0
+    for ref in refs:
+        x = read_episode(ref.path).obs.astype(np.float64)
+        n, mu = len(x), x.mean(0)
+        delta = mu - mean
+        m2 = m2 + ((x - mu) ** 2).sum(0) + delta**2 * count * n / (count + n)
+        mean, count = mean + delta * n / (count + n), count + n
     with torch.no_grad():
-        model.vision.obs_mean.copy_(torch.as_tensor(x.mean(0), dtype=torch.float32))
-        model.vision.obs_std.copy_(torch.as_tensor(np.maximum(x.std(0), 1e-3), dtype=torch.float32))
+        model.vision.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        model.vision.obs_std.copy_(torch.as_tensor(np.maximum(np.sqrt(m2 / count), 1e-3), dtype=torch.float32))
+
+
+def _val_frames(refs: Sequence[ShardRef], limit: int = 2048, every: int = 4) -> torch.Tensor:
+    """Every ``every``-th frame of the validation episodes, in order, up to ``limit`` (for V's recon MSE)."""
+    frames, have = [], 0
+    for ref in refs:
+        if have >= limit:
+            break
+        frames.append(read_episode(ref.path).obs[::every][: limit - have].copy())  # not a view of the episode
+        have += len(frames[-1])
+    return torch.as_tensor(np.concatenate(frames))
 
 
 @torch.no_grad()
@@ -176,18 +207,22 @@ def set_start_states(model: WorldModel, mus: Sequence[np.ndarray], seed: int) ->
 
 # ----- fidelity -----------------------------------------------------------------------------
 @torch.no_grad()
-def fidelity(model: WorldModel, episodes: Sequence[Episode], mus: Sequence[np.ndarray],
-             horizons: Sequence[int] = (1, 10, 50)) -> dict[str, float | None]:
+def fidelity(model: WorldModel, episodes: Iterable[Episode | LatentEpisode], mus: Iterable[np.ndarray],
+             horizons: Sequence[int] = (1, 10, 50), frames: torch.Tensor | None = None) -> dict[str, float | None]:
     """Held-out numbers: V's reconstruction MSE, M's next-z NLL, open-loop latent MSE at k steps,
-    reward MAE and termination precision/recall."""
+    reward MAE and termination precision/recall. ``frames``: the frames V's MSE is measured on
+    (default: every 4th of ``episodes``' observations, up to 2,048)."""
     model.eval()
     space = model.action_space
     out: dict[str, float] = {}
     if model.config.pixels:
-        frames = torch.as_tensor(np.concatenate([ep.obs[::4] for ep in episodes])[:2048])
-        mu, _ = model.vision.encode(frames)
-        recon = model.vision.decode(mu)
-        out["vae_recon_mse"] = float((recon - frames.float() / 255.0).pow(2).mean())
+        if frames is None:
+            frames = torch.as_tensor(np.concatenate([ep.obs[::4] for ep in episodes])[:2048])  # type: ignore
+        sq = 0.0
+        for x in frames.split(256):  # in chunks: decoding 2,048 frames at once holds GBs of activations
+            recon = model.vision.decode(model.vision.encode(x)[0])
+            sq += float((recon - x.float() / 255.0).pow(2).sum(dtype=torch.float64))
+        out["vae_recon_mse"] = sq / max(frames.numel(), 1)
     nll, abs_err, n_steps = [], [], 0
     tp = fp = fn = 0
     open_loop: dict[int, list[float]] = {k: [] for k in horizons}
@@ -257,11 +292,21 @@ def episodes_fingerprint(episodes: Sequence[Episode]) -> dict[str, Any]:
 
     digest = hashlib.sha256()
     for ep in episodes:
-        for a in (ep.actions, ep.rewards, ep.terminated, ep.truncated, ep.obs[:1], ep.obs[-1:]):
+        for a in _fingerprint_arrays(ep):
             a = np.ascontiguousarray(a)
             digest.update(f"{a.dtype.str}{a.shape}".encode())
             digest.update(a.tobytes())
     return {"episodes": len(episodes), "steps": int(sum(len(e) for e in episodes)), "sha256": digest.hexdigest()}
+
+
+def _fingerprint_arrays(ep: Any) -> list[np.ndarray]:
+    """The arrays an episode is fingerprinted by; a shard on disk (``ShardRef``) is read on its own, so
+    at most one episode's frames are in memory at a time."""
+    if not hasattr(ep, "path"):
+        return [ep.actions, ep.rewards, ep.terminated, ep.truncated, ep.obs[:1], ep.obs[-1:]]
+    with np.load(ep.path, allow_pickle=False) as shard:
+        obs = shard["obs"]  # the first and last frames are what is hashed
+        return [shard["actions"], shard["rewards"], shard["terminated"], shard["truncated"], obs[:1], obs[-1:]]
 
 
 def _check_run_episodes(out: Path, episodes: Sequence[Episode], resume: bool, rank: int) -> None:
@@ -318,6 +363,28 @@ def _init_from(model: WorldModel, path: str | Path) -> None:
     model.load_state_dict(state, strict=True)
 
 
+class _LazyLatents:
+    """Latent episodes read from their shards each time they are iterated."""
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = paths
+
+    def __iter__(self) -> Iterator[LatentEpisode]:
+        return (load_latents([p])[0] for p in self.paths)
+
+
+def _encode_all(model: WorldModel, refs: Sequence[ShardRef], out: Path, rank: int) -> list[Path]:
+    """Encode every episode into the latent store (ranks share the work) and drop older V's latents."""
+    world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+    v_hash = weights_hash(model.vision)
+    paths = encode_to_store(refs, lambda obs: encode_obs(model, obs), v_hash, out, rank, world)
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()  # every rank's latents are on disk before any rank reads them
+    if rank == 0:
+        drop_stale_latents(out, v_hash)
+    return paths
+
+
 def train_world_model(
     data: str | Path | Sequence[str | Path],
     out: str | Path,
@@ -339,7 +406,7 @@ def train_world_model(
     if torch.distributed.is_initialized():
         torch.distributed.barrier()  # every rank has checked --out before any rank writes to it
     dirs = [data] if isinstance(data, (str, Path)) else list(data)
-    meta, episodes = load_dataset(*dirs)
+    meta, episodes = scan_dataset(*dirs)  # shard paths and lengths: the data streams from disk
     if len(episodes) < 2:
         raise DatasetError(f"Training needs at least 2 episodes (one held out for validation), got {len(episodes)}.")
     _check_run_data(out, meta, resume, rank)
@@ -365,7 +432,9 @@ def train_world_model(
         elif not cfg.train_vision:
             pass  # V stays init_from's
         else:
-            trainer = Trainer(model.vision, _vision_loss, FrameDataset(train_eps), FrameDataset(val_eps), cfg.vision,
+            val_frames = min(cfg.frame_buffer, cfg.vision.val_batches * cfg.vision.batch_size)  # all validation reads
+            trainer = Trainer(model.vision, _vision_loss, FrameReservoir(train_eps, cfg.frame_buffer, cfg.seed),
+                              FrameReservoir(val_eps, val_frames, shuffle=False), cfg.vision,
                               vision_dir, name="vision", device=device, progress=progress)
             if resume and trainer.load():
                 _check_resumed_steps(trainer, "--vision-steps")
@@ -375,25 +444,28 @@ def train_world_model(
                 atomic_write(vision_done, lambda p: save_file(state, str(p)))
     elif cfg.train_vision:
         _normalise_states(model, train_eps)  # (kept: init_from's normalisation, which its M was trained on)
+    trainer = None  # V's frame buffers go before the encode and M stages
     timings["vision_s"] = time.perf_counter() - t0
 
-    # 2. encode
+    # 2. encode once into out/latents/<V hash>/ (kept across a resume while V is the same)
     t0 = time.perf_counter()
     model.eval()
-    mus, logvars = encode_episodes(model, episodes)
+    latent_paths = _encode_all(model, episodes, out, rank)
     timings["encode_s"] = time.perf_counter() - t0
     index = {id(ep): i for i, ep in enumerate(episodes)}
-    train_idx = [index[id(ep)] for ep in train_eps]
-    val_idx = [index[id(ep)] for ep in val_eps]
-    pick = lambda xs, ids: None if xs is None else [xs[i] for i in ids]  # noqa: E731
+    train_paths = [latent_paths[index[id(ep)]] for ep in train_eps]
+    val_paths = [latent_paths[index[id(ep)]] for ep in val_eps]
+    has_logvar = load_latents(train_paths[:1])[0].logvar is not None
 
-    # 3. M + heads (V frozen: its parameters get no gradient, which DDP must not wait for)
+    # 3. M + heads on memory-mapped latents (V frozen: no gradient, which DDP must not wait for)
     t0 = time.perf_counter()
     model.train()
     model.vision.requires_grad_(False)
-    train_seq = SequenceDataset(pick(mus, train_idx), pick(logvars, train_idx), train_eps, model.action_space, cfg.seq_len)
-    val_seq = SequenceDataset(pick(mus, val_idx), pick(logvars, val_idx), val_eps, model.action_space, cfg.seq_len)
-    trainer = Trainer(model, _memory_loss(cfg.sample_z and logvars is not None), train_seq, val_seq, cfg.memory,
+    cache = latent_paths[0].parent
+    space = model.action_space
+    train_seq = LatentSequenceDataset.from_files(train_paths, space, cfg.seq_len, cache / f"flat-train-r{rank}")
+    val_seq = LatentSequenceDataset.from_files(val_paths, space, cfg.seq_len, cache / f"flat-val-r{rank}")
+    trainer = Trainer(model, _memory_loss(cfg.sample_z and has_logvar), train_seq, val_seq, cfg.memory,
                       out / "stages" / "memory", name="memory", device=device, progress=progress)
     if resume and trainer.load():
         _check_resumed_steps(trainer, "--memory-steps")
@@ -402,8 +474,10 @@ def train_world_model(
 
     # 4. start states, fidelity, save
     model.eval()
-    set_start_states(model, pick(mus, train_idx), cfg.seed)
-    fid = fidelity(model.cpu(), val_eps, pick(mus, val_idx))
+    set_start_states(model, list(train_seq.first_latents()[:, None]), cfg.seed)
+    frames = _val_frames(val_eps) if model.config.pixels else None
+    val_lat = _LazyLatents(val_paths)  # one episode in memory at a time
+    fid = fidelity(model.cpu(), val_lat, (ep.mu for ep in val_lat), frames=frames)
     summary = {
         "data": {"episodes": len(episodes), "steps": int(sum(len(e) for e in episodes)), "policy": meta.policy.get("name"),
                  "source": meta.source, "train_episodes": len(train_eps), "val_episodes": len(val_eps)},

@@ -193,6 +193,8 @@ class Trainer:
         """Yield (epoch, index in epoch, batch) forever, continuing from the saved position."""
         while True:
             self.sampler.set_epoch(self.epoch)
+            if hasattr(self.train_set, "set_epoch"):  # a dataset streaming from disk loads this epoch's part
+                self.train_set.set_epoch(self.epoch)
             order = torch.tensor(list(self.sampler), dtype=torch.long)
             n = len(order) // self.local_batch
             for b in range(self.batch_in_epoch, n):
