@@ -22,7 +22,7 @@ import zipfile
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 from gymnasium import spaces
@@ -31,6 +31,8 @@ from dreamgym.checkpoint import check_format_version, parse_dataclass, read_json
 from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.spaces import MAX_SPACE_SIZE, same_space, space_from_dict
 from dreamgym.utils import atomic_write, atomic_write_text
+
+T = TypeVar("T")
 
 DATASET_FORMAT = 1
 META_NAME = "dataset.json"
@@ -309,13 +311,24 @@ def _scan(root: str | Path, keep: bool) -> tuple[DatasetMeta, dict[Path, Episode
 
 def load_dataset(*roots: str | Path) -> tuple[DatasetMeta, list[Episode]]:
     """Read every shard of one or more compatible datasets; DatasetError lists corrupt shards by name."""
+    def read(root: str | Path) -> tuple[DatasetMeta, list[Episode], dict[Path, str]]:
+        meta, good, bad = _scan(root, keep=True)
+        return meta, [ep for ep in good.values() if ep is not None], bad
+
+    return combine_datasets(roots, read)
+
+
+def combine_datasets(roots: Sequence[str | Path], read: Callable[[str | Path], tuple[DatasetMeta, list[T], dict[Path, str]]]
+                     ) -> tuple[DatasetMeta, list[T]]:
+    """One or more compatible datasets as one: ``read(root) -> (meta, items, bad shards)``; corrupt shards,
+    datasets that cannot be mixed and an empty result raise DatasetError naming them."""
     if not roots:
         raise DatasetError("No dataset given: expected at least one dataset directory.")
     meta0: DatasetMeta | None = None
-    episodes: list[Episode] = []
+    items: list[T] = []
     policies: list[dict[str, Any]] = []
     for root in roots:
-        meta, good, bad = _scan(root, keep=True)
+        meta, good, bad = read(root)
         if bad:
             lines = "\n".join(f"  {p.name}: {why}" for p, why in bad.items())
             raise DatasetError(f"{len(bad)} corrupt shard(s) in {root}:\n{lines}\nDelete them and re-run `dreamgym collect` to refill.")
@@ -323,11 +336,11 @@ def load_dataset(*roots: str | Path) -> tuple[DatasetMeta, list[Episode]]:
             raise DatasetError(f"Datasets {roots[0]} and {root} differ in {meta.compatible(meta0)}; they cannot be mixed.")
         meta0 = meta0 or meta
         policies.append(meta.policy)
-        episodes += [ep for ep in good.values() if ep is not None]
-    if not episodes:
+        items += good
+    if not items:
         raise DatasetError(f"Dataset {', '.join(map(str, roots))} holds no episodes; collect some first.")
     assert meta0 is not None
     names = list(dict.fromkeys(str(p.get("name")) for p in policies))
     if len(names) > 1:  # Dyna rounds mix policies: the model card reports e.g. "brownian+agent"
         meta0 = dataclasses.replace(meta0, policy={"name": "+".join(names), "datasets": policies})
-    return meta0, episodes
+    return meta0, items

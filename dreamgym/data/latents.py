@@ -11,17 +11,16 @@ and the source shard are the same, so an interrupted encode continues where it s
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from dreamgym.data.episodes import DatasetMeta, read_episode, validate
+from dreamgym.data.episodes import DatasetMeta, combine_datasets, read_episode, validate
 from dreamgym.errors import DatasetError
 from dreamgym.utils import atomic_write
 
@@ -64,30 +63,11 @@ def scan_dataset(*roots: str | Path) -> tuple[DatasetMeta, list[ShardRef]]:
     """What :func:`~dreamgym.data.episodes.load_dataset` checks (corrupt shards by name, mixable
     datasets, at least one episode), returning shard references instead of arrays: memory stays
     flat however many episodes there are."""
-    if not roots:
-        raise DatasetError("No dataset given: expected at least one dataset directory.")
-    meta0: DatasetMeta | None = None
-    refs: list[ShardRef] = []
-    policies: list[dict[str, Any]] = []
-    for root in roots:
+    def read(root: str | Path) -> tuple[DatasetMeta, list[ShardRef], dict[Path, str]]:
         meta, good, bad = validate(root)
-        if bad:
-            lines = "\n".join(f"  {p.name}: {why}" for p, why in bad.items())
-            raise DatasetError(f"{len(bad)} corrupt shard(s) in {root}:\n{lines}\n"
-                               "Delete them and re-run `dreamgym collect` to refill.")
-        if meta0 is not None and meta.compatible(meta0):
-            raise DatasetError(f"Datasets {roots[0]} and {root} differ in {meta.compatible(meta0)}; "
-                               "they cannot be mixed.")
-        meta0 = meta0 or meta
-        policies.append(meta.policy)
-        refs += [ShardRef(p, shard_steps(p)) for p in good]
-    if not refs:
-        raise DatasetError(f"Dataset {', '.join(map(str, roots))} holds no episodes; collect some first.")
-    assert meta0 is not None
-    names = list(dict.fromkeys(str(p.get("name")) for p in policies))
-    if len(names) > 1:  # Dyna rounds mix policies: the model card reports e.g. "brownian+agent"
-        meta0 = dataclasses.replace(meta0, policy={"name": "+".join(names), "datasets": policies})
-    return meta0, refs
+        return meta, [ShardRef(p, shard_steps(p)) for p in good], bad
+
+    return combine_datasets(roots, read)
 
 
 # ----- the latent store ---------------------------------------------------------------------
