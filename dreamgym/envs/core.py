@@ -186,8 +186,9 @@ class DreamBatch:
     @torch.no_grad()
     def subset(self, keep: torch.Tensor) -> "DreamBatch":
         """A new batch of the envs ``keep`` (bool (b,) or indices) only, with their state: stepping it
-        gives each kept env exactly the trajectory it would have had in the full batch (the noise is
-        per env). Rollouts drop finished envs this way instead of stepping them to the time limit."""
+        gives each kept env the trajectory it would have had in the full batch (the noise is per env),
+        up to float rounding (matmul kernels change with the batch size). Rollouts drop finished envs
+        this way instead of stepping them to the time limit."""
         sub = copy.copy(self)
         idx = torch.as_tensor(keep, device=self.device)
         idx = idx.nonzero()[:, 0] if idx.dtype == torch.bool else idx.long()
