@@ -94,8 +94,13 @@ class RecipeConfig:
 def model_config(meta: DatasetMeta, cfg: RecipeConfig) -> WorldModelConfig:
     """The WorldModelConfig for a dataset: spaces and frame settings from the data, sizes from cfg."""
     spec = dream_spec_for_env(meta.env_id)
-    z_dim = cfg.z_dim or (spec.z_dim if spec else 32)
-    hidden = cfg.hidden_size or (spec.hidden_size if spec else 256)
+    for name in ("z_dim", "hidden_size"):  # None means the env's default; 0 is not a size
+        value = getattr(cfg, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ConfigError(f"RecipeConfig.{name} must be a positive integer or None (the env's default), "
+                              f"got {value!r}.")
+    z_dim = cfg.z_dim if cfg.z_dim is not None else (spec.z_dim if spec else 32)
+    hidden = cfg.hidden_size if cfg.hidden_size is not None else (spec.hidden_size if spec else 256)
     if meta.obs_kind == "frames":
         vision = VisionConfig(kind="conv_vae", z_dim=z_dim, channels=cfg.channels or [32, 64, 128, 256])
     else:

@@ -130,3 +130,17 @@ def test_resume_refuses_changed_data_and_fewer_steps_than_done(tmp_path, capsys)
     with pytest.raises(SystemExit) as e:
         main(["train", data, "--out", run, "--preset", "tiny", "--resume", "--memory-steps", "4", "--memory-batch", "2"])
     assert e.value.code == 2 and "The data changed since" in capsys.readouterr().err
+
+
+def test_zero_sizes_are_refused_not_read_as_defaults(tmp_path):
+    from dreamgym.data.episodes import DatasetMeta
+    from dreamgym.train.recipes import model_config
+
+    meta = DatasetMeta(env_id="Pendulum-v1", action_space={"type": "Box", "low": -2.0, "high": 2.0, "shape": [1],
+                                                             "dtype": "float32"},
+                       observation_space={"type": "Box", "low": [-1.0, -1.0, -8.0], "high": [1.0, 1.0, 8.0],
+                                          "shape": [3], "dtype": "float32"}, obs_kind="state", obs_shape=[3])
+    for field in ("z_dim", "hidden_size"):
+        with pytest.raises(ConfigError, match=field):
+            model_config(meta, RecipeConfig(**{field: 0}))
+    assert model_config(meta, RecipeConfig(hidden_size=None)).memory.hidden_size == 64  # the env's default
