@@ -1,6 +1,6 @@
 """dreamgym's main job on a shipped model: train a controller ONLY in a dream, then score it in reality.
 
-Run: python examples/quickstart.py               (or `make demo`; CarRacing, ~3.5 min on a 2-core CPU)
+Run: python examples/quickstart.py               (or `make demo`; CarRacing, ~4-8 min on a 2-core CPU)
      python examples/quickstart.py --env pendulum (under a minute)
 No download: the world model ships in pretrained/.
 
