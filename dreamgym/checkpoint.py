@@ -125,20 +125,6 @@ def json_depth(value: Any, limit: int = MAX_JSON_DEPTH + 1) -> int:
     return depth
 
 
-def strict_fields(cls: type, d: Any, where: str) -> dict[str, Any]:
-    """``d`` as kwargs of dataclass ``cls``; unknown fields raise CheckpointError naming them."""
-    if not isinstance(d, dict):
-        raise CheckpointError(f"Expected {where} to be a JSON object, got {_show(d)}.")
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise CheckpointError(
-            f"Unknown field(s) {unknown} in {where}; expected only {sorted(names)}. "
-            "The checkpoint was written by another dreamgym version or edited by hand."
-        )
-    return dict(d)
-
-
 def parse_dataclass(cls: type[T], d: Any, where: str, error: type[DreamgymError] = CheckpointError) -> T:
     """Build dataclass ``cls`` from parsed JSON, checking every field against its annotation.
 
