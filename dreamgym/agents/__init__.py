@@ -52,7 +52,8 @@ def load_agent(
         if agent.action_space != action_space or agent.config.obs_dim != expected:
             raise ConfigError(
                 f"Controller {path} acts on observations of size {agent.config.obs_dim} with actions {agent.action_space}; "
-                f"this env has observation space {observation_space} and action space {action_space}."
+                f"this env has observations of shape {observation_space.shape} and action space {action_space}. "
+                "Build the real twin with the controller's obs_type (its config.json) and the world model it was trained in."
             )
         return agent
     from dreamgym.agents.sb3_io import load_sb3

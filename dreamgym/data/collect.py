@@ -33,7 +33,7 @@ from dreamgym.data.episodes import (
     write_meta,
 )
 from dreamgym.data.frames import extract_frames, preprocess_frames
-from dreamgym.errors import ConfigError, DatasetError
+from dreamgym.errors import CheckpointError, ConfigError, DatasetError
 from dreamgym.registry import dream_spec_for_env, make_real_env
 from dreamgym.rollout import BrownianPolicy, RandomPolicy, play
 from dreamgym.spaces import space_to_dict
@@ -181,7 +181,13 @@ def _make_env(cfg: CollectConfig) -> gym.Env:
     if cfg.policy == "agent":
         from dreamgym.envs.real import make_real
 
-        env = make_real(cfg.agent_model, env_id=cfg.env_id, **cfg.env_kwargs)  # the user's id, not the file's
+        from dreamgym.evaluate import agent_info
+
+        try:  # the twin shows the agent what it was trained on (z‖h, z‖c‖h)
+            obs_type = agent_info(cfg.agent).obs_type
+        except (ConfigError, CheckpointError):  # reported with its cause when the agent loads
+            obs_type = "latent"
+        env = make_real(cfg.agent_model, env_id=cfg.env_id, obs_type=obs_type, **cfg.env_kwargs)  # the user's id
         if env.model.config.env_id != cfg.env_id:
             raise ConfigError(f"agent_model {cfg.agent_model} is a world model of {env.model.config.env_id}, not {cfg.env_id}.")
         return gym.wrappers.TimeLimit(env, cfg.max_steps) if cfg.max_steps is not None else env

@@ -74,6 +74,20 @@ def test_collect_with_a_trained_agent(tmp_path):
     assert len(episodes) == 3 and meta.policy["name"] == "brownian+agent" and len(meta.policy["datasets"]) == 2
 
 
+def test_collect_with_a_zch_controller(tmp_path):
+    """The real twin shows the agent the observation it was trained on (the paper's Doom controller sees z‖c‖h)."""
+    model = make_tiny_model("pendulum")
+    model.save_pretrained(tmp_path / "wm")
+    import gymnasium as gym
+
+    dream = gym.make("Dream-Pendulum-v0", model=str(tmp_path / "wm"), obs_type="zch")
+    LinearController.for_spaces(dream.observation_space, dream.action_space, obs_type="zch",
+                                env_id="Dream-Pendulum-v0").save_pretrained(tmp_path / "ctrl")
+    cfg = _cfg(tmp_path / "d", episodes=1, policy="agent", agent=str(tmp_path / "ctrl"), agent_model=str(tmp_path / "wm"))
+    collect(cfg, progress=False)
+    assert len(load_dataset(tmp_path / "d")[1]) == 1
+
+
 def test_bad_input(tmp_path):
     with pytest.raises(ConfigError, match="NoSuchEnv-v0"):
         collect(_cfg(tmp_path / "x", env_id="NoSuchEnv-v0"), progress=False)
