@@ -13,12 +13,14 @@ each message says what was expected, what was given, and an example that works.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 MAX_INT = 2**63 - 1  # torch and numpy hold counts and seeds in int64
+_C = TypeVar("_C")
 MAX_SCALE = 16  # a 64x64 frame enlarged 16 times is 1024 px: past a screen, and video frames are held in memory
 
 
@@ -155,5 +157,48 @@ def device(text: str) -> str:
     return text
 
 
-__all__ = ["MAX_SCALE", "HelpFormatter", "device", "json_object", "nonneg_float", "nonneg_int", "out_dir",
-           "positive_float", "positive_int", "scale", "temperature"]
+def field_default(config: type, name: str) -> Any:
+    """The default of the dataclass field ``config.name`` (its factory's value for a mutable default)."""
+    for f in dataclasses.fields(config):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            return None
+    raise AttributeError(f"{config.__name__} has no field {name!r}")
+
+
+def field_choices(config: type, name: str) -> list[Any]:
+    """The values the dataclass field ``config.name`` takes (its ``metadata["choices"]``)."""
+    return list(next(f.metadata for f in dataclasses.fields(config) if f.name == name)["choices"])
+
+
+def field_argument(parser: argparse.ArgumentParser, config: type, name: str, *flags: str, **kwargs: Any
+                   ) -> argparse.Action:
+    """``--name`` (or ``flags``) whose default and choices come from the dataclass field ``config.name``.
+
+    The config dataclass stays the one place a default lives; the CLI adds only the flag's type and help.
+    ``choices`` come from the field's ``metadata["choices"]``; ``kwargs`` override either.
+
+    >>> from dreamgym.agents.cmaes import CMAESConfig
+    >>> p = argparse.ArgumentParser()
+    >>> field_argument(p, CMAESConfig, "dtype", help="matmul dtype").choices
+    ['float32', 'bfloat16']
+    """
+    meta = next(f.metadata for f in dataclasses.fields(config) if f.name == name)
+    kwargs.setdefault("default", field_default(config, name))
+    if "choices" in meta:
+        kwargs.setdefault("choices", list(meta["choices"]))
+    return parser.add_argument(*(flags or ("--" + name.replace("_", "-"),)), **kwargs)
+
+
+def config_from_args(config: type[_C], args: argparse.Namespace, **overrides: Any) -> _C:
+    """A ``config`` built from the parsed flags named like its fields (the others keep their defaults)."""
+    names = {f.name for f in dataclasses.fields(config)} - set(overrides)
+    return config(**{n: getattr(args, n) for n in names if hasattr(args, n)}, **overrides)
+
+
+__all__ = ["MAX_SCALE", "HelpFormatter", "config_from_args", "device", "field_argument", "field_choices", "field_default",
+           "finite_float", "json_object", "nonneg_float", "nonneg_int", "out_dir", "positive_float", "positive_int",
+           "scale", "temperature"]

@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from dreamgym.argtypes import (HelpFormatter, device, finite_float, json_object, nonneg_float, nonneg_int, out_dir, positive_float,
-                               positive_int, temperature)
+from dreamgym.argtypes import (HelpFormatter, config_from_args, device, field_argument, field_choices, finite_float,
+                               json_object, nonneg_float, nonneg_int, out_dir, positive_float, positive_int, temperature)
 from dreamgym.errors import ConfigError, DreamgymError
 from dreamgym.hub import MAX_PUSH_FILE_BYTES
 
@@ -23,12 +23,7 @@ def _collect(args: argparse.Namespace) -> None:
     from dreamgym.data.collect import CollectConfig, collect
 
     check_env_kwargs(args.env_id, args.env_kwargs)
-    cfg = CollectConfig(
-        env_id=args.env_id, out=args.out, episodes=args.episodes, policy=args.policy,
-        env_kwargs=args.env_kwargs, agent=args.agent, agent_model=args.agent_model, noise=args.noise,
-        workers=args.workers, seed=args.seed, max_steps=args.max_steps, min_steps=args.min_steps,
-    )
-    result = collect(cfg)
+    result = collect(config_from_args(CollectConfig, args))
     print(f"{result.out}: {result.episodes_written} new episodes ({result.episodes_total} wanted), "
           f"{result.steps} steps in {result.seconds:.1f} s = {result.steps_per_s:.0f} steps/s")
 
@@ -150,14 +145,7 @@ def _train_agent(args: argparse.Namespace) -> None:
     if args.algo == "cmaes":
         from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 
-        cfg = CMAESConfig(
-            env_id=args.env_id, model=args.model, temperature=args.temperature, population=args.population,
-            rollouts=args.rollouts, generations=args.generations, max_steps=args.max_steps, sigma0=args.sigma0,
-            eval_every=args.eval_every, eval_rollouts=args.eval_rollouts, seed=args.seed, device=args.device,
-            dtype=args.dtype, init=args.init, obs_type=args.obs_type, eval_candidate=args.eval_candidate,
-            seed_sharing=args.seed_sharing, bias=not args.no_bias, discrete=args.discrete,
-            **_dream_option_values(args),
-        )
+        cfg = config_from_args(CMAESConfig, args, bias=not args.no_bias, **_dream_option_values(args))
         trainer = CMAESTrainer(cfg, args.out)
         if args.resume:
             trainer.load()
@@ -168,12 +156,7 @@ def _train_agent(args: argparse.Namespace) -> None:
         return
     from dreamgym.agents.sb3_train import SB3Config, train_sb3
 
-    cfg = SB3Config(
-        env_id=args.env_id, algo=args.algo, steps=args.steps, n_envs=args.n_envs, model=args.model,
-        temperature=args.temperature, obs_type=args.obs_type, seed=args.seed, eval_real_every=args.eval_real_every,
-        eval_real_episodes=args.eval_real_episodes, device=args.device, algo_kwargs=args.algo_kwargs,
-    )
-    train_sb3(cfg, args.out)
+    train_sb3(config_from_args(SB3Config, args), args.out)
     print(f"saved {args.out}")
 
 
@@ -218,8 +201,9 @@ def _iterate(args: argparse.Namespace) -> None:
         recipe=recipe_from_args(args),
         cmaes=CMAESConfig(temperature=args.temperature, population=args.population, rollouts=args.rollouts,
                           generations=args.generations, eval_every=args.eval_every, eval_rollouts=args.eval_rollouts,
-                          sigma0=args.sigma0),
+                          sigma0=args.sigma0, device=args.device, dtype=args.dtype),
         eval_episodes=args.eval_episodes, workers=args.workers, seed=args.seed or 0, warm_start=args.warm_start,
+        device=args.device,
     )
     print(format_rounds(iterate(cfg, args.out)))
 
@@ -271,16 +255,21 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
 
 
 def _add_cmaes_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--generations", type=positive_int, default=300, help="CMA-ES generations")
-    p.add_argument("--population", type=positive_int, default=64, help="CMA-ES candidates per generation (>= 4)")
-    p.add_argument("--rollouts", type=positive_int, default=16, help="dream episodes per candidate")
-    p.add_argument("--sigma0", type=positive_float, default=0.1, help="CMA-ES initial step size")
-    p.add_argument("--eval-every", type=positive_int, default=25, help="re-score the best every N generations")
-    p.add_argument("--eval-rollouts", type=positive_int, default=1024, help="dream episodes of each re-score")
+    from dreamgym.agents.cmaes import CMAESConfig as C
+
+    field_argument(p, C, "generations", type=positive_int, help="CMA-ES generations")
+    field_argument(p, C, "population", type=positive_int, help="CMA-ES candidates per generation (>= 4)")
+    field_argument(p, C, "rollouts", type=positive_int, help="dream episodes per candidate")
+    field_argument(p, C, "sigma0", type=positive_float, help="CMA-ES initial step size")
+    field_argument(p, C, "eval_every", type=positive_int, help="re-score the best every N generations")
+    field_argument(p, C, "eval_rollouts", type=positive_int, help="dream episodes of each re-score")
+    field_argument(p, C, "dtype", help="CMA-ES: bfloat16 runs M's matmuls faster on CPUs with bf16 instructions")
 
 
 def _add_dream_options(p: argparse.ArgumentParser) -> None:
     """The dream's options against exploitation (gym.make keyword arguments); unset: the model's defaults."""
+    from dreamgym.agents.cmaes import CMAESConfig
+
     p.add_argument("--temperature-range", type=temperature, nargs=2, metavar=("LOW", "HIGH"),
                    help="each dream episode draws its temperature uniformly from [LOW, HIGH] (default: a fixed one)")
     p.add_argument("--disagreement-penalty", type=nonneg_float,
@@ -288,7 +277,7 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--halt-threshold", type=positive_float,
                    help="ensembles: end the dream episode once disagreement exceeds this, MOReL's HALT "
                         "(default: the model's, never)")
-    p.add_argument("--termination", choices=["threshold", "sample"],
+    field_argument(p, CMAESConfig, "termination",
                    help="a dream step ends when p(done) > the model's threshold (the paper), or with p(done) "
                         "calibrated for the death weight the head was trained with (default: the model's, threshold)")
     p.add_argument("--halt-penalty", type=finite_float, help="the reward of a HALTed step (default: the model's, 0)")
@@ -305,22 +294,26 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, help="what to do; dreamgym COMMAND -h explains it")
 
+    from dreamgym.agents.cmaes import CMAESConfig
+    from dreamgym.agents.iterate import IterateConfig
+    from dreamgym.agents.sb3_train import SB3Config
+    from dreamgym.data.collect import CollectConfig as C
+
     p = sub.add_parser("collect", help="collect real episodes with a policy")
     p.add_argument("env_id", help="a registered Gymnasium id, e.g. CarRacing-v3")
     p.add_argument("--out", required=True, type=out_dir, help="dataset directory (new, or one to add episodes to)")
-    p.add_argument("--episodes", type=positive_int, default=100, help="episodes the dataset should hold")
-    p.add_argument("--policy", choices=["random", "brownian", "agent", "held"], default="brownian",
-                   help="who acts; held: a random action held for 1..10 steps (the paper's Doom data)")
+    field_argument(p, C, "episodes", type=positive_int, help="episodes the dataset should hold")
+    field_argument(p, C, "policy", help="who acts; held: a random action held for 1..10 steps (the paper's Doom data)")
     p.add_argument("--agent", help="controller directory or SB3 zip (with --policy agent; default: none)")
     p.add_argument("--agent-model", help="world model directory the agent sees reality through "
                                               "(with --policy agent; default: none)")
-    p.add_argument("--noise", type=nonneg_float, default=0.1, help="exploration noise of --policy agent")
-    p.add_argument("--workers", type=nonneg_int, default=0, help="processes (0: every core)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="episode i is seeded with seed + i")
-    p.add_argument("--max-steps", type=positive_int, help="cap episode length (default: the env's time limit)")
-    p.add_argument("--min-steps", type=nonneg_int, default=0,
+    field_argument(p, C, "noise", type=nonneg_float, help="exploration noise of --policy agent")
+    field_argument(p, C, "workers", type=nonneg_int, help="processes (0: every core)")
+    field_argument(p, C, "seed", type=nonneg_int, help="episode i is seeded with seed + i")
+    field_argument(p, C, "max_steps", type=positive_int, help="cap episode length (default: the env's time limit)")
+    field_argument(p, C, "min_steps", type=nonneg_int,
                    help="keep only episodes of more steps than this (redrawn deterministically; the paper: 100)")
-    p.add_argument("--env-kwargs", type=json_object, default="{}", help="JSON kwargs for gym.make")
+    field_argument(p, C, "env_kwargs", type=json_object, help="JSON kwargs for gym.make")
     p.set_defaults(func=_collect)
 
     p = sub.add_parser("train", help="train a world model: V, encode, M + heads")
@@ -329,40 +322,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-agent", help="train an agent in a dream: cmaes (linear controller) or any SB3 algo")
     p.add_argument("env_id", help="a Dream id, e.g. Dream-CarRacing-v0")
-    p.add_argument("--algo", default="cmaes", choices=["cmaes", "ppo", "a2c", "sac", "td3", "ddpg", "dqn"],
+    field_argument(p, SB3Config, "algo", default="cmaes", choices=["cmaes", *field_choices(SB3Config, "algo")],
                    help="cmaes: a linear controller (the paper's); else a Stable-Baselines3 algorithm")
     p.add_argument("--out", required=True, type=out_dir, help="run directory; the agent is saved here")
     p.add_argument("--model", help="world model (directory, pretrained name or Hub id); default: the shipped one")
     p.add_argument("--temperature", type=temperature, help="the dream's tau (default: the model's)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the search or the SB3 run")
-    p.add_argument("--device", default="cpu", type=device, help="torch device: cpu, cuda, cuda:N or mps")
+    field_argument(p, CMAESConfig, "seed", type=nonneg_int, help="seed of the search or the SB3 run")
+    field_argument(p, CMAESConfig, "device", type=device, help="torch device: cpu, cuda, cuda:N or mps")
     p.add_argument("--resume", action="store_true", help="continue a CMA-ES run in --out")
     p.add_argument("--init", help="cmaes: start the search from this controller directory (fine-tuning; "
                                        "default: from zero)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                   help="CMA-ES: bfloat16 runs M's matmuls faster on CPUs with bf16 instructions")
     _add_cmaes_args(p)
     p.add_argument("--max-steps", type=positive_int, help="CMA-ES rollout length (default: the time limit)")
-    p.add_argument("--steps", type=positive_int, default=1_000_000, help="SB3: total dream steps")
-    p.add_argument("--n-envs", type=positive_int, default=64, help="SB3: dreams stepped together")
-    p.add_argument("--obs-type", default="latent", choices=["latent", "zch", "z", "pixels"],
+    field_argument(p, SB3Config, "steps", type=positive_int, help="SB3: total dream steps")
+    field_argument(p, SB3Config, "n_envs", type=positive_int, help="SB3: dreams stepped together")
+    field_argument(p, CMAESConfig, "obs_type", choices=field_choices(SB3Config, "obs_type"),
                    help="what the agent sees: [z, h] (latent), [z, c, h] (zch, the paper's Doom controller), z alone, "
                         "or decoded 64x64 frames (pixels, SB3)")
-    p.add_argument("--eval-candidate", default="mean", choices=["mean", "best"],
+    field_argument(p, CMAESConfig, "eval_candidate",
                    help="CMA-ES: re-score (and keep if best so far) the search's mean (the paper) or the "
                         "generation's best candidate")
-    p.add_argument("--seed-sharing", default="all", choices=["all", "pairs"],
+    field_argument(p, CMAESConfig, "seed_sharing",
                    help="CMA-ES: all candidates meet the same dreams, or pairs of candidates share theirs "
                         "(the paper's code)")
     p.add_argument("--no-bias", action="store_true", help="CMA-ES: a controller without bias (the paper's Doom)")
-    p.add_argument("--discrete", default="argmax", choices=["argmax", "threshold"],
+    field_argument(p, CMAESConfig, "discrete",
                    help="CMA-ES, Discrete(3): one output per action, or one tanh output thresholded at ±1/3 "
                         "(the paper's Doom)")
     _add_dream_options(p)
-    p.add_argument("--eval-real-every", type=nonneg_int, default=0,
+    field_argument(p, SB3Config, "eval_real_every", type=nonneg_int,
                    help="SB3: evaluate in the real env every N steps (0: never)")
-    p.add_argument("--eval-real-episodes", type=positive_int, default=3, help="SB3: real episodes per evaluation")
-    p.add_argument("--algo-kwargs", type=json_object, default="{}", help="SB3: JSON kwargs for the algorithm, "
+    field_argument(p, SB3Config, "eval_real_episodes", type=positive_int, help="SB3: real episodes per evaluation")
+    field_argument(p, SB3Config, "algo_kwargs", type=json_object, help="SB3: JSON kwargs for the algorithm, "
                                                                          "e.g. '{\"learning_rate\": 3e-4}'")
     p.set_defaults(func=_train_agent)
 
@@ -400,13 +391,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("iterate", help="Dyna: collect -> world model -> agent -> reality, repeated")
     p.add_argument("env_id", help="the real env, e.g. CarRacing-v3")
-    p.add_argument("--rounds", type=positive_int, default=3, help="Dyna rounds")
+    field_argument(p, IterateConfig, "rounds", type=positive_int, help="Dyna rounds")
     p.add_argument("--out", required=True, type=out_dir, help="run directory; one subdirectory per round")
-    p.add_argument("--episodes", type=positive_int, default=100, help="episodes collected per round")
-    p.add_argument("--noise", type=nonneg_float, default=0.1, help="exploration noise of the agent collecting")
-    p.add_argument("--max-steps", type=positive_int, help="cap episode length (default: the env's time limit)")
-    p.add_argument("--eval-episodes", type=positive_int, default=20, help="real episodes scoring each round's agent")
-    p.add_argument("--workers", type=nonneg_int, default=0, help="processes (0: every core)")
+    field_argument(p, IterateConfig, "episodes", type=positive_int, help="episodes collected per round")
+    field_argument(p, IterateConfig, "noise", type=nonneg_float, help="exploration noise of the agent collecting")
+    field_argument(p, IterateConfig, "max_steps", type=positive_int,
+                   help="cap episode length (default: the env's time limit)")
+    field_argument(p, IterateConfig, "eval_episodes", type=positive_int,
+                   help="real episodes scoring each round's agent")
+    field_argument(p, IterateConfig, "workers", type=nonneg_int, help="processes (0: every core)")
     p.add_argument("--temperature", type=temperature, help="the dreams' tau (default: the model's)")
     p.add_argument("--seed", type=nonneg_int, help="seed of every stage (default: 0)")
     p.add_argument("--warm-start", action="store_true",

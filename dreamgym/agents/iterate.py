@@ -29,6 +29,7 @@ class IterateConfig:
     :param episodes: episodes collected per round. :param noise: exploration noise of the agent's data.
     :param recipe: world-model training. :param cmaes: agent training (env_id and model are set per round).
     :param eval_episodes: real and dream episodes scored per round. :param workers: processes.
+    :param device: torch device the world models train on (CMA-ES: ``cmaes.device``).
     :param warm_start: rounds after the first continue the last round's world model (V kept, M and the
         heads trained ``recipe.memory.steps`` more steps on all data) and start CMA-ES from its controller,
         instead of starting both from scratch.
@@ -45,6 +46,7 @@ class IterateConfig:
     workers: int = 0
     seed: int = 0
     warm_start: bool = False
+    device: str = "cpu"
 
 
 def iterate(cfg: IterateConfig, out: str | Path, progress: bool = True) -> list[dict[str, Any]]:
@@ -72,7 +74,8 @@ def iterate(cfg: IterateConfig, out: str | Path, progress: bool = True) -> list[
             recipe = cfg.recipe
             if cfg.warm_start and k > 0:
                 recipe = replace(recipe, init_from=str(out / f"round{k - 1}" / "world_model"), train_vision=False)
-            train_world_model(data_dirs, wm, recipe, resume=(wm / "stages").exists(), progress=progress)
+            train_world_model(data_dirs, wm, recipe, resume=(wm / "stages").exists(), device=cfg.device,
+                              progress=progress)
         if not (agent / "controller" / "config.json").is_file() or not (agent / "cmaes.json").is_file():
             init = str(out / f"round{k - 1}" / "agent" / "controller") if cfg.warm_start and k > 0 else cfg.cmaes.init
             trainer = CMAESTrainer(replace(cfg.cmaes, env_id=spec.id, model=str(wm), seed=cfg.seed + k, init=init),
@@ -95,7 +98,7 @@ def iterate(cfg: IterateConfig, out: str | Path, progress: bool = True) -> list[
 
 SETTINGS_NAME = "iterate.json"
 # more rounds extend a run; workers change only how fast (episode i is seeded seed + i in any worker)
-MAY_CHANGE = ("rounds", "workers")
+MAY_CHANGE = ("rounds", "workers", "device", "cmaes.device")  # the devices, too, change only how fast
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -120,7 +123,8 @@ def check_settings(cfg: IterateConfig, out: Path) -> None:
     elif (out / "rounds.json").is_file():  # a run from before iterate.json: rounds.json carries its config
         recorded = json.loads((out / "rounds.json").read_text()).get("config")
     if recorded is not None:
-        old, new = _flat(recorded), _flat(now)
+        # a setting newer than the recorded run reads as its default there (what the run was made with)
+        old, new = {**_flat(json.loads(json.dumps(asdict(IterateConfig()), default=str))), **_flat(recorded)}, _flat(now)
         differ = [f"{k}: {old.get(k, '(unset)')!r} recorded, {new.get(k, '(unset)')!r} now"
                   for k in sorted(set(old) | set(new)) if k not in MAY_CHANGE and old.get(k) != new.get(k)]
         if differ:

@@ -1,0 +1,68 @@
+"""The CLI's flags take their defaults and choices from the config dataclasses (issue 15, item 7)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+import pytest
+
+from dreamgym.agents.cmaes import CMAESConfig
+from dreamgym.agents.iterate import IterateConfig, check_settings
+from dreamgym.agents.sb3_train import SB3Config
+from dreamgym.argtypes import config_from_args, field_argument, field_default
+from dreamgym.cli import build_parser, main
+from dreamgym.data.collect import CollectConfig
+
+
+def _sub(name: str) -> argparse.ArgumentParser:
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[name]
+
+
+@pytest.mark.parametrize("command, config", [("collect", CollectConfig), ("train-agent", CMAESConfig),
+                                             ("train-agent", SB3Config), ("iterate", IterateConfig)])
+def test_flag_defaults_are_the_config_defaults(command, config):
+    actions = {a.dest: a for a in _sub(command)._actions}
+    checked = 0
+    for f in dataclasses.fields(config):
+        a = actions.get(f.name)
+        if a is None or a.default is None or (command, f.name) in {("train-agent", "algo"), ("iterate", "seed")}:
+            continue  # CLI-only defaults: train-agent's algo is cmaes; iterate's seed also leaves the preset's
+        assert a.default == field_default(config, f.name), (command, f.name)
+        if "choices" in f.metadata and (command, f.name) != ("train-agent", "obs_type"):
+            assert list(a.choices) == list(f.metadata["choices"]), (command, f.name)
+        checked += 1
+    assert checked >= 4
+
+
+def test_field_argument_and_config_from_args():
+    p = argparse.ArgumentParser()
+    field_argument(p, CMAESConfig, "dtype", help="x")
+    field_argument(p, CMAESConfig, "population", type=int, help="x")
+    args = p.parse_args(["--dtype", "bfloat16"])
+    cfg = config_from_args(CMAESConfig, args, seed=3)
+    assert (cfg.dtype, cfg.population, cfg.seed, cfg.generations) == ("bfloat16", 64, 3, 300)
+    with pytest.raises(SystemExit):
+        p.parse_args(["--dtype", "float64"])
+
+
+def test_iterate_sets_the_cmaes_dtype_and_device(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.setattr("dreamgym.agents.iterate.iterate", lambda cfg, out: seen.setdefault("cfg", cfg) and [])
+    main(["iterate", "Pendulum-v1", "--out", str(tmp_path), "--dtype", "bfloat16", "--device", "cpu"])
+    cfg = seen["cfg"]
+    assert (cfg.cmaes.dtype, cfg.cmaes.device, cfg.device) == ("bfloat16", "cpu", "cpu")
+
+
+def test_a_run_recorded_before_a_new_setting_existed_continues(tmp_path):
+    now = json.loads(json.dumps(dataclasses.asdict(IterateConfig()), default=str))
+    del now["device"], now["cmaes"]["dtype"]  # as an older dreamgym recorded it
+    (tmp_path / "iterate.json").write_text(json.dumps(now))
+    check_settings(IterateConfig(), tmp_path)  # the defaults are what that run was made with
+    from dreamgym.errors import ConfigError
+
+    (tmp_path / "iterate.json").write_text(json.dumps(now))
+    with pytest.raises(ConfigError, match="cmaes.dtype: 'float32' recorded, 'bfloat16' now"):
+        check_settings(IterateConfig(cmaes=CMAESConfig(dtype="bfloat16")), tmp_path)
