@@ -1,5 +1,5 @@
-"""The ``dreamgym`` command: collect | train | validate | train-agent | evaluate | fidelity | iterate | push |
-pull | dream | play | plot.
+"""The ``dreamgym`` command: collect | train | validate | train-agent | evaluate | fidelity | iterate | ship |
+push | pull | dream | play | plot.
 
 Flags and presets live here only; the library takes config dataclasses.
 """
@@ -208,6 +208,17 @@ def _iterate(args: argparse.Namespace) -> None:
     print(format_rounds(iterate(cfg, args.out)))
 
 
+def _ship(args: argparse.Namespace) -> None:
+    from dreamgym.ship import ShipConfig, ship
+
+    evals = {}
+    for item in args.eval:
+        name, src = item.split("=", 1) if "=" in item else (Path(item).name, item)
+        evals[name] = src
+    out = ship(config_from_args(ShipConfig, args, evals=evals))
+    print(f"shipped {args.world_model} to {out}: gym.make(\"Dream-...-v0\", model={str(out)!r})")
+
+
 def _push(args: argparse.Namespace) -> None:
     from dreamgym.hub import push
 
@@ -408,6 +419,27 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(p, data=False)
     _add_cmaes_args(p)
     p.set_defaults(func=_iterate)
+
+    from dreamgym.ship import ShipConfig as S
+
+    p = sub.add_parser("ship", help="a run's world model, controller and scores as one pretrained-style folder")
+    p.add_argument("world_model", help="a trained world-model directory (or a shipped folder to update)")
+    p.add_argument("--out", required=True, type=out_dir, help="the folder to write, e.g. pretrained/carracing "
+                                                             "(replaced once the new one loads)")
+    p.add_argument("--controller", help="controller or CMA-ES run directory, shipped as OUT/controller "
+                                        "(default: keep the one WORLD_MODEL holds)")
+    p.add_argument("--name", help="the name the shipped controller records for its dream (default: OUT's name)")
+    p.add_argument("--eval", action="append", default=[], metavar="[NAME=]PATH",
+                   help="a dreamgym evaluate JSON to ship as NAME (default NAME: its file name), paths made relative; "
+                        "repeat for more")
+    p.add_argument("--temperature", type=temperature, help="tau of the GIF's dream (default: the model's)")
+    field_argument(p, S, "video_steps", type=nonneg_int, help="steps of the dream-vs-real GIF (0: none)")
+    field_argument(p, S, "video_seed", type=nonneg_int, help="episode seed of the GIF")
+    field_argument(p, S, "fps", type=positive_float, help="frame rate of the GIF")
+    field_argument(p, S, "termination", help="record this termination rule as the dream's default "
+                                             "(default: unchanged)")
+    field_argument(p, S, "summary", type=json_object, help="JSON entries added to the world model's summary and card")
+    p.set_defaults(func=_ship)
 
     p = sub.add_parser("push", help="publish a world model, controller or SB3 agent to the Hugging Face Hub")
     p.add_argument("folder", help="a world model, controller or SB3 agent directory")
