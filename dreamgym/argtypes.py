@@ -199,6 +199,59 @@ def config_from_args(config: type[_C], args: argparse.Namespace, **overrides: An
     return config(**{n: getattr(args, n) for n in names if hasattr(args, n)}, **overrides)
 
 
-__all__ = ["MAX_SCALE", "HelpFormatter", "config_from_args", "device", "field_argument", "field_choices", "field_default",
-           "finite_float", "json_object", "nonneg_float", "nonneg_int", "out_dir", "positive_float", "positive_int",
-           "scale", "temperature"]
+def field_docs(config: type) -> dict[str, str]:
+    """The string under each field of a dataclass (CleanRL's ``Args`` style), read from its source."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(config)))
+    except (OSError, TypeError):
+        return {}
+    body, docs = tree.body[0].body, {}  # type: ignore[attr-defined]
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+class _ScriptFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """A script's docstring as written, and each flag's default."""
+
+
+def dataclass_parser(config: type, description: str | None = None) -> argparse.ArgumentParser:
+    """An ArgumentParser with one ``--flag`` per field of ``config``: its default, its type (``int``, ``float``,
+    ``str``, ``bool`` as ``--x/--no-x``, ``list[...]``, each maybe ``| None``), its ``metadata["choices"]`` and
+    the string under it as help.
+    A small stand-in for tyro, which dreamgym does not depend on."""
+    import typing
+
+    hints, docs = typing.get_type_hints(config), field_docs(config)
+    parser = argparse.ArgumentParser(description=description, formatter_class=_ScriptFormatter)
+    for f in dataclasses.fields(config):
+        kind, extra = hints[f.name], {}
+        if type(None) in typing.get_args(kind):  # X | None
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        if kind is bool:
+            extra["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is list:
+            extra.update(nargs="*", type=typing.get_args(kind)[0])
+        else:
+            extra["type"] = kind
+        if "choices" in f.metadata:
+            extra["choices"] = list(f.metadata["choices"])
+        parser.add_argument("--" + f.name.replace("_", "-"), default=field_default(config, f.name),
+                            help=docs.get(f.name, f.name), **extra)
+    return parser
+
+
+def parse_cli(config: type[_C], argv: list[str] | None = None, description: str | None = None) -> _C:
+    """``config`` filled from the command line (see :func:`dataclass_parser`)."""
+    return config(**vars(dataclass_parser(config, description).parse_args(argv)))
+
+
+__all__ = ["MAX_SCALE", "HelpFormatter", "config_from_args", "dataclass_parser", "device", "field_argument",
+           "field_choices", "field_default", "field_docs", "finite_float", "json_object", "nonneg_float", "nonneg_int",
+           "out_dir", "parse_cli", "positive_float", "positive_int", "scale", "temperature"]

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from dreamgym.argtypes import (HelpFormatter, config_from_args, device, field_argument, field_choices, finite_float,
-                               json_object, nonneg_float, nonneg_int, out_dir, positive_float, positive_int, temperature)
+                               json_object, nonneg_float, nonneg_int, out_dir, positive_float, positive_int,
+                               temperature)
 from dreamgym.errors import ConfigError, DreamgymError
 from dreamgym.hub import MAX_PUSH_FILE_BYTES
 
@@ -192,18 +193,30 @@ def _fidelity(args: argparse.Namespace) -> None:
     print(f"written {out}" + ("" if args.no_plot else f" and {out.with_suffix('.png')}"))
 
 
+def _schedule(values: Any) -> Any:
+    """A schedule flag's values: one value for every round (as before schedules), or a list of one per round."""
+    return values[0] if isinstance(values, list) and len(values) == 1 else values
+
+
 def _iterate(args: argparse.Namespace) -> None:
     from dreamgym.agents.cmaes import CMAESConfig
     from dreamgym.agents.iterate import IterateConfig, format_rounds, iterate
 
+    # one value goes where it went before schedules (so the recorded settings of earlier runs still match)
+    lists = {k: v for k in ("vision_steps", "memory_steps", "generations")
+             if isinstance(v := _schedule(getattr(args, k)), list)}
+    flat = argparse.Namespace(**{**vars(args), **{k: (None if k in lists else _schedule(getattr(args, k)))
+                                                  for k in ("vision_steps", "memory_steps", "generations")}})
+    cmaes = CMAESConfig(temperature=args.temperature, population=args.population, rollouts=args.rollouts,
+                        eval_every=args.eval_every, eval_rollouts=args.eval_rollouts, sigma0=args.sigma0,
+                        device=args.device, dtype=args.dtype)
+    if flat.generations is not None:
+        cmaes = replace(cmaes, generations=flat.generations)
     cfg = IterateConfig(
-        env_id=args.env_id, rounds=args.rounds, episodes=args.episodes, noise=args.noise, max_steps=args.max_steps,
-        recipe=recipe_from_args(args),
-        cmaes=CMAESConfig(temperature=args.temperature, population=args.population, rollouts=args.rollouts,
-                          generations=args.generations, eval_every=args.eval_every, eval_rollouts=args.eval_rollouts,
-                          sigma0=args.sigma0, device=args.device, dtype=args.dtype),
-        eval_episodes=args.eval_episodes, workers=args.workers, seed=args.seed or 0, warm_start=args.warm_start,
-        device=args.device,
+        env_id=args.env_id, rounds=args.rounds, episodes=_schedule(args.episodes), noise=args.noise,
+        max_steps=args.max_steps, recipe=recipe_from_args(flat), cmaes=cmaes,
+        eval_episodes=_schedule(args.eval_episodes), workers=args.workers, seed=args.seed or 0,
+        warm_start=args.warm_start, device=args.device, **lists,
     )
     print(format_rounds(iterate(cfg, args.out)))
 
@@ -234,7 +247,13 @@ def _pull(args: argparse.Namespace) -> None:
     print(f"{result['repo_id']} ({result['kind']}) at commit {result['commit']}: {result['path']}")
 
 
-def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
+PER_ROUND = " (one value, or one per round: the last holds for the later rounds)"
+
+
+def add_train_args(p: argparse.ArgumentParser, data: bool = True, schedule: bool = False) -> None:
+    """The world-model training flags; ``schedule``: iterate's, whose steps may be given per round."""
+    each = {"nargs": "+"} if schedule else {}
+    more = PER_ROUND if schedule else ""
     if data:
         p.add_argument("data", nargs="+", help="dataset directories, or minari:<dataset-id>")
         p.add_argument("--out", required=True, type=out_dir, help="run directory; the WorldModel is saved here")
@@ -245,9 +264,10 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
                                            "(default: random init)")
         p.add_argument("--keep-vision", action="store_true", help="with --init-from: keep its V, train only M + heads")
     p.add_argument("--preset", choices=["paper", "tiny"], default="paper", help="paper sizes, or tiny for smoke runs")
-    p.add_argument("--vision-steps", type=positive_int, help="V (VAE) optimiser steps (default: the preset's)")
-    p.add_argument("--memory-steps", type=positive_int, help="M (MDN-RNN) + heads optimiser steps "
-                                                             "(default: the preset's)")
+    p.add_argument("--vision-steps", type=positive_int, **each,
+                   help="V (VAE) optimiser steps" + more + " (default: the preset's)")
+    p.add_argument("--memory-steps", type=positive_int, **each,
+                   help="M (MDN-RNN) + heads optimiser steps" + more + " (default: the preset's)")
     p.add_argument("--vision-batch", type=positive_int, help="V batch size in frames (default: the preset's)")
     p.add_argument("--memory-batch", type=positive_int, help="M batch size in sequences (default: the preset's)")
     p.add_argument("--lr", type=positive_float, help="Adam learning rate of both stages (default: the preset's)")
@@ -265,10 +285,13 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
                                                                             "(needs the tensorboard package)")
 
 
-def _add_cmaes_args(p: argparse.ArgumentParser) -> None:
+def _add_cmaes_args(p: argparse.ArgumentParser, schedule: bool = False) -> None:
+    """The CMA-ES flags; ``schedule``: iterate's, whose generations may be given per round."""
     from dreamgym.agents.cmaes import CMAESConfig as C
 
-    field_argument(p, C, "generations", type=positive_int, help="CMA-ES generations")
+    each = {"nargs": "+"} if schedule else {}
+    field_argument(p, C, "generations", type=positive_int, **each,
+                   help="CMA-ES generations" + (PER_ROUND if schedule else ""))
     field_argument(p, C, "population", type=positive_int, help="CMA-ES candidates per generation (>= 4)")
     field_argument(p, C, "rollouts", type=positive_int, help="dream episodes per candidate")
     field_argument(p, C, "sigma0", type=positive_float, help="CMA-ES initial step size")
@@ -404,20 +427,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("env_id", help="the real env, e.g. CarRacing-v3")
     field_argument(p, IterateConfig, "rounds", type=positive_int, help="Dyna rounds")
     p.add_argument("--out", required=True, type=out_dir, help="run directory; one subdirectory per round")
-    field_argument(p, IterateConfig, "episodes", type=positive_int, help="episodes collected per round")
+    field_argument(p, IterateConfig, "episodes", type=positive_int, nargs="+", help="episodes collected" + PER_ROUND)
     field_argument(p, IterateConfig, "noise", type=nonneg_float, help="exploration noise of the agent collecting")
     field_argument(p, IterateConfig, "max_steps", type=positive_int,
                    help="cap episode length (default: the env's time limit)")
-    field_argument(p, IterateConfig, "eval_episodes", type=positive_int,
-                   help="real episodes scoring each round's agent")
+    field_argument(p, IterateConfig, "eval_episodes", type=positive_int, nargs="+",
+                   help="real episodes scoring each round's agent" + PER_ROUND)
     field_argument(p, IterateConfig, "workers", type=nonneg_int, help="processes (0: every core)")
     p.add_argument("--temperature", type=temperature, help="the dreams' tau (default: the model's)")
     p.add_argument("--seed", type=nonneg_int, help="seed of every stage (default: 0)")
     p.add_argument("--warm-start", action="store_true",
                    help="later rounds continue the last round's world model (V kept) and controller "
                         "instead of starting from scratch")
-    add_train_args(p, data=False)
-    _add_cmaes_args(p)
+    add_train_args(p, data=False, schedule=True)
+    _add_cmaes_args(p, schedule=True)
     p.set_defaults(func=_iterate)
 
     from dreamgym.ship import ShipConfig as S

@@ -82,11 +82,13 @@ def ship(cfg: ShipConfig) -> Path:
     try:
         source = _ship_controller(cfg, tmp)
         evals = _ship_evals(cfg, tmp, source)
-        media = [VIDEO_NAME] if _ship_video(cfg, tmp) else [m for m in (VIDEO_NAME,) if (tmp / m).is_file()]
         model = WorldModel.from_pretrained(tmp)
         if cfg.termination is not None:
             model.config.dream.termination = cfg.termination
         model.config.summary.update(cfg.summary)
+        model.save_pretrained(tmp)  # the config the GIF's dream plays by
+        (tmp / "README.md").unlink()
+        media = [VIDEO_NAME] if _ship_video(cfg, tmp) else [m for m in (VIDEO_NAME,) if (tmp / m).is_file()]
         model.save_pretrained(tmp, model_card_kwargs={"eval_results": evals, "media": media})
         WorldModel.from_pretrained(tmp)  # strict loads before the new folder replaces the old
         if (tmp / "controller").is_dir():

@@ -28,8 +28,9 @@ def test_flag_defaults_are_the_config_defaults(command, config):
     checked = 0
     for f in dataclasses.fields(config):
         a = actions.get(f.name)
-        if a is None or a.default is None or (command, f.name) in {("train-agent", "algo"), ("iterate", "seed")}:
-            continue  # CLI-only defaults: train-agent's algo is cmaes; iterate's seed also leaves the preset's
+        if a is None or a.default is None or (command, f.name) in {("train-agent", "algo"), ("iterate", "seed"),
+                                                                   ("iterate", "generations")}:
+            continue  # train-agent's algo is cmaes; iterate's seed also leaves the preset's; generations: CMA-ES's
         assert a.default == field_default(config, f.name), (command, f.name)
         if "choices" in f.metadata and (command, f.name) != ("train-agent", "obs_type"):
             assert list(a.choices) == list(f.metadata["choices"]), (command, f.name)
@@ -66,3 +67,25 @@ def test_a_run_recorded_before_a_new_setting_existed_continues(tmp_path):
     (tmp_path / "iterate.json").write_text(json.dumps(now))
     with pytest.raises(ConfigError, match="cmaes.dtype: 'float32' recorded, 'bfloat16' now"):
         check_settings(IterateConfig(cmaes=CMAESConfig(dtype="bfloat16")), tmp_path)
+
+
+def test_iterate_schedules_from_the_cli(monkeypatch, tmp_path):
+    seen = []
+    monkeypatch.setattr("dreamgym.agents.iterate.iterate", lambda cfg, out: seen.append(cfg) or [])
+    main(["iterate", "Pendulum-v1", "--out", str(tmp_path), "--episodes", "120", "60", "--generations", "200", "150",
+          "--memory-steps", "5", "--eval-episodes", "7"])
+    main(["iterate", "Pendulum-v1", "--out", str(tmp_path), "--vision-steps", "3", "2"])
+    a, b = seen
+    assert (a.episodes, a.generations, a.cmaes.generations) == ([120, 60], [200, 150], 300)
+    assert (a.memory_steps, a.recipe.memory.steps, a.eval_episodes) == (None, 5, 7)  # one value: as before
+    assert (b.episodes, b.vision_steps, b.generations) == (100, [3, 2], None)
+
+
+def test_schedule_values_per_round():
+    from dreamgym.agents.iterate import at
+
+    assert [at([120, 60], k) for k in range(4)] == [120, 60, 60, 60] and at(5, 3) == 5
+    from dreamgym.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="episodes"):
+        IterateConfig(episodes=[]).validate()

@@ -58,7 +58,8 @@ def test_a_failed_ship_leaves_the_folder_that_was_there(run, tmp_path, capsys):
     out.mkdir()
     (out / "mine.txt").write_text("mine")
     with pytest.raises(SystemExit) as e:
-        main(["ship", str(run / "world_model"), "--out", str(out), "--eval", f"../x.json={run / 'agent' / 'eval.json'}"])
+        main(["ship", str(run / "world_model"), "--out", str(out),
+              "--eval", f"../x.json={run / 'agent' / 'eval.json'}"])
     assert e.value.code == 2 and "eval*.json" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["ship", str(run / "world_model"), "--out", str(out), "--controller", str(run / "world_model")])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 from dreamgym.data.collect import CollectConfig, collect
@@ -19,6 +19,15 @@ from dreamgym.evaluate import evaluate
 from dreamgym.registry import dream_spec_for_env
 from dreamgym.train.recipes import RecipeConfig, train_world_model
 from dreamgym.utils import atomic_write_text
+
+
+Schedule = TypeVar("Schedule")
+
+
+def at(value: Schedule | list[Schedule], k: int) -> Schedule:
+    """Round ``k``'s value of a schedule: a number for every round, or a list with one per round whose last
+    value holds for the rounds past its end (``[120, 60]``: 120 episodes in round 0, then 60 each)."""
+    return value[min(k, len(value) - 1)] if isinstance(value, list) else value
 
 
 @dataclass
@@ -33,20 +42,52 @@ class IterateConfig:
     :param warm_start: rounds after the first continue the last round's world model (V kept, M and the
         heads trained ``recipe.memory.steps`` more steps on all data) and start CMA-ES from its controller,
         instead of starting both from scratch.
+    :param warm_start_agent: False: a warm round's CMA-ES still starts from ``cmaes.init`` (only M continues).
+    :param vision_steps: / :param memory_steps: the world model's V and M steps (None: ``recipe``'s).
+    :param generations: CMA-ES generations (None: ``cmaes.generations``).
+    :param collect_seed: round k's collection seeds from this (None: ``seed + 1_000_000 * k``).
+    :param agent_seed: round k's CMA-ES seed (None: ``seed + k``).
+    :param eval_seed: round k's scoring seed (None: ``seed + 10_000``).
+
+    ``episodes``, ``eval_episodes``, ``warm_start``, ``vision_steps``, ``memory_steps``, ``generations``
+    and the seeds are schedules: one value for every round, or a list of one per round (see :func:`at`).
     """
 
     env_id: str = "CarRacing-v3"
     rounds: int = 3
-    episodes: int = 100
+    episodes: int | list[int] = 100
     noise: float = 0.1
     max_steps: int | None = None
     recipe: RecipeConfig = field(default_factory=RecipeConfig)
     cmaes: CMAESConfig = field(default_factory=CMAESConfig)
-    eval_episodes: int = 20
+    eval_episodes: int | list[int] = 20
     workers: int = 0
     seed: int = 0
-    warm_start: bool = False
+    warm_start: bool | list[bool] = False
     device: str = "cpu"
+    warm_start_agent: bool = True
+    vision_steps: int | list[int] | None = None
+    memory_steps: int | list[int] | None = None
+    generations: int | list[int] | None = None
+    collect_seed: int | list[int] | None = None
+    agent_seed: int | list[int] | None = None
+    eval_seed: int | list[int] | None = None
+
+    def validate(self) -> None:
+        if self.rounds < 1:
+            raise ConfigError(f"rounds must be >= 1, got {self.rounds}.")
+        for name in SCHEDULES:
+            value = getattr(self, name)
+            if isinstance(value, list) and not value:
+                raise ConfigError(f"{name}: a schedule is a value or a non-empty list of one per round, got [].")
+
+    def warm(self, k: int) -> bool:
+        """Round k continues round k - 1's world model."""
+        return k > 0 and bool(at(self.warm_start, k))
+
+
+SCHEDULES = ("episodes", "eval_episodes", "warm_start", "vision_steps", "memory_steps", "generations",
+             "collect_seed", "agent_seed", "eval_seed")
 
 
 def iterate(cfg: IterateConfig, out: str | Path, progress: bool = True) -> list[dict[str, Any]]:
@@ -54,46 +95,77 @@ def iterate(cfg: IterateConfig, out: str | Path, progress: bool = True) -> list[
     spec = dream_spec_for_env(cfg.env_id)
     if spec is None:
         raise ConfigError(f"iterate needs a real env with a registered dream; {cfg.env_id!r} has none.")
-    if cfg.rounds < 1:
-        raise ConfigError(f"rounds must be >= 1, got {cfg.rounds}.")
+    cfg.validate()
     out = Path(out)
     check_settings(cfg, out)
     rows: list[dict[str, Any]] = []
     data_dirs: list[str] = []
     for k in range(cfg.rounds):
-        data, wm, agent = out / f"round{k}" / "data", out / f"round{k}" / "world_model", out / f"round{k}" / "agent"
-        collect_cfg = CollectConfig(cfg.env_id, out=str(data), episodes=cfg.episodes, workers=cfg.workers,
-                                    seed=cfg.seed + 1_000_000 * k, max_steps=cfg.max_steps)
-        if k > 0:
-            prev = out / f"round{k - 1}"
-            collect_cfg = replace(collect_cfg, policy="agent", agent=str(prev / "agent" / "controller"),
-                                  agent_model=str(prev / "world_model"), noise=cfg.noise)
-        collect(collect_cfg, progress=progress)
-        data_dirs.append(str(data))
-        if not (wm / "config.json").is_file():
-            recipe = cfg.recipe
-            if cfg.warm_start and k > 0:
-                recipe = replace(recipe, init_from=str(out / f"round{k - 1}" / "world_model"), train_vision=False)
-            train_world_model(data_dirs, wm, recipe, resume=(wm / "stages").exists(), device=cfg.device,
-                              progress=progress)
-        if not (agent / "controller" / "config.json").is_file() or not (agent / "cmaes.json").is_file():
-            init = str(out / f"round{k - 1}" / "agent" / "controller") if cfg.warm_start and k > 0 else cfg.cmaes.init
-            trainer = CMAESTrainer(replace(cfg.cmaes, env_id=spec.id, model=str(wm), seed=cfg.seed + k, init=init),
-                                   agent, progress=progress)
-            trainer.load()
-            trainer.train()
-        score_path = out / f"round{k}" / "eval.json"
-        if score_path.is_file():
-            score = json.loads(score_path.read_text())
-        else:
-            score = evaluate(agent, cfg.eval_episodes, temperature=cfg.cmaes.temperature, workers=cfg.workers,
-                             seed=cfg.seed + 10_000, out=score_path)
-        rows.append({"round": k, "episodes_so_far": cfg.episodes * (k + 1), "dream_mean": score["dream"]["mean"],
-                     "dream_std": score["dream"]["std"], "real_mean": score["real"]["mean"],
-                     "real_std": score["real"]["std"], "gap": score["gap"]})
+        data_dirs.append(str(_collect_round(cfg, out, k, progress)))
+        _train_world_model_round(cfg, out, k, data_dirs, progress)
+        _train_agent_round(cfg, out, k, spec.id, progress)
+        score = _score_round(cfg, out, k)
+        rows.append({"round": k, "episodes_so_far": sum(at(cfg.episodes, j) for j in range(k + 1)),
+                     "dream_mean": score["dream"]["mean"], "dream_std": score["dream"]["std"],
+                     "real_mean": score["real"]["mean"], "real_std": score["real"]["std"], "gap": score["gap"]})
         atomic_write_text(out / "rounds.json", json.dumps({"config": asdict(cfg), "rounds": rows}, indent=2,
                                                           sort_keys=True, default=str) + "\n")
     return rows
+
+
+def _collect_round(cfg: IterateConfig, out: Path, k: int, progress: bool) -> Path:
+    """Round 0 with brownian actions; later rounds with the last round's agent plus noise."""
+    data = out / f"round{k}" / "data"
+    seed = cfg.seed + 1_000_000 * k if cfg.collect_seed is None else at(cfg.collect_seed, k)
+    collect_cfg = CollectConfig(cfg.env_id, out=str(data), episodes=at(cfg.episodes, k), workers=cfg.workers,
+                                seed=seed, max_steps=cfg.max_steps)
+    if k > 0:
+        prev = out / f"round{k - 1}"
+        collect_cfg = replace(collect_cfg, policy="agent", agent=str(prev / "agent" / "controller"),
+                              agent_model=str(prev / "world_model"), noise=cfg.noise)
+    collect(collect_cfg, progress=progress)
+    return data
+
+
+def _train_world_model_round(cfg: IterateConfig, out: Path, k: int, data_dirs: list[str], progress: bool) -> None:
+    """The world model on all data so far (skipped once saved; resumed when interrupted)."""
+    wm = out / f"round{k}" / "world_model"
+    if (wm / "config.json").is_file():
+        return
+    recipe = cfg.recipe
+    if cfg.vision_steps is not None:
+        recipe = replace(recipe, vision=replace(recipe.vision, steps=at(cfg.vision_steps, k)))
+    if cfg.memory_steps is not None:
+        recipe = replace(recipe, memory=replace(recipe.memory, steps=at(cfg.memory_steps, k)))
+    if cfg.warm(k):
+        recipe = replace(recipe, init_from=str(out / f"round{k - 1}" / "world_model"), train_vision=False)
+    train_world_model(data_dirs, wm, recipe, resume=(wm / "stages").exists(), device=cfg.device, progress=progress)
+
+
+def _train_agent_round(cfg: IterateConfig, out: Path, k: int, dream_id: str, progress: bool) -> None:
+    """CMA-ES in round k's dream (skipped once finished; resumed when interrupted)."""
+    agent = out / f"round{k}" / "agent"
+    if (agent / "controller" / "config.json").is_file() and (agent / "cmaes.json").is_file():
+        return
+    warm = cfg.warm(k) and cfg.warm_start_agent
+    init = str(out / f"round{k - 1}" / "agent" / "controller") if warm else cfg.cmaes.init
+    seed = cfg.seed + k if cfg.agent_seed is None else at(cfg.agent_seed, k)
+    cmaes = replace(cfg.cmaes, env_id=dream_id, model=str(out / f"round{k}" / "world_model"), seed=seed, init=init)
+    if cfg.generations is not None:
+        cmaes = replace(cmaes, generations=at(cfg.generations, k))
+    trainer = CMAESTrainer(cmaes, agent, progress=progress)
+    trainer.load()
+    trainer.train()
+
+
+def _score_round(cfg: IterateConfig, out: Path, k: int) -> dict[str, Any]:
+    """Round k's agent in its dream and in reality (kept in ``round{k}/eval.json``)."""
+    path = out / f"round{k}" / "eval.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    seed = cfg.seed + 10_000 if cfg.eval_seed is None else at(cfg.eval_seed, k)
+    return evaluate(out / f"round{k}" / "agent", at(cfg.eval_episodes, k), temperature=cfg.cmaes.temperature,
+                    workers=cfg.workers, seed=seed, out=path)
 
 
 SETTINGS_NAME = "iterate.json"
@@ -121,10 +193,12 @@ def check_settings(cfg: IterateConfig, out: Path) -> None:
     if path.is_file():
         recorded = json.loads(path.read_text())
     elif (out / "rounds.json").is_file():  # a run from before iterate.json: rounds.json carries its config
-        recorded = json.loads((out / "rounds.json").read_text()).get("config")
+        data = json.loads((out / "rounds.json").read_text())
+        recorded = data.get("config") if isinstance(data, dict) else None  # (a list: some script's own rows)
     if recorded is not None:
         # a setting newer than the recorded run reads as its default there (what the run was made with)
-        old, new = {**_flat(json.loads(json.dumps(asdict(IterateConfig()), default=str))), **_flat(recorded)}, _flat(now)
+        defaults = _flat(json.loads(json.dumps(asdict(IterateConfig()), default=str)))
+        old, new = {**defaults, **_flat(recorded)}, _flat(now)
         differ = [f"{k}: {old.get(k, '(unset)')!r} recorded, {new.get(k, '(unset)')!r} now"
                   for k in sorted(set(old) | set(new)) if k not in MAY_CHANGE and old.get(k) != new.get(k)]
         if differ:
