@@ -323,14 +323,7 @@ def _dream_option_values(args: argparse.Namespace) -> dict[str, object]:
             "halt_penalty": args.halt_penalty, "termination": args.termination}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dreamgym", description="Trained world models as Gymnasium environments.",
-                                     formatter_class=HelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, help="what to do; dreamgym COMMAND -h explains it")
-
-    from dreamgym.agents.cmaes import CMAESConfig
-    from dreamgym.agents.iterate import IterateConfig
-    from dreamgym.agents.sb3_train import SB3Config
+def _add_collect_parser(sub: Any) -> None:
     from dreamgym.data.collect import CollectConfig as C
 
     p = sub.add_parser("collect", help="collect real episodes with a policy")
@@ -350,9 +343,16 @@ def build_parser() -> argparse.ArgumentParser:
     field_argument(p, C, "env_kwargs", type=json_object, help="JSON kwargs for gym.make")
     p.set_defaults(func=_collect)
 
+
+def _add_train_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a world model: V, encode, M + heads")
     add_train_args(p)
     p.set_defaults(func=_train)
+
+
+def _add_train_agent_parser(sub: Any) -> None:
+    from dreamgym.agents.cmaes import CMAESConfig
+    from dreamgym.agents.sb3_train import SB3Config
 
     p = sub.add_parser("train-agent", help="train an agent in a dream: cmaes (linear controller) or any SB3 algo")
     p.add_argument("env_id", help="a Dream id, e.g. Dream-CarRacing-v0")
@@ -391,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                          "e.g. '{\"learning_rate\": 3e-4}'")
     p.set_defaults(func=_train_agent)
 
+
+def _add_evaluate_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="score an agent in the dream and in the real env")
     p.add_argument("agent", help="controller dir, CMA-ES run dir, SB3 zip, or 'random'")
     p.add_argument("--episodes", type=positive_int, default=100, help="episodes in each of dream and reality")
@@ -407,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dream_options(p)
     p.set_defaults(func=_evaluate)
 
+
+def _add_fidelity_parser(sub: Any) -> None:
     p = sub.add_parser("fidelity", help="the lie detector: the dream's predictions against reality, along an "
                                         "agent's real episodes")
     p.add_argument("model", help="world model (directory, pretrained name or Hub id)")
@@ -422,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="the JSON (default: MODEL/fidelity.json, if MODEL is a directory); the PNG beside it")
     p.add_argument("--no-plot", action="store_true", help="write the JSON only")
     p.set_defaults(func=_fidelity)
+
+
+def _add_iterate_parser(sub: Any) -> None:
+    from dreamgym.agents.iterate import IterateConfig
 
     p = sub.add_parser("iterate", help="Dyna: collect -> world model -> agent -> reality, repeated")
     p.add_argument("env_id", help="the real env, e.g. CarRacing-v3")
@@ -443,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cmaes_args(p, schedule=True)
     p.set_defaults(func=_iterate)
 
+
+def _add_ship_parser(sub: Any) -> None:
     from dreamgym.ship import ShipConfig as S
 
     p = sub.add_parser("ship", help="a run's world model, controller and scores as one pretrained-style folder")
@@ -464,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     field_argument(p, S, "summary", type=json_object, help="JSON entries added to the world model's summary and card")
     p.set_defaults(func=_ship)
 
+
+def _add_push_parser(sub: Any) -> None:
     p = sub.add_parser("push", help="publish a world model, controller or SB3 agent to the Hugging Face Hub")
     p.add_argument("folder", help="a world model, controller or SB3 agent directory")
     p.add_argument("repo_id", help="e.g. someone/dream-carracing (SB3 agents: someone/ppo-Dream-CarRacing-v0)")
@@ -474,18 +486,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse to upload any file larger than this")
     p.set_defaults(func=_push)
 
+
+def _add_pull_parser(sub: Any) -> None:
     p = sub.add_parser("pull", help="download a Hub repo into the cache for offline use, and check it loads")
     p.add_argument("repo_id", help="e.g. someone/dream-carracing")
     p.add_argument("--revision", help="branch, tag or commit (default: main)")
     p.set_defaults(func=_pull)
 
-    from dreamgym.viz.cli import register as register_viz
 
-    register_viz(sub)  # dream | play | plot
-
+def _add_validate_parser(sub: Any) -> None:
     p = sub.add_parser("validate", help="check every shard of a dataset")
     p.add_argument("data", help="a dataset directory (written by dreamgym collect)")
     p.set_defaults(func=_validate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dreamgym", description="Trained world models as Gymnasium environments.",
+                                     formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, help="what to do; dreamgym COMMAND -h explains it")
+    from dreamgym.viz.cli import register as register_viz
+
+    _add_collect_parser(sub)
+    _add_train_parser(sub)
+    _add_train_agent_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_fidelity_parser(sub)
+    _add_iterate_parser(sub)
+    _add_ship_parser(sub)
+    _add_push_parser(sub)
+    _add_pull_parser(sub)
+    register_viz(sub)  # dream | play | plot
+    _add_validate_parser(sub)
     for command in sub.choices.values():
         command.formatter_class = HelpFormatter  # every flag's help shows its default
     return parser
