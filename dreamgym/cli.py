@@ -200,7 +200,7 @@ def _schedule(values: Any) -> Any:
 
 def _iterate(args: argparse.Namespace) -> None:
     from dreamgym.agents.cmaes import CMAESConfig
-    from dreamgym.agents.iterate import IterateConfig, format_rounds, iterate
+    from dreamgym.iterate import IterateConfig, format_rounds, iterate
 
     # one value goes where it went before schedules (so the recorded settings of earlier runs still match)
     lists = {k: v for k in ("vision_steps", "memory_steps", "generations")
@@ -429,7 +429,7 @@ def _add_fidelity_parser(sub: Any) -> None:
 
 
 def _add_iterate_parser(sub: Any) -> None:
-    from dreamgym.agents.iterate import IterateConfig
+    from dreamgym.iterate import IterateConfig
 
     p = sub.add_parser("iterate", help="Dyna: collect -> world model -> agent -> reality, repeated")
     p.add_argument("env_id", help="the real env, e.g. CarRacing-v3")

@@ -14,7 +14,7 @@ through round k-1's world model, Gaussian action noise 0.2; retrain the world mo
 data so far (VAE 2000 steps, M 3000 steps); CMA-ES 150 generations; evaluate over 50 episodes (dream, real).
 In the --warm-rounds (3 and 4), a round's world model continues round k-1's instead of starting from scratch:
 V kept, M and the heads trained --warm-memory-steps (1500) more steps on all data (about half the CPU time).
-The library's Dyna loop (dreamgym.agents.iterate) runs the rounds: every stage is skipped when its output
+The library's Dyna loop (dreamgym.iterate) runs the rounds: every stage is skipped when its output
 exists, so re-running continues after a crash or Ctrl-C; WORK/rounds.json has one row per finished round.
 With --ship: the round with the best real score (or --ship-round) is scored again on 100 fresh episodes (seeds
 2000..2099, dream and reality) and shipped to pretrained/carracing by dreamgym.ship (fp16 world model, its
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dreamgym.agents.cmaes import CMAESConfig
-from dreamgym.agents.iterate import IterateConfig, iterate
+from dreamgym.iterate import IterateConfig, iterate
 from dreamgym.argtypes import parse_cli
 from dreamgym.evaluate import evaluate
 from dreamgym.ship import ShipConfig, pipeline_minutes, ship

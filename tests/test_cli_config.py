@@ -9,7 +9,7 @@ import json
 import pytest
 
 from dreamgym.agents.cmaes import CMAESConfig
-from dreamgym.agents.iterate import IterateConfig, check_settings
+from dreamgym.iterate import IterateConfig, check_settings
 from dreamgym.agents.sb3_train import SB3Config
 from dreamgym.argtypes import config_from_args, field_argument, field_default
 from dreamgym.cli import build_parser, main
@@ -51,7 +51,7 @@ def test_field_argument_and_config_from_args():
 
 def test_iterate_sets_the_cmaes_dtype_and_device(monkeypatch, tmp_path):
     seen = {}
-    monkeypatch.setattr("dreamgym.agents.iterate.iterate", lambda cfg, out: seen.setdefault("cfg", cfg) and [])
+    monkeypatch.setattr("dreamgym.iterate.iterate", lambda cfg, out: seen.setdefault("cfg", cfg) and [])
     main(["iterate", "Pendulum-v1", "--out", str(tmp_path), "--dtype", "bfloat16", "--device", "cpu"])
     cfg = seen["cfg"]
     assert (cfg.cmaes.dtype, cfg.cmaes.device, cfg.device) == ("bfloat16", "cpu", "cpu")
@@ -71,7 +71,7 @@ def test_a_run_recorded_before_a_new_setting_existed_continues(tmp_path):
 
 def test_iterate_schedules_from_the_cli(monkeypatch, tmp_path):
     seen = []
-    monkeypatch.setattr("dreamgym.agents.iterate.iterate", lambda cfg, out: seen.append(cfg) or [])
+    monkeypatch.setattr("dreamgym.iterate.iterate", lambda cfg, out: seen.append(cfg) or [])
     main(["iterate", "Pendulum-v1", "--out", str(tmp_path), "--episodes", "120", "60", "--generations", "200", "150",
           "--memory-steps", "5", "--eval-episodes", "7"])
     main(["iterate", "Pendulum-v1", "--out", str(tmp_path), "--vision-steps", "3", "2"])
@@ -82,7 +82,7 @@ def test_iterate_schedules_from_the_cli(monkeypatch, tmp_path):
 
 
 def test_schedule_values_per_round():
-    from dreamgym.agents.iterate import at
+    from dreamgym.iterate import at
 
     assert [at([120, 60], k) for k in range(4)] == [120, 60, 60, 60] and at(5, 3) == 5
     from dreamgym.errors import ConfigError

@@ -18,7 +18,7 @@ from dreamgym.envs.core import OBS_TYPES
 from dreamgym.errors import ConfigError
 from dreamgym.registry import DREAMS
 from dreamgym.rollout import run_episodes
-from dreamgym.sb3 import DreamVecEnv
+from dreamgym.agents.sb3 import DreamVecEnv
 from dreamgym.utils import atomic_write_text
 
 OFF_POLICY_BOX = ("sac", "td3", "ddpg")

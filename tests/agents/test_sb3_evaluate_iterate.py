@@ -7,7 +7,7 @@ import pytest
 
 from dreamgym import WorldModel
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
-from dreamgym.agents.iterate import IterateConfig, format_rounds, iterate
+from dreamgym.iterate import IterateConfig, format_rounds, iterate
 from dreamgym.agents.sb3_io import load_sb3
 from dreamgym.agents.sb3_train import SB3Config, train_sb3
 from dreamgym.cli import main
