@@ -21,13 +21,14 @@ from dreamgym.data.episodes import DatasetMeta, Episode, read_episode
 from dreamgym.data.latents import (
     LatentEpisode, ShardRef, drop_stale_latents, encode_to_store, load_latents, scan_dataset, weights_hash,
 )
-from dreamgym.data.sequences import FrameReservoir, LatentSequenceDataset, encode_actions
+from dreamgym.data.sequences import FrameReservoir, LatentSequenceDataset
 from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.models.heads import HeadsConfig
 from dreamgym.models.mdnrnn import MemoryConfig, mixture_nll
 from dreamgym.models.vision import VisionConfig
 from dreamgym.models.world_model import WorldModel, WorldModelConfig
 from dreamgym.registry import dream_spec_for_env
+from dreamgym.spaces import encode_actions
 from dreamgym.train.trainer import TrainConfig, Trainer, distributed
 from dreamgym.utils import atomic_write, atomic_write_text
 
