@@ -22,3 +22,20 @@ def test_training_encodes_actions_as_the_dream_does(space):
     assert trained.dtype == np.float32 and trained.shape == (16, adapter.dim)
     np.testing.assert_array_equal(trained, adapter.batch_numpy(actions, 16))  # what the dream feeds M
     np.testing.assert_array_equal(trained[0], adapter.single_numpy(actions[0]))
+
+
+@pytest.mark.parametrize("env_id", ["CarRacing-v3", "Pendulum-v1", "VizdoomTakeCover-v1"])
+def test_tests_and_training_build_a_world_model_config_the_same_way(env_id):
+    from dataclasses import asdict
+
+    from dreamgym.registry import dream_spec_for_env
+    from dreamgym.testing import world_model_config
+    from dreamgym.train.recipes import RecipeConfig, build_model_config
+
+    spec = dream_spec_for_env(env_id)
+    frames = spec.frame_key is not None or len(spec.observation_space["shape"]) == 3
+    trained = build_model_config(env_id, spec.action_space, spec.observation_space, RecipeConfig(num_start_states=1),
+                                 frames=frames, obs_dim=0 if frames else spec.observation_space["shape"][0],
+                                 frame_key=spec.frame_key, frame_crop=spec.frame_crop)
+    assert asdict(world_model_config(env_id)) == asdict(trained)
+    assert world_model_config(env_id, tiny=True).memory.hidden_size == 8

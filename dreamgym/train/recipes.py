@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -94,7 +94,25 @@ class RecipeConfig:
 
 def model_config(meta: DatasetMeta, cfg: RecipeConfig) -> WorldModelConfig:
     """The WorldModelConfig for a dataset: spaces and frame settings from the data, sizes from cfg."""
-    spec = dream_spec_for_env(meta.env_id)
+    return build_model_config(
+        meta.env_id, meta.action_space, meta.observation_space, cfg, frames=meta.obs_kind == "frames",
+        obs_dim=int(np.prod(meta.obs_shape)), env_kwargs=meta.env_kwargs, frame_key=meta.frame_key,
+        frame_crop=meta.frame_crop, time_limit=lambda: _time_limit(meta),
+    )
+
+
+def build_model_config(env_id: str, action_space: dict[str, Any], observation_space: dict[str, Any],
+                       cfg: RecipeConfig, *, frames: bool, obs_dim: int, env_kwargs: dict[str, Any] | None = None,
+                       frame_key: str | None = None, frame_crop: Sequence[int] | None = None,
+                       time_limit: Callable[[], int] = lambda: 1000) -> WorldModelConfig:
+    """The one place a world model's config is made for an env (training's :func:`model_config` and
+    :func:`dreamgym.testing.world_model_config` both come here).
+
+    Sizes come from ``cfg`` (None: the registered env's, else z 32 and LSTM 256); V is a conv VAE on frames or
+    the identity on state vectors of ``obs_dim``; the heads, time limit and render rate are the registered
+    env's (``time_limit()`` for an unregistered one) with ``cfg.heads`` on top.
+    """
+    spec = dream_spec_for_env(env_id)
     for name in ("z_dim", "hidden_size"):  # None means the env's default; 0 is not a size
         value = getattr(cfg, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -102,10 +120,9 @@ def model_config(meta: DatasetMeta, cfg: RecipeConfig) -> WorldModelConfig:
                               f"got {value!r}.")
     z_dim = cfg.z_dim if cfg.z_dim is not None else (spec.z_dim if spec else 32)
     hidden = cfg.hidden_size if cfg.hidden_size is not None else (spec.hidden_size if spec else 256)
-    if meta.obs_kind == "frames":
+    if frames:
         vision = VisionConfig(kind="conv_vae", z_dim=z_dim, channels=cfg.channels or [32, 64, 128, 256])
     else:
-        obs_dim = int(np.prod(meta.obs_shape))
         vision = VisionConfig(kind="identity", z_dim=obs_dim, obs_dim=obs_dim)
     unknown = sorted(set(cfg.heads or {}) - set(HeadsConfig.__dataclass_fields__))
     if unknown:
@@ -113,11 +130,11 @@ def model_config(meta: DatasetMeta, cfg: RecipeConfig) -> WorldModelConfig:
     heads = HeadsConfig(**{**(spec.heads if spec else {}), **(cfg.heads or {})})
     heads.validate()
     return WorldModelConfig(
-        env_id=meta.env_id, action_space=meta.action_space, observation_space=meta.observation_space,
+        env_id=env_id, action_space=action_space, observation_space=observation_space,
         vision=vision, heads=heads,
         memory=MemoryConfig(hidden_size=hidden, n_mixtures=cfg.n_mixtures, ensemble=cfg.ensemble, dropout=cfg.dropout),
-        env_kwargs=meta.env_kwargs, frame_key=meta.frame_key, frame_crop=meta.frame_crop,
-        max_episode_steps=spec.max_episode_steps if spec else _time_limit(meta),
+        env_kwargs=dict(env_kwargs or {}), frame_key=frame_key, frame_crop=list(frame_crop) if frame_crop else None,
+        max_episode_steps=spec.max_episode_steps if spec else time_limit(),
         default_temperature=cfg.default_temperature, render_fps=spec.render_fps if spec else 30,
         num_start_states=cfg.num_start_states, storage_dtype=cfg.storage_dtype,
     )
