@@ -121,7 +121,8 @@ def build_model_config(env_id: str, action_space: dict[str, Any], observation_sp
     z_dim = cfg.z_dim if cfg.z_dim is not None else (spec.z_dim if spec else 32)
     hidden = cfg.hidden_size if cfg.hidden_size is not None else (spec.hidden_size if spec else 256)
     if frames:
-        vision = VisionConfig(kind="conv_vae", z_dim=z_dim, channels=cfg.channels or [32, 64, 128, 256])
+        channels = {"channels": list(cfg.channels)} if cfg.channels else {}  # else VisionConfig's: the paper's
+        vision = VisionConfig(kind="conv_vae", z_dim=z_dim, **channels)
     else:
         vision = VisionConfig(kind="identity", z_dim=obs_dim, obs_dim=obs_dim)
     unknown = sorted(set(cfg.heads or {}) - set(HeadsConfig.__dataclass_fields__))
