@@ -39,3 +39,31 @@ def test_tests_and_training_build_a_world_model_config_the_same_way(env_id):
                                  frame_key=spec.frame_key, frame_crop=spec.frame_crop)
     assert asdict(world_model_config(env_id)) == asdict(trained)
     assert world_model_config(env_id, tiny=True).memory.hidden_size == 8
+
+
+def _dark(x, low, high):
+    return np.zeros((128, 128, 3), np.uint8)
+
+
+def test_a_new_env_is_one_dream_spec(monkeypatch):
+    """The renderer, the play keys and the crop of an env all come from its DreamSpec (registry.py)."""
+    import dataclasses
+
+    from dreamgym.envs.render import STATE_RENDERERS, state_bars, state_renderer
+    from dreamgym.registry import DREAMS, DreamSpec
+    from dreamgym.viz.play import controls_for
+
+    box = {"type": "Box", "low": -1.0, "high": 1.0, "shape": [2], "dtype": "float32"}
+    spec = DreamSpec(id="Dream-Toy-v0", env_id="Toy-v0", pretrained="toy", max_episode_steps=10, action_space=box,
+                     observation_space=box, renderer=f"{__name__}:_dark", play_keys={"a": [1.0, 0.0], "d": [0.0, -1.0]},
+                     play_help="a/d: push")
+    monkeypatch.setitem(DREAMS, spec.id, spec)
+    assert state_renderer("Toy-v0") is _dark and STATE_RENDERERS.get("Toy-v0") is _dark
+    assert STATE_RENDERERS.get("Unknown-v0", state_bars) is state_bars
+    import pygame
+
+    controls = controls_for("Toy-v0")
+    assert controls.help == "a/d: push"
+    np.testing.assert_array_equal(controls.action({pygame.K_a, pygame.K_d}), [1.0, -1.0])
+    np.testing.assert_array_equal(controls.action(set()), [0.0, 0.0])
+    assert {f.name for f in dataclasses.fields(DreamSpec)} >= {"frame_crop", "renderer", "play_keys"}

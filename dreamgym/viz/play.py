@@ -32,11 +32,11 @@ from gymnasium.error import DependencyNotInstalled
 
 from dreamgym.errors import ConfigError
 from dreamgym.models.world_model import WorldModel
+from dreamgym.registry import DREAMS, dream_spec_for_env
 
 TAU_STEP = 0.05
-DOOM_NOOP, DOOM_RIGHT, DOOM_LEFT = 0, 1, 2  # ViZDoom's Discrete(3) over {MOVE_LEFT, MOVE_RIGHT}: see above
-CAR_GAS, CAR_BRAKE = 1.0, 0.8
-PENDULUM_TORQUE = 2.0
+_DOOM = DREAMS["Dream-DoomTakeCover-v0"]  # ViZDoom's Discrete(3) over {MOVE_LEFT, MOVE_RIGHT}: see above
+DOOM_NOOP, DOOM_RIGHT, DOOM_LEFT = _DOOM.play_noop, _DOOM.play_keys["right"], _DOOM.play_keys["left"]
 EVENT_KINDS = ("down", "up", "quit")
 
 ScriptedEvent = tuple[str, "str | int | None"]  # ("down" | "up", key name or pygame key code), ("quit", None)
@@ -63,33 +63,29 @@ class Controls:
 
 
 def controls_for(env_id: str) -> Controls:
-    """The keyboard controls of a real env id (``CarRacing-v3``, ``VizdoomTakeCover-v1``, ``Pendulum-v1``).
+    """The keyboard controls of a real env id, from its ``DreamSpec.play_keys`` (``CarRacing-v3``,
+    ``VizdoomTakeCover-v1``, ``Pendulum-v1``).
 
     :param env_id: the real env a dream was learned from (``model.config.env_id``).
     """
+    spec = dream_spec_for_env(env_id)
+    if spec is None or not spec.play_keys:
+        playable = sorted(s.env_id for s in DREAMS.values() if s.play_keys)
+        raise ConfigError(f"No keyboard controls for {env_id!r}: expected a dream of one of {playable}.")
     pg = _pygame()
-    left, right, up, down = pg.K_LEFT, pg.K_RIGHT, pg.K_UP, pg.K_DOWN
+    keys = {pg.key.key_code(name): value for name, value in spec.play_keys.items()}
+    if spec.action_space["type"] == "Discrete":
+        def discrete(held: set[int]) -> int:
+            pressed = [keys[k] for k in keys if k in held]
+            return pressed[0] if len(pressed) == 1 else spec.play_noop
 
-    def car(held: set[int]) -> np.ndarray:
-        steer = float(right in held) - float(left in held)
-        return np.array([steer, CAR_GAS * (up in held), CAR_BRAKE * (down in held)], dtype=np.float32)
+        return Controls(discrete, spec.play_help)
+    zero = np.zeros(len(next(iter(keys.values()))), dtype=np.float32)
 
-    def doom(held: set[int]) -> int:
-        if (left in held) == (right in held):
-            return DOOM_NOOP
-        return DOOM_LEFT if left in held else DOOM_RIGHT
+    def box(held: set[int]) -> np.ndarray:  # each held key adds its vector
+        return sum((np.asarray(keys[k], dtype=np.float32) for k in keys if k in held), zero.copy())
 
-    def pendulum(held: set[int]) -> np.ndarray:
-        return np.array([PENDULUM_TORQUE * (float(left in held) - float(right in held))], dtype=np.float32)
-
-    table = {
-        "CarRacing-v3": Controls(car, "arrows: steer / gas / brake"),
-        "VizdoomTakeCover-v1": Controls(doom, "left/right: move"),
-        "Pendulum-v1": Controls(pendulum, "left/right: torque"),
-    }
-    if env_id not in table:
-        raise ConfigError(f"No keyboard controls for {env_id!r}: expected a dream of one of {sorted(table)}.")
-    return table[env_id]
+    return Controls(box, spec.play_help)
 
 
 def press(key: str | int, hold: int = 1) -> list[list[ScriptedEvent]]:
