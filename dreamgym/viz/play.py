@@ -73,7 +73,7 @@ def controls_for(env_id: str) -> Controls:
         playable = sorted(s.env_id for s in DREAMS.values() if s.play_keys)
         raise ConfigError(f"No keyboard controls for {env_id!r}: expected a dream of one of {playable}.")
     pg = _pygame()
-    keys = {pg.key.key_code(name): value for name, value in spec.play_keys.items()}
+    keys = {_key_code(pg, name): value for name, value in spec.play_keys.items()}
     if spec.action_space["type"] == "Discrete":
         def discrete(held: set[int]) -> int:
             pressed = [keys[k] for k in keys if k in held]
@@ -86,6 +86,14 @@ def controls_for(env_id: str) -> Controls:
         return sum((np.asarray(keys[k], dtype=np.float32) for k in keys if k in held), zero.copy())
 
     return Controls(box, spec.play_help)
+
+
+def _key_code(pg: Any, name: str) -> int:
+    """A pygame key code by name (``"left"``, ``"a"``), without ``pygame.init()`` (which key.key_code wants)."""
+    code = getattr(pg, f"K_{name}", None) or getattr(pg, f"K_{name.upper()}", None)
+    if code is None:
+        raise ConfigError(f"Unknown key name {name!r} in DreamSpec.play_keys: use pygame key names such as 'left', 'a'.")
+    return int(code)
 
 
 def press(key: str | int, hold: int = 1) -> list[list[ScriptedEvent]]:
