@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dreamgym.checkpoint import read_json_object
-from dreamgym.errors import CheckpointError, ConfigError
+from dreamgym.errors import ConfigError
 
 # a run's training leftovers: the shipped folder holds only what loads, plays and documents the model
 NOT_SHIPPED = ("stages", "latents", "recipe.json", "README.md", "*.tmp")
@@ -66,6 +66,8 @@ class ShipConfig:
                 raise ConfigError(f"eval file name {name!r}: expected a plain name eval*.json, e.g. eval.json.")
             if not Path(src).is_file():
                 raise ConfigError(f"eval {name}: {src!r} is not a file; pass a dreamgym evaluate JSON.")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise ConfigError(f"out {self.out!r} is a file; ship writes a folder. Pass another path.")
         if self.video_steps < 0 or not self.fps > 0:
             raise ConfigError(f"video_steps must be >= 0 and fps > 0, got {self.video_steps} and {self.fps}.")
 
@@ -104,10 +106,13 @@ def ship(cfg: ShipConfig) -> Path:
 
 def _ship_controller(cfg: ShipConfig, tmp: Path) -> Path | None:
     """Copy the controller into ``tmp/controller``, its config naming the shipped dream; return its source."""
-    if cfg.controller is None:
-        return None
     from dreamgym.agents import locate_agent
     from dreamgym.agents.controller import LinearController
+
+    if cfg.controller is None:
+        if (tmp / "controller" / "config.json").is_file():  # the kept controller: its card regenerated too
+            LinearController.from_pretrained(tmp / "controller").save_pretrained(tmp / "controller")
+        return None
 
     kind, path = locate_agent(Path(cfg.controller))
     if kind != "controller":
@@ -152,8 +157,6 @@ def _swap(tmp: Path, out: Path) -> None:
     old = out.with_name(out.name + ".ship.old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
-        if not out.is_dir():
-            raise CheckpointError(f"{out} is a file; ship writes a folder. Pass another --out.")
         out.rename(old)
     tmp.rename(out)
     shutil.rmtree(old, ignore_errors=True)

@@ -49,7 +49,7 @@ def test_ship_writes_a_pretrained_folder_that_loads(run, tmp_path, capsys):
     # shipping again into the same folder updates it in place: the evals it holds stay on the card
     main(["ship", str(out), "--out", str(out), "--termination", "sample", "--video-steps", "0"])
     assert WorldModel.from_pretrained(out).config.dream.termination == "sample"
-    assert (out / "eval.json").is_file() and (out / "controller" / "config.json").is_file()
+    assert (out / "eval.json").is_file() and (out / "controller" / "README.md").is_file()
     assert "model-index" in (out / "README.md").read_text()
 
 
