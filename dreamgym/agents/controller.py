@@ -113,7 +113,8 @@ class LinearController(
 
     @property
     def num_params(self) -> int:
-        self._linear_only()
+        if self.config.hidden:
+            return sum(p.numel() for p in self.parameters())
         return (self.config.obs_dim + int(self.config.bias)) * self.out_dim
 
     def get_flat(self) -> np.ndarray:
