@@ -62,10 +62,10 @@ def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
 
 def check_algo_kwargs(algo: str, kwargs: dict[str, Any]) -> None:
     """Refuse ``--algo-kwargs`` names the SB3 algorithm does not take (or that dreamgym sets itself)."""
-    if algo == "cmaes":
+    if algo in ("cmaes", "dreamer"):
         if kwargs:
-            raise ConfigError(f"--algo-kwargs is for the SB3 algorithms, not cmaes; got {json.dumps(kwargs)}. Drop it, "
-                              "or use the CMA-ES flags (--population, --sigma0, ...).")
+            raise ConfigError(f"--algo-kwargs is for the SB3 algorithms, not {algo}; got {json.dumps(kwargs)}. Drop it, "
+                              "or use the CMA-ES flags (--population, --sigma0, ...) or Dreamer's (--updates, --horizon).")
         return
     import inspect
 
@@ -155,10 +155,26 @@ def _train_agent(args: argparse.Namespace) -> None:
         trainer.train()
         print(f"saved {Path(args.out) / 'controller'}: best dream score {trainer.best_eval:.1f}")
         return
+    if args.algo == "dreamer":
+        _train_dreamer(args)
+        return
     from dreamgym.agents.sb3_train import SB3Config, train_sb3
 
     train_sb3(config_from_args(SB3Config, args), args.out)
     print(f"saved {args.out}")
+
+
+def _train_dreamer(args: argparse.Namespace) -> None:
+    from dreamgym.agents.dreamer import STATE_NAME, DreamerConfig, DreamerTrainer
+
+    cfg = config_from_args(DreamerConfig, args, dream_options={k: v for k, v in _dream_option_values(args).items() if v is not None})
+    trainer = DreamerTrainer(cfg, args.out)
+    if args.resume:
+        trainer.load()
+    elif (Path(args.out) / STATE_NAME).exists():
+        raise DreamgymError(f"{args.out} already holds a Dreamer run; pass --resume to continue it, or a new --out.")
+    history = trainer.train()
+    print(f"saved {Path(args.out) / 'controller'}: last imagined return {history[-1]['return']:.2f}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -352,24 +368,30 @@ def _add_train_parser(sub: Any) -> None:
 
 def _add_train_agent_parser(sub: Any) -> None:
     from dreamgym.agents.cmaes import CMAESConfig
+    from dreamgym.agents.dreamer import DreamerConfig
     from dreamgym.agents.sb3_train import SB3Config
 
     p = sub.add_parser("train-agent", help="train an agent in a dream: cmaes (linear controller) or any SB3 algo")
     p.add_argument("env_id", help="a Dream id, e.g. Dream-CarRacing-v0")
-    field_argument(p, SB3Config, "algo", default="cmaes", choices=["cmaes", *field_choices(SB3Config, "algo")],
-                   help="cmaes: a linear controller (the paper's); else a Stable-Baselines3 algorithm")
+    field_argument(p, SB3Config, "algo", default="cmaes",
+                   choices=["cmaes", "dreamer", *field_choices(SB3Config, "algo")],
+                   help="cmaes: a linear controller (the paper's); dreamer: DreamerV3's imagination actor-critic; "
+                        "else a Stable-Baselines3 algorithm")
     p.add_argument("--out", required=True, type=out_dir, help="run directory; the agent is saved here")
     p.add_argument("--model", help="world model (directory, pretrained name or Hub id); default: the shipped one")
     p.add_argument("--temperature", type=temperature, help="the dream's tau (default: the model's)")
     field_argument(p, CMAESConfig, "seed", type=nonneg_int, help="seed of the search or the SB3 run")
     field_argument(p, CMAESConfig, "device", type=device, help="torch device: cpu, cuda, cuda:N or mps")
-    p.add_argument("--resume", action="store_true", help="continue a CMA-ES run in --out")
+    p.add_argument("--resume", action="store_true", help="continue a CMA-ES or dreamer run in --out")
     p.add_argument("--init", help="cmaes: start the search from this controller directory (fine-tuning; "
                                        "default: from zero)")
     _add_cmaes_args(p)
     p.add_argument("--max-steps", type=positive_int, help="CMA-ES rollout length (default: the time limit)")
     field_argument(p, SB3Config, "steps", type=positive_int, help="SB3: total dream steps")
     field_argument(p, SB3Config, "n_envs", type=positive_int, help="SB3: dreams stepped together")
+    field_argument(p, DreamerConfig, "num_envs", type=positive_int, help="dreamer: dreams imagined together")
+    field_argument(p, DreamerConfig, "updates", type=positive_int, help="dreamer: actor-critic updates")
+    field_argument(p, DreamerConfig, "horizon", type=positive_int, help="dreamer: imagination steps per update")
     field_argument(p, CMAESConfig, "obs_type", choices=field_choices(SB3Config, "obs_type"),
                    help="what the agent sees: [z, h] (latent), [z, c, h] (zch, the paper's Doom controller), z alone, "
                         "or decoded 64x64 frames (pixels, SB3)")

@@ -77,3 +77,19 @@ def test_bad_settings(model_dirs, tmp_path):
         DreamerTrainer(DreamerConfig("Pendulum-v1"), tmp_path)
     with pytest.raises(ConfigError, match="lam"):
         DreamerTrainer(_cfg(model_dirs, lam=1.5), tmp_path)
+
+
+def test_cli(model_dirs, tmp_path, capsys):
+    from dreamgym.cli import main
+
+    args = ["train-agent", "Dream-Pendulum-v0", "--algo", "dreamer", "--model", str(model_dirs["pendulum"]),
+            "--out", str(tmp_path / "run"), "--updates", "2", "--horizon", "2", "--num-envs", "4"]
+    main(args)
+    assert "saved" in capsys.readouterr().out and (tmp_path / "run" / "controller" / "config.json").is_file()
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "already holds a Dreamer run" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(args[:-6] + ["--algo-kwargs", '{"x": 1}'])
+    assert "not dreamer" in capsys.readouterr().err
