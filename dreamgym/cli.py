@@ -116,12 +116,35 @@ def recipe_from_args(args: argparse.Namespace):
     return replace(cfg, vision=replace(cfg.vision, **vision), memory=replace(cfg.memory, **memory), **top)
 
 
-def _train(args: argparse.Namespace) -> None:
-    from dreamgym.train.recipes import train_world_model
+def rssm_recipe_from_args(args: argparse.Namespace):
+    """``dreamgym train --backend rssm``: the RSSM's one stage takes M's flags (steps, batch, lr, window)."""
+    from dreamgym.train.rssm_recipe import RSSMRecipe
 
+    recipe = RSSMRecipe(preset="tiny" if args.preset == "tiny" else args.rssm_preset)
+    train = {k: v for k, v in {"steps": args.memory_steps, "batch_size": args.memory_batch, "lr": args.lr,
+                               "seed": args.seed, "tensorboard": args.tensorboard}.items() if v is not None}
+    top = {k: v for k, v in {"seq_len": args.seq_len, "seed": args.seed,
+                             "default_temperature": args.temperature}.items() if v is not None}
+    if args.fp16:
+        top["storage_dtype"] = "float16"
+    return replace(recipe, train=replace(recipe.train, **train), **top)
+
+
+def _train(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    model = train_world_model(_data_dirs(args.data, out), out, recipe_from_args(args), resume=args.resume,
-                              device=args.device)
+    if args.backend == "rssm":
+        from dreamgym.train.rssm_recipe import train_rssm
+
+        if args.init_from or args.keep_vision or args.ensemble or args.dropout:
+            raise ConfigError("--init-from, --keep-vision, --ensemble and --dropout are MDN-RNN options; "
+                              "drop them with --backend rssm.")
+        model = train_rssm(_data_dirs(args.data, out), out, rssm_recipe_from_args(args), resume=args.resume,
+                           device=args.device)
+    else:
+        from dreamgym.train.recipes import train_world_model
+
+        model = train_world_model(_data_dirs(args.data, out), out, recipe_from_args(args), resume=args.resume,
+                                  device=args.device)
     from dreamgym.train.trainer import distributed, finish_distributed
 
     if distributed()[0] == 0:
@@ -361,8 +384,13 @@ def _add_collect_parser(sub: Any) -> None:
 
 
 def _add_train_parser(sub: Any) -> None:
-    p = sub.add_parser("train", help="train a world model: V, encode, M + heads")
+    p = sub.add_parser("train", help="train a world model: V, encode, M + heads (or an RSSM: --backend rssm)")
     add_train_args(p)
+    p.add_argument("--backend", choices=["mdnrnn", "rssm"], default="mdnrnn",
+                   help="mdnrnn: the paper's VAE + MDN-RNN; rssm: a Dreamer-style RSSM trained in one stage "
+                        "(--memory-steps, --memory-batch, --lr and --seq-len set it)")
+    p.add_argument("--rssm-preset", choices=["tiny", "cpu", "paper"], default="cpu",
+                   help="rssm sizes: cpu trains Pendulum in minutes on 2 cores; paper is DreamerV3-like, for a GPU")
     p.set_defaults(func=_train)
 
 
