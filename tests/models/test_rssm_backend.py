@@ -31,6 +31,7 @@ def tiny_rssm(seed: int = 0, **over) -> RSSMWorldModel:
     with torch.no_grad():
         model.start_deter.uniform_(-0.5, 0.5)
         model.start_stoch.copy_(torch.nn.functional.one_hot(torch.randint(0, 4, (4, 4)), 4).float().flatten(1))
+        model.rssm.cont[-1].bias.fill_(6.0)  # episodes go on (a random head would end them at random)
     return model.eval()
 
 
