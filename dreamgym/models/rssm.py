@@ -58,7 +58,7 @@ class RSSMConfig:
 
     PRESETS = {
         "tiny": dict(deter=16, groups=4, classes=4, hidden=16, layers=1, depth=4, reward_bins=31),
-        "cpu": dict(deter=256, groups=32, classes=32, hidden=256, layers=2, depth=16),
+        "cpu": dict(deter=128, groups=16, classes=16, hidden=128, layers=2, depth=16),
         "paper": dict(deter=2048, groups=32, classes=32, hidden=512, layers=2, depth=32),
     }
 
