@@ -12,7 +12,7 @@ from dreamgym.envs.core import DreamBatch, draw_episode
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
 from dreamgym.models.resolve import resolve_model
-from dreamgym.models.world_model import WorldModel
+from dreamgym.backends import Backend
 
 
 class DreamEnv(gym.Env):
@@ -39,7 +39,7 @@ class DreamEnv(gym.Env):
     reports it); truncated by the time limit that ``gym.make`` adds (the real env's).
 
     ## Arguments
-    :param model: WorldModel, checkpoint directory, name under pretrained/, or Hub repo id.
+    :param model: a world model (any backend), checkpoint directory, name under pretrained/, or Hub repo id.
     :param revision: Hub revision when ``model`` is a Hub id.
     :param temperature: tau >= 0 (None: the model's default); ``env.unwrapped.temperature = 1.3``
         changes it while running. tau = 0 is deterministic.
@@ -75,7 +75,7 @@ class DreamEnv(gym.Env):
 
     def __init__(
         self,
-        model: WorldModel | str = "",
+        model: Backend | str = "",
         revision: str | None = None,
         temperature: float | None = None,
         obs_type: str = "latent",
