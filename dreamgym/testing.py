@@ -12,7 +12,7 @@ from typing import Any
 from dreamgym.models.heads import HeadsConfig
 from dreamgym.models.mdnrnn import MemoryConfig
 from dreamgym.models.vision import VisionConfig
-from dreamgym.models.world_model import WorldModelConfig
+from dreamgym.models.world_model import WorldModelConfig, paper_sizes
 from dreamgym.registry import DREAMS, dream_spec_for_env
 
 
@@ -28,12 +28,12 @@ def world_model_config(env_id: str, tiny: bool = False, **overrides: Any) -> Wor
         raise KeyError(f"No registered dream for {env_id!r}; registered: {sorted(s.env_id for s in DREAMS.values())}.")
     pixels = spec.frame_key is not None or len(spec.observation_space.get("shape", [])) == 3
     if pixels:
-        vision = VisionConfig(kind="conv_vae", z_dim=4 if tiny else spec.z_dim,
+        vision = VisionConfig(kind="conv_vae", z_dim=4 if tiny else paper_sizes(spec.env_id)[0],
                               channels=[4, 8, 8, 16] if tiny else [32, 64, 128, 256])
     else:
         obs_dim = spec.observation_space["shape"][0]
         vision = VisionConfig(kind="identity", z_dim=obs_dim, obs_dim=obs_dim)
-    memory = MemoryConfig(hidden_size=8 if tiny else spec.hidden_size, n_mixtures=2 if tiny else 5)
+    memory = MemoryConfig(hidden_size=8 if tiny else paper_sizes(spec.env_id)[1], n_mixtures=2 if tiny else 5)
     config = WorldModelConfig(
         env_id=spec.env_id,
         action_space=spec.action_space,

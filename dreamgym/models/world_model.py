@@ -31,6 +31,16 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 
+# The paper's sizes of this backend per real env (z_dim, LSTM units); other envs get DEFAULT_SIZES.
+PAPER_SIZES: dict[str, tuple[int, int]] = {"CarRacing-v3": (32, 256), "VizdoomTakeCover-v1": (64, 512),
+                                           "Pendulum-v1": (3, 64)}
+DEFAULT_SIZES = (32, 256)
+
+
+def paper_sizes(env_id: str) -> tuple[int, int]:
+    """``(z_dim, hidden_size)`` of a VAE + MDN-RNN for ``env_id``: the paper's where it has some."""
+    return PAPER_SIZES.get(env_id, DEFAULT_SIZES)
+
 
 @dataclass
 class DreamOptions:

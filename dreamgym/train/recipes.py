@@ -26,7 +26,7 @@ from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.models.heads import HeadsConfig
 from dreamgym.models.mdnrnn import MemoryConfig, mixture_nll
 from dreamgym.models.vision import VisionConfig
-from dreamgym.models.world_model import WorldModel, WorldModelConfig
+from dreamgym.models.world_model import WorldModel, WorldModelConfig, paper_sizes
 from dreamgym.registry import dream_spec_for_env
 from dreamgym.train.trainer import TrainConfig, Trainer, distributed
 from dreamgym.utils import atomic_write, atomic_write_text
@@ -99,8 +99,9 @@ def model_config(meta: DatasetMeta, cfg: RecipeConfig) -> WorldModelConfig:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"RecipeConfig.{name} must be a positive integer or None (the env's default), "
                               f"got {value!r}.")
-    z_dim = cfg.z_dim if cfg.z_dim is not None else (spec.z_dim if spec else 32)
-    hidden = cfg.hidden_size if cfg.hidden_size is not None else (spec.hidden_size if spec else 256)
+    sizes = paper_sizes(meta.env_id)  # the MDN-RNN backend's default sizes for this env
+    z_dim = cfg.z_dim if cfg.z_dim is not None else sizes[0]
+    hidden = cfg.hidden_size if cfg.hidden_size is not None else sizes[1]
     if meta.obs_kind == "frames":
         vision = VisionConfig(kind="conv_vae", z_dim=z_dim, channels=cfg.channels or [32, 64, 128, 256])
     else:
