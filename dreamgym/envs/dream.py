@@ -36,7 +36,9 @@ class DreamEnv(gym.Env):
 
     ## Episode Termination
     Terminated when the termination head's p(done) > ``done_threshold`` (``info["done_prob"]``
-    reports it); truncated by the time limit that ``gym.make`` adds (the real env's).
+    reports it); truncated after ``max_episode_steps``, as :class:`DreamVectorEnv` is. Made by
+    ``gym.make``, the ``TimeLimit`` wrapper it adds truncates instead (the registered limit, or
+    ``gym.make``'s ``max_episode_steps``), as ``gym.make_vec`` passes that limit to the vector env.
 
     ## Arguments
     :param model: a world model (any backend), checkpoint directory, name under pretrained/, or Hub repo id.
@@ -59,6 +61,7 @@ class DreamEnv(gym.Env):
         faster on CPUs with bf16 instructions (AVX512-BF16, AMX) and on GPUs, at bf16 precision.
     :param fast: step one env in numpy on the CPU (latent and z observations): several times faster
         than the batched torch step at batch size 1, with the same results up to float rounding.
+    :param max_episode_steps: truncate after this many steps (None: the model's time limit); see above.
     :param dream_id: the registered id this env is made under (set by registration): the model
         must dream of that id's real env.
 
@@ -91,6 +94,7 @@ class DreamEnv(gym.Env):
         ensemble_draw: bool | None = None,
         dropout_masks: bool | None = None,
         termination: str | None = None,
+        max_episode_steps: int | None = None,
     ) -> None:
         if render_mode not in (None, "rgb_array", "human"):
             raise ConfigError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}.")
@@ -104,6 +108,9 @@ class DreamEnv(gym.Env):
         lean = fast and self.device.type == "cpu" and dtype == "float32" and obs_type != "pixels"
         self._batch = DreamBatch(self.model, 1, obs_type, self.device, dtype, options, lean=lean)
         self.temperature = cfg.default_temperature if temperature is None else temperature
+        self.max_episode_steps = int(max_episode_steps if max_episode_steps is not None else cfg.max_episode_steps)
+        if self.max_episode_steps < 1:
+            raise ConfigError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
         self.obs_type = obs_type
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": cfg.render_fps}
@@ -179,7 +186,10 @@ class DreamEnv(gym.Env):
             info["disagreement"] = float(batch.disagreement[0])
         if self.render_mode == "human":
             self.render()
-        return obs, float(reward[0]), bool(terminated[0]), False, info
+        terminated = bool(terminated[0])
+        # made by gym.make (spec set), its TimeLimit wrapper owns the limit
+        truncated = not terminated and self.spec is None and int(batch.t[0]) >= self.max_episode_steps
+        return obs, float(reward[0]), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:
