@@ -2,9 +2,11 @@
 DreamVectorEnv at 1, 256 and 1024 envs, and an ensemble of 5 at 1024 envs. CarRacing sizes
 (z 32, LSTM 256), random weights. For before/after comparisons of the step on one machine:
 
-    python benchmarks/bench_step.py [--seconds 2] [--repeats 3]
+    python benchmarks/bench_step.py [--seconds 2] [--repeats 3] [--cpu-time]
 
 Each number is the median of ``repeats`` windows (neighbours on a shared machine move single windows).
+``--cpu-time``: one torch thread, and steps per second of this process's CPU time instead of wall time,
+which other jobs on a busy machine disturb far less (before/after comparisons there).
 """
 
 from __future__ import annotations
@@ -21,16 +23,19 @@ from dreamgym.models.world_model import WorldModel
 from dreamgym.testing import world_model_config
 
 
+CLOCK = time.perf_counter
+
+
 def _rate(step, seconds: float, repeats: int, per_step: int = 1) -> float:
     for _ in range(5):
         step()
     rates = []
     for _ in range(repeats):
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
+        n, start = 0, CLOCK()
+        while CLOCK() - start < seconds:
             step()
             n += 1
-        rates.append(n * per_step / (time.perf_counter() - start))
+        rates.append(n * per_step / (CLOCK() - start))
     return float(np.median(rates))
 
 
@@ -68,7 +73,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cpu-time", action="store_true", help="one thread; steps per CPU second")
     args = parser.parse_args()
+    if args.cpu_time:
+        global CLOCK
+        CLOCK = time.process_time
+        torch.set_num_threads(1)
     s, r = args.seconds / args.repeats, args.repeats
     one, five = model(), model(5)
     rows = {
@@ -80,7 +90,8 @@ def main() -> None:
         "DreamVectorEnv x1024 ensemble 5": vector(five, 1024, s, r),
     }
     rows["numpy / torch single"] = rows["DreamEnv single fast (numpy)"] / rows["DreamEnv single fast=False (torch)"]
-    print(json.dumps({"dreamgym": dreamgym.__file__, "threads": torch.get_num_threads(), "steps_per_s": rows}, indent=1))
+    print(json.dumps({"dreamgym": dreamgym.__file__, "threads": torch.get_num_threads(), "cpu_time": args.cpu_time,
+                      "steps_per_s": rows}, indent=1))
 
 
 if __name__ == "__main__":

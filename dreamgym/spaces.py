@@ -212,7 +212,8 @@ class ActionAdapter:
                 f"Expected finite actions for {space}, got {a.tolist()} (NaN or inf). "
                 "Check the policy's output; a NaN action would silently corrupt the dream."
             )
-        return np.clip(a.reshape(num_envs, -1), self._low_np, self._high_np)
+        # np.clip's result, without its Python wrappers (a third of a single numpy dream step's overhead)
+        return np.minimum(np.maximum(a.reshape(num_envs, -1), self._low_np), self._high_np)
 
     def batch(self, actions: Any, num_envs: int) -> torch.Tensor:
         """As :meth:`batch_numpy`, as a float32 tensor on the adapter's device."""

@@ -76,7 +76,7 @@ class LeanDream:
     def __init__(self, model: "WorldModel") -> None:
         self.model = model
         self.z_dim, self.hidden, self.k = model.z_dim, model.hidden_size, model.config.memory.n_mixtures
-        self._key: tuple = ()
+        self._key: list = []
         self._stream = _splitmix64(np.arange(self.z_dim, dtype=np.uint64))  # splitmix64(index) of rng._bits
         self._cols = np.arange(self.z_dim)
         self._block_key, self._block_t0 = None, 0  # the cached noise block (see _noise)
@@ -86,8 +86,8 @@ class LeanDream:
         self._params = [*model.memory.parameters(), *model.heads.parameters()]
         self._refresh()
 
-    def _version(self) -> tuple:
-        return tuple((p.data_ptr(), p._version) for p in self._params)
+    def _version(self) -> list:
+        return [(p.data_ptr(), p._version) for p in self._params]
 
     def _refresh(self) -> None:
         hd = self.hidden
@@ -154,7 +154,7 @@ class LeanDream:
         out = {"z": z[None], "h": h[None], "c": c[None]}
         if mask is not None:
             out["mask"] = mask
-        return out, np.array([reward]), np.array([p_done])
+        return out, np.array((reward,)), np.array((p_done,))
 
     @staticmethod
     def features(carry: dict[str, np.ndarray], obs_type: str) -> np.ndarray:
@@ -179,7 +179,7 @@ class LeanDream:
         hm = h if mask is None else h * mask
         full = hm @ self.w_out + self.b_out
         out = full[: 3 * k * zd].reshape(3, k, zd)  # (3 k z) -> 3 k z
-        logits, mu, log_sigma = out[0], out[1], np.clip(out[2], -7.0, 5.0)
+        logits, mu, log_sigma = out[0], out[1], np.minimum(np.maximum(out[2], -7.0), 5.0)  # np.clip, minus its wrappers
         if tau > 0:
             u, eps = self._noise(key, t)
             scaled = logits / np.float32(tau)
