@@ -14,11 +14,11 @@ import torch
 from gymnasium import spaces
 
 from dreamgym import rng
+from dreamgym.backends import Backend, Episodes, Noise
 from dreamgym.envs.render import STATE_RENDERERS, state_bars
 from dreamgym.errors import ConfigError, NumericalError
-from dreamgym.backends import Backend, Episodes, Noise
 from dreamgym.models.lean import termination_uniform as lean_termination_uniform
-from dreamgym.models.world_model import DreamOptions, check_temperature, dropout_mask  # noqa: F401  (old path)
+from dreamgym.models.world_model import DreamOptions, check_temperature
 from dreamgym.spaces import ActionAdapter
 
 OBS_TYPES = ("latent", "zch", "z", "pixels")

@@ -8,11 +8,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from dreamgym.backends import Backend
 from dreamgym.envs.core import DreamBatch, draw_episode
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
 from dreamgym.models.resolve import resolve_model
-from dreamgym.backends import Backend
 
 
 class DreamEnv(gym.Env):

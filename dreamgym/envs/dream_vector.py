@@ -10,11 +10,11 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from dreamgym.backends import Backend
 from dreamgym.envs.core import DreamBatch, draw_episode
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
 from dreamgym.models.resolve import resolve_model
-from dreamgym.backends import Backend
 
 
 class DreamVectorEnv(VectorEnv):
