@@ -418,10 +418,9 @@ class WorldModel(
             carry["disagreement"] = torch.zeros(b, device=dev)
         return carry
 
-    @torch.no_grad()
     def imagine(self, carry: dict[str, torch.Tensor], action: torch.Tensor, tau: torch.Tensor, noise: Noise,
                 dtype: torch.dtype = torch.float32) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """One dream step of the carry (see :meth:`imagine_step`, :meth:`imagine_step_members`)."""
+        """One dream step of the carry (see :meth:`imagine_step`, :meth:`imagine_step_members`; no autograd)."""
         u, eps = noise.uniform_and_normal(self.z_dim)
         if "h_members" not in carry:
             z, h, c, reward, p_done = self.imagine_step(carry["z"], carry["h"], carry["c"], action, tau, u, eps, dtype)
@@ -457,7 +456,6 @@ class WorldModel(
         eps = torch.as_tensor(sample.standard_normal(mu.shape), dtype=mu.dtype, device=mu.device)
         return mu + torch.exp(0.5 * logvar) * eps
 
-    @torch.no_grad()
     def features(self, carry: dict[str, torch.Tensor], obs_type: str) -> torch.Tensor:
         """``"latent"``: z‖h; ``"zch"``: z‖c‖h (the paper's Doom controller); ``"z"``; ``"pixels"``: decoded frames."""
         if obs_type == "latent":
