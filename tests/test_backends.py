@@ -171,3 +171,14 @@ def test_backends_are_chosen_by_config_json_and_old_checkpoints_are_mdnrnn(tmp_p
     assert backend_class("mdnrnn") is WorldModel
     with pytest.raises(ConfigError, match="taken"):
         register_backend("mdnrnn", LinearGaussian)
+
+
+def test_detect_knows_a_toy_backend_folder_by_its_backend_field(toy_dir):
+    from dreamgym.checkpoint import detect
+    from dreamgym.hub import push_files
+
+    config = json.loads((toy_dir / "config.json").read_text())
+    del config["observation_space"]  # not a field every backend needs to call so
+    (toy_dir / "config.json").write_text(json.dumps(config))
+    assert detect(toy_dir) == "world_model"
+    assert {p.name for p in push_files(toy_dir)[0]} >= {"config.json", "model.safetensors"}
