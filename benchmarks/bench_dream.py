@@ -106,7 +106,7 @@ def vector_steps_per_s(model: WorldModel, num_envs: int, seconds: float, device:
 
 
 def sb3_steps_per_s(model: WorldModel, n_envs: int, seconds: float, device: str) -> float:
-    from dreamgym.sb3 import DreamVecEnv
+    from dreamgym.agents.sb3 import DreamVecEnv
 
     venv = DreamVecEnv("Dream-CarRacing-v0", n_envs=n_envs, model=model, device=device)
     venv.reset()

@@ -13,12 +13,14 @@ each message says what was expected, what was given, and an example that works.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 MAX_INT = 2**63 - 1  # torch and numpy hold counts and seeds in int64
+_C = TypeVar("_C")
 MAX_SCALE = 16  # a 64x64 frame enlarged 16 times is 1024 px: past a screen, and video frames are held in memory
 
 
@@ -155,5 +157,101 @@ def device(text: str) -> str:
     return text
 
 
-__all__ = ["MAX_SCALE", "HelpFormatter", "device", "json_object", "nonneg_float", "nonneg_int", "out_dir",
-           "positive_float", "positive_int", "scale", "temperature"]
+def field_default(config: type, name: str) -> Any:
+    """The default of the dataclass field ``config.name`` (its factory's value for a mutable default)."""
+    for f in dataclasses.fields(config):
+        if f.name == name:
+            if f.default is not dataclasses.MISSING:
+                return f.default
+            if f.default_factory is not dataclasses.MISSING:
+                return f.default_factory()
+            return None
+    raise AttributeError(f"{config.__name__} has no field {name!r}")
+
+
+def field_choices(config: type, name: str) -> list[Any]:
+    """The values the dataclass field ``config.name`` takes (its ``metadata["choices"]``)."""
+    return list(next(f.metadata for f in dataclasses.fields(config) if f.name == name)["choices"])
+
+
+def field_argument(parser: argparse.ArgumentParser, config: type, name: str, *flags: str, **kwargs: Any
+                   ) -> argparse.Action:
+    """``--name`` (or ``flags``) whose default and choices come from the dataclass field ``config.name``.
+
+    The config dataclass stays the one place a default lives; the CLI adds only the flag's type and help.
+    ``choices`` come from the field's ``metadata["choices"]``; ``kwargs`` override either.
+
+    >>> from dreamgym.agents.cmaes import CMAESConfig
+    >>> p = argparse.ArgumentParser()
+    >>> field_argument(p, CMAESConfig, "dtype", help="matmul dtype").choices
+    ['float32', 'bfloat16']
+    """
+    meta = next(f.metadata for f in dataclasses.fields(config) if f.name == name)
+    kwargs.setdefault("default", field_default(config, name))
+    if "choices" in meta:
+        kwargs.setdefault("choices", list(meta["choices"]))
+    return parser.add_argument(*(flags or ("--" + name.replace("_", "-"),)), **kwargs)
+
+
+def config_from_args(config: type[_C], args: argparse.Namespace, **overrides: Any) -> _C:
+    """A ``config`` built from the parsed flags named like its fields (the others keep their defaults)."""
+    names = {f.name for f in dataclasses.fields(config)} - set(overrides)
+    return config(**{n: getattr(args, n) for n in names if hasattr(args, n)}, **overrides)
+
+
+def field_docs(config: type) -> dict[str, str]:
+    """The string under each field of a dataclass (CleanRL's ``Args`` style), read from its source."""
+    import ast
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(config)))
+    except (OSError, TypeError):
+        return {}
+    body, docs = tree.body[0].body, {}  # type: ignore[attr-defined]
+    for node, after in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+class _ScriptFormatter(HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """A script's docstring as written, and each flag's default."""
+
+
+def dataclass_parser(config: type, description: str | None = None) -> argparse.ArgumentParser:
+    """An ArgumentParser with one ``--flag`` per field of ``config``: its default, its type (``int``, ``float``,
+    ``str``, ``bool`` as ``--x/--no-x``, ``list[...]``, each maybe ``| None``), its ``metadata["choices"]`` and
+    the string under it as help.
+    A small stand-in for tyro, which dreamgym does not depend on."""
+    import typing
+
+    hints, docs = typing.get_type_hints(config), field_docs(config)
+    parser = argparse.ArgumentParser(description=description, formatter_class=_ScriptFormatter)
+    for f in dataclasses.fields(config):
+        kind, extra = hints[f.name], {}
+        if type(None) in typing.get_args(kind):  # X | None
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        if kind is bool:
+            extra["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(kind) is list:
+            extra.update(nargs="*", type=typing.get_args(kind)[0])
+        else:
+            extra["type"] = kind
+        if "choices" in f.metadata:
+            extra["choices"] = list(f.metadata["choices"])
+        parser.add_argument("--" + f.name.replace("_", "-"), default=field_default(config, f.name),
+                            help=docs.get(f.name, f.name), **extra)
+    return parser
+
+
+def parse_cli(config: type[_C], argv: list[str] | None = None, description: str | None = None) -> _C:
+    """``config`` filled from the command line (see :func:`dataclass_parser`)."""
+    return config(**vars(dataclass_parser(config, description).parse_args(argv)))
+
+
+__all__ = ["MAX_SCALE", "HelpFormatter", "config_from_args", "dataclass_parser", "device", "field_argument",
+           "field_choices", "field_default", "field_docs", "finite_float", "json_object", "nonneg_float", "nonneg_int",
+           "out_dir", "parse_cli", "positive_float", "positive_int", "scale", "temperature"]

@@ -148,8 +148,11 @@ def _agents_table(evals: list[dict[str, Any]]) -> list[str]:
 def _controller_card(model: "LinearController", evals: list[dict[str, Any]], media: list[str],
                          repo_id: str | None) -> ModelCard:
     cfg = model.config
-    lines = [f"# Linear controller for {cfg.env_id or 'a dream'}", "",
-             f"a = squash(W·obs{' + b' if cfg.bias else ''}) on `{cfg.obs_type}` observations; {model.num_params} "
+    form = (f"a = squash(W·obs{' + b' if cfg.bias else ''})" if not cfg.hidden else
+            f"a = squash(W·MLP(obs) + b), hidden layers {cfg.hidden} (LayerNorm, SiLU)")
+    title = "Linear controller" if not cfg.hidden else "Controller"
+    lines = [f"# {title} for {cfg.env_id or 'a dream'}", "",
+             f"{form} on `{cfg.obs_type}` observations; {model.num_params} "
              f"parameters; trained in the dream of world model `{cfg.world_model or '?'}`.", "",
              "```python", "from dreamgym.agents import LinearController",
              f"controller = LinearController.from_pretrained(\"{repo_id or '<this repo or directory>'}\")",

@@ -1,5 +1,5 @@
-"""The ``dreamgym`` command: collect | train | validate | train-agent | evaluate | fidelity | iterate | push |
-pull | dream | play | plot.
+"""The ``dreamgym`` command: collect | train | validate | train-agent | evaluate | fidelity | iterate | ship |
+push | pull | dream | play | plot.
 
 Flags and presets live here only; the library takes config dataclasses.
 """
@@ -13,8 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from dreamgym.argtypes import (HelpFormatter, device, finite_float, json_object, nonneg_float, nonneg_int, out_dir, positive_float,
-                               positive_int, temperature)
+from dreamgym.argtypes import (HelpFormatter, config_from_args, device, field_argument, field_choices, finite_float,
+                               json_object, nonneg_float, nonneg_int, out_dir, positive_float, positive_int,
+                               temperature)
 from dreamgym.errors import ConfigError, DreamgymError
 from dreamgym.hub import MAX_PUSH_FILE_BYTES
 
@@ -23,12 +24,7 @@ def _collect(args: argparse.Namespace) -> None:
     from dreamgym.data.collect import CollectConfig, collect
 
     check_env_kwargs(args.env_id, args.env_kwargs)
-    cfg = CollectConfig(
-        env_id=args.env_id, out=args.out, episodes=args.episodes, policy=args.policy,
-        env_kwargs=args.env_kwargs, agent=args.agent, agent_model=args.agent_model, noise=args.noise,
-        workers=args.workers, seed=args.seed, max_steps=args.max_steps, min_steps=args.min_steps,
-    )
-    result = collect(cfg)
+    result = collect(config_from_args(CollectConfig, args))
     print(f"{result.out}: {result.episodes_written} new episodes ({result.episodes_total} wanted), "
           f"{result.steps} steps in {result.seconds:.1f} s = {result.steps_per_s:.0f} steps/s")
 
@@ -66,10 +62,10 @@ def check_env_kwargs(env_id: str, kwargs: dict[str, Any]) -> None:
 
 def check_algo_kwargs(algo: str, kwargs: dict[str, Any]) -> None:
     """Refuse ``--algo-kwargs`` names the SB3 algorithm does not take (or that dreamgym sets itself)."""
-    if algo == "cmaes":
+    if algo in ("cmaes", "dreamer"):
         if kwargs:
-            raise ConfigError(f"--algo-kwargs is for the SB3 algorithms, not cmaes; got {json.dumps(kwargs)}. Drop it, "
-                              "or use the CMA-ES flags (--population, --sigma0, ...).")
+            raise ConfigError(f"--algo-kwargs is for the SB3 algorithms, not {algo}; got {json.dumps(kwargs)}. Drop it, "
+                              "or use the CMA-ES flags (--population, --sigma0, ...) or Dreamer's (--updates, --horizon).")
         return
     import inspect
 
@@ -120,12 +116,35 @@ def recipe_from_args(args: argparse.Namespace):
     return replace(cfg, vision=replace(cfg.vision, **vision), memory=replace(cfg.memory, **memory), **top)
 
 
-def _train(args: argparse.Namespace) -> None:
-    from dreamgym.train.recipes import train_world_model
+def rssm_recipe_from_args(args: argparse.Namespace):
+    """``dreamgym train --backend rssm``: the RSSM's one stage takes M's flags (steps, batch, lr, window)."""
+    from dreamgym.train.rssm_recipe import RSSMRecipe
 
+    recipe = RSSMRecipe(preset="tiny" if args.preset == "tiny" else args.rssm_preset)
+    train = {k: v for k, v in {"steps": args.memory_steps, "batch_size": args.memory_batch, "lr": args.lr,
+                               "seed": args.seed, "tensorboard": args.tensorboard}.items() if v is not None}
+    top = {k: v for k, v in {"seq_len": args.seq_len, "seed": args.seed,
+                             "default_temperature": args.temperature}.items() if v is not None}
+    if args.fp16:
+        top["storage_dtype"] = "float16"
+    return replace(recipe, train=replace(recipe.train, **train), **top)
+
+
+def _train(args: argparse.Namespace) -> None:
     out = Path(args.out)
-    model = train_world_model(_data_dirs(args.data, out), out, recipe_from_args(args), resume=args.resume,
-                              device=args.device)
+    if args.backend == "rssm":
+        from dreamgym.train.rssm_recipe import train_rssm
+
+        if args.init_from or args.keep_vision or args.ensemble or args.dropout:
+            raise ConfigError("--init-from, --keep-vision, --ensemble and --dropout are MDN-RNN options; "
+                              "drop them with --backend rssm.")
+        model = train_rssm(_data_dirs(args.data, out), out, rssm_recipe_from_args(args), resume=args.resume,
+                           device=args.device)
+    else:
+        from dreamgym.train.recipes import train_world_model
+
+        model = train_world_model(_data_dirs(args.data, out), out, recipe_from_args(args), resume=args.resume,
+                                  device=args.device)
     from dreamgym.train.trainer import distributed, finish_distributed
 
     if distributed()[0] == 0:
@@ -150,14 +169,7 @@ def _train_agent(args: argparse.Namespace) -> None:
     if args.algo == "cmaes":
         from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 
-        cfg = CMAESConfig(
-            env_id=args.env_id, model=args.model, temperature=args.temperature, population=args.population,
-            rollouts=args.rollouts, generations=args.generations, max_steps=args.max_steps, sigma0=args.sigma0,
-            eval_every=args.eval_every, eval_rollouts=args.eval_rollouts, seed=args.seed, device=args.device,
-            dtype=args.dtype, init=args.init, obs_type=args.obs_type, eval_candidate=args.eval_candidate,
-            seed_sharing=args.seed_sharing, bias=not args.no_bias, discrete=args.discrete,
-            **_dream_option_values(args),
-        )
+        cfg = config_from_args(CMAESConfig, args, bias=not args.no_bias, **_dream_option_values(args))
         trainer = CMAESTrainer(cfg, args.out)
         if args.resume:
             trainer.load()
@@ -166,15 +178,26 @@ def _train_agent(args: argparse.Namespace) -> None:
         trainer.train()
         print(f"saved {Path(args.out) / 'controller'}: best dream score {trainer.best_eval:.1f}")
         return
+    if args.algo == "dreamer":
+        _train_dreamer(args)
+        return
     from dreamgym.agents.sb3_train import SB3Config, train_sb3
 
-    cfg = SB3Config(
-        env_id=args.env_id, algo=args.algo, steps=args.steps, n_envs=args.n_envs, model=args.model,
-        temperature=args.temperature, obs_type=args.obs_type, seed=args.seed, eval_real_every=args.eval_real_every,
-        eval_real_episodes=args.eval_real_episodes, device=args.device, algo_kwargs=args.algo_kwargs,
-    )
-    train_sb3(cfg, args.out)
+    train_sb3(config_from_args(SB3Config, args), args.out)
     print(f"saved {args.out}")
+
+
+def _train_dreamer(args: argparse.Namespace) -> None:
+    from dreamgym.agents.dreamer import STATE_NAME, DreamerConfig, DreamerTrainer
+
+    cfg = config_from_args(DreamerConfig, args, dream_options={k: v for k, v in _dream_option_values(args).items() if v is not None})
+    trainer = DreamerTrainer(cfg, args.out)
+    if args.resume:
+        trainer.load()
+    elif (Path(args.out) / STATE_NAME).exists():
+        raise DreamgymError(f"{args.out} already holds a Dreamer run; pass --resume to continue it, or a new --out.")
+    history = trainer.train()
+    print(f"saved {Path(args.out) / 'controller'}: last imagined return {history[-1]['return']:.2f}")
 
 
 def _evaluate(args: argparse.Namespace) -> None:
@@ -209,19 +232,43 @@ def _fidelity(args: argparse.Namespace) -> None:
     print(f"written {out}" + ("" if args.no_plot else f" and {out.with_suffix('.png')}"))
 
 
+def _schedule(values: Any) -> Any:
+    """A schedule flag's values: one value for every round (as before schedules), or a list of one per round."""
+    return values[0] if isinstance(values, list) and len(values) == 1 else values
+
+
 def _iterate(args: argparse.Namespace) -> None:
     from dreamgym.agents.cmaes import CMAESConfig
-    from dreamgym.agents.iterate import IterateConfig, format_rounds, iterate
+    from dreamgym.iterate import IterateConfig, format_rounds, iterate
 
+    # one value goes where it went before schedules (so the recorded settings of earlier runs still match)
+    lists = {k: v for k in ("vision_steps", "memory_steps", "generations")
+             if isinstance(v := _schedule(getattr(args, k)), list)}
+    flat = argparse.Namespace(**{**vars(args), **{k: (None if k in lists else _schedule(getattr(args, k)))
+                                                  for k in ("vision_steps", "memory_steps", "generations")}})
+    cmaes = CMAESConfig(temperature=args.temperature, population=args.population, rollouts=args.rollouts,
+                        eval_every=args.eval_every, eval_rollouts=args.eval_rollouts, sigma0=args.sigma0,
+                        device=args.device, dtype=args.dtype)
+    if flat.generations is not None:
+        cmaes = replace(cmaes, generations=flat.generations)
     cfg = IterateConfig(
-        env_id=args.env_id, rounds=args.rounds, episodes=args.episodes, noise=args.noise, max_steps=args.max_steps,
-        recipe=recipe_from_args(args),
-        cmaes=CMAESConfig(temperature=args.temperature, population=args.population, rollouts=args.rollouts,
-                          generations=args.generations, eval_every=args.eval_every, eval_rollouts=args.eval_rollouts,
-                          sigma0=args.sigma0),
-        eval_episodes=args.eval_episodes, workers=args.workers, seed=args.seed or 0, warm_start=args.warm_start,
+        env_id=args.env_id, rounds=args.rounds, episodes=_schedule(args.episodes), noise=args.noise,
+        max_steps=args.max_steps, recipe=recipe_from_args(flat), cmaes=cmaes,
+        eval_episodes=_schedule(args.eval_episodes), workers=args.workers, seed=args.seed or 0,
+        warm_start=args.warm_start, device=args.device, **lists,
     )
     print(format_rounds(iterate(cfg, args.out)))
+
+
+def _ship(args: argparse.Namespace) -> None:
+    from dreamgym.ship import ShipConfig, ship
+
+    evals = {}
+    for item in args.eval:
+        name, src = item.split("=", 1) if "=" in item else (Path(item).name, item)
+        evals[name] = src
+    out = ship(config_from_args(ShipConfig, args, evals=evals))
+    print(f"shipped {args.world_model} to {out}: gym.make(\"Dream-...-v0\", model={str(out)!r})")
 
 
 def _push(args: argparse.Namespace) -> None:
@@ -239,7 +286,13 @@ def _pull(args: argparse.Namespace) -> None:
     print(f"{result['repo_id']} ({result['kind']}) at commit {result['commit']}: {result['path']}")
 
 
-def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
+PER_ROUND = " (one value, or one per round: the last holds for the later rounds)"
+
+
+def add_train_args(p: argparse.ArgumentParser, data: bool = True, schedule: bool = False) -> None:
+    """The world-model training flags; ``schedule``: iterate's, whose steps may be given per round."""
+    each = {"nargs": "+"} if schedule else {}
+    more = PER_ROUND if schedule else ""
     if data:
         p.add_argument("data", nargs="+", help="dataset directories, or minari:<dataset-id>")
         p.add_argument("--out", required=True, type=out_dir, help="run directory; the WorldModel is saved here")
@@ -250,9 +303,10 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
                                            "(default: random init)")
         p.add_argument("--keep-vision", action="store_true", help="with --init-from: keep its V, train only M + heads")
     p.add_argument("--preset", choices=["paper", "tiny"], default="paper", help="paper sizes, or tiny for smoke runs")
-    p.add_argument("--vision-steps", type=positive_int, help="V (VAE) optimiser steps (default: the preset's)")
-    p.add_argument("--memory-steps", type=positive_int, help="M (MDN-RNN) + heads optimiser steps "
-                                                             "(default: the preset's)")
+    p.add_argument("--vision-steps", type=positive_int, **each,
+                   help="V (VAE) optimiser steps" + more + " (default: the preset's)")
+    p.add_argument("--memory-steps", type=positive_int, **each,
+                   help="M (MDN-RNN) + heads optimiser steps" + more + " (default: the preset's)")
     p.add_argument("--vision-batch", type=positive_int, help="V batch size in frames (default: the preset's)")
     p.add_argument("--memory-batch", type=positive_int, help="M batch size in sequences (default: the preset's)")
     p.add_argument("--lr", type=positive_float, help="Adam learning rate of both stages (default: the preset's)")
@@ -270,17 +324,25 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True) -> None:
                                                                             "(needs the tensorboard package)")
 
 
-def _add_cmaes_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--generations", type=positive_int, default=300, help="CMA-ES generations")
-    p.add_argument("--population", type=positive_int, default=64, help="CMA-ES candidates per generation (>= 4)")
-    p.add_argument("--rollouts", type=positive_int, default=16, help="dream episodes per candidate")
-    p.add_argument("--sigma0", type=positive_float, default=0.1, help="CMA-ES initial step size")
-    p.add_argument("--eval-every", type=positive_int, default=25, help="re-score the best every N generations")
-    p.add_argument("--eval-rollouts", type=positive_int, default=1024, help="dream episodes of each re-score")
+def _add_cmaes_args(p: argparse.ArgumentParser, schedule: bool = False) -> None:
+    """The CMA-ES flags; ``schedule``: iterate's, whose generations may be given per round."""
+    from dreamgym.agents.cmaes import CMAESConfig as C
+
+    each = {"nargs": "+"} if schedule else {}
+    field_argument(p, C, "generations", type=positive_int, **each,
+                   help="CMA-ES generations" + (PER_ROUND if schedule else ""))
+    field_argument(p, C, "population", type=positive_int, help="CMA-ES candidates per generation (>= 4)")
+    field_argument(p, C, "rollouts", type=positive_int, help="dream episodes per candidate")
+    field_argument(p, C, "sigma0", type=positive_float, help="CMA-ES initial step size")
+    field_argument(p, C, "eval_every", type=positive_int, help="re-score the best every N generations")
+    field_argument(p, C, "eval_rollouts", type=positive_int, help="dream episodes of each re-score")
+    field_argument(p, C, "dtype", help="CMA-ES: bfloat16 runs M's matmuls faster on CPUs with bf16 instructions")
 
 
 def _add_dream_options(p: argparse.ArgumentParser) -> None:
     """The dream's options against exploitation (gym.make keyword arguments); unset: the model's defaults."""
+    from dreamgym.agents.cmaes import CMAESConfig
+
     p.add_argument("--temperature-range", type=temperature, nargs=2, metavar=("LOW", "HIGH"),
                    help="each dream episode draws its temperature uniformly from [LOW, HIGH] (default: a fixed one)")
     p.add_argument("--disagreement-penalty", type=nonneg_float,
@@ -288,7 +350,7 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--halt-threshold", type=positive_float,
                    help="ensembles: end the dream episode once disagreement exceeds this, MOReL's HALT "
                         "(default: the model's, never)")
-    p.add_argument("--termination", choices=["threshold", "sample"],
+    field_argument(p, CMAESConfig, "termination",
                    help="a dream step ends when p(done) > the model's threshold (the paper), or with p(done) "
                         "calibrated for the death weight the head was trained with (default: the model's, threshold)")
     p.add_argument("--halt-penalty", type=finite_float, help="the reward of a HALTed step (default: the model's, 0)")
@@ -300,72 +362,87 @@ def _dream_option_values(args: argparse.Namespace) -> dict[str, object]:
             "halt_penalty": args.halt_penalty, "termination": args.termination}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dreamgym", description="Trained world models as Gymnasium environments.",
-                                     formatter_class=HelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, help="what to do; dreamgym COMMAND -h explains it")
+def _add_collect_parser(sub: Any) -> None:
+    from dreamgym.data.collect import CollectConfig as C
 
     p = sub.add_parser("collect", help="collect real episodes with a policy")
     p.add_argument("env_id", help="a registered Gymnasium id, e.g. CarRacing-v3")
     p.add_argument("--out", required=True, type=out_dir, help="dataset directory (new, or one to add episodes to)")
-    p.add_argument("--episodes", type=positive_int, default=100, help="episodes the dataset should hold")
-    p.add_argument("--policy", choices=["random", "brownian", "agent", "held"], default="brownian",
-                   help="who acts; held: a random action held for 1..10 steps (the paper's Doom data)")
+    field_argument(p, C, "episodes", type=positive_int, help="episodes the dataset should hold")
+    field_argument(p, C, "policy", help="who acts; held: a random action held for 1..10 steps (the paper's Doom data)")
     p.add_argument("--agent", help="controller directory or SB3 zip (with --policy agent; default: none)")
     p.add_argument("--agent-model", help="world model directory the agent sees reality through "
                                               "(with --policy agent; default: none)")
-    p.add_argument("--noise", type=nonneg_float, default=0.1, help="exploration noise of --policy agent")
-    p.add_argument("--workers", type=nonneg_int, default=0, help="processes (0: every core)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="episode i is seeded with seed + i")
-    p.add_argument("--max-steps", type=positive_int, help="cap episode length (default: the env's time limit)")
-    p.add_argument("--min-steps", type=nonneg_int, default=0,
+    field_argument(p, C, "noise", type=nonneg_float, help="exploration noise of --policy agent")
+    field_argument(p, C, "workers", type=nonneg_int, help="processes (0: every core)")
+    field_argument(p, C, "seed", type=nonneg_int, help="episode i is seeded with seed + i")
+    field_argument(p, C, "max_steps", type=positive_int, help="cap episode length (default: the env's time limit)")
+    field_argument(p, C, "min_steps", type=nonneg_int,
                    help="keep only episodes of more steps than this (redrawn deterministically; the paper: 100)")
-    p.add_argument("--env-kwargs", type=json_object, default="{}", help="JSON kwargs for gym.make")
+    field_argument(p, C, "env_kwargs", type=json_object, help="JSON kwargs for gym.make")
     p.set_defaults(func=_collect)
 
-    p = sub.add_parser("train", help="train a world model: V, encode, M + heads")
+
+def _add_train_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a world model: V, encode, M + heads (or an RSSM: --backend rssm)")
     add_train_args(p)
+    p.add_argument("--backend", choices=["mdnrnn", "rssm"], default="mdnrnn",
+                   help="mdnrnn: the paper's VAE + MDN-RNN; rssm: a Dreamer-style RSSM trained in one stage "
+                        "(--memory-steps, --memory-batch, --lr and --seq-len set it)")
+    p.add_argument("--rssm-preset", choices=["tiny", "cpu", "paper"], default="cpu",
+                   help="rssm sizes: cpu trains Pendulum in minutes on 2 cores; paper is DreamerV3-like, for a GPU")
     p.set_defaults(func=_train)
+
+
+def _add_train_agent_parser(sub: Any) -> None:
+    from dreamgym.agents.cmaes import CMAESConfig
+    from dreamgym.agents.dreamer import DreamerConfig
+    from dreamgym.agents.sb3_train import SB3Config
 
     p = sub.add_parser("train-agent", help="train an agent in a dream: cmaes (linear controller) or any SB3 algo")
     p.add_argument("env_id", help="a Dream id, e.g. Dream-CarRacing-v0")
-    p.add_argument("--algo", default="cmaes", choices=["cmaes", "ppo", "a2c", "sac", "td3", "ddpg", "dqn"],
-                   help="cmaes: a linear controller (the paper's); else a Stable-Baselines3 algorithm")
+    field_argument(p, SB3Config, "algo", default="cmaes",
+                   choices=["cmaes", "dreamer", *field_choices(SB3Config, "algo")],
+                   help="cmaes: a linear controller (the paper's); dreamer: DreamerV3's imagination actor-critic; "
+                        "else a Stable-Baselines3 algorithm")
     p.add_argument("--out", required=True, type=out_dir, help="run directory; the agent is saved here")
     p.add_argument("--model", help="world model (directory, pretrained name or Hub id); default: the shipped one")
     p.add_argument("--temperature", type=temperature, help="the dream's tau (default: the model's)")
-    p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the search or the SB3 run")
-    p.add_argument("--device", default="cpu", type=device, help="torch device: cpu, cuda, cuda:N or mps")
-    p.add_argument("--resume", action="store_true", help="continue a CMA-ES run in --out")
+    field_argument(p, CMAESConfig, "seed", type=nonneg_int, help="seed of the search or the SB3 run")
+    field_argument(p, CMAESConfig, "device", type=device, help="torch device: cpu, cuda, cuda:N or mps")
+    p.add_argument("--resume", action="store_true", help="continue a CMA-ES or dreamer run in --out")
     p.add_argument("--init", help="cmaes: start the search from this controller directory (fine-tuning; "
                                        "default: from zero)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
-                   help="CMA-ES: bfloat16 runs M's matmuls faster on CPUs with bf16 instructions")
     _add_cmaes_args(p)
     p.add_argument("--max-steps", type=positive_int, help="CMA-ES rollout length (default: the time limit)")
-    p.add_argument("--steps", type=positive_int, default=1_000_000, help="SB3: total dream steps")
-    p.add_argument("--n-envs", type=positive_int, default=64, help="SB3: dreams stepped together")
-    p.add_argument("--obs-type", default="latent", choices=["latent", "zch", "z", "pixels"],
+    field_argument(p, SB3Config, "steps", type=positive_int, help="SB3: total dream steps")
+    field_argument(p, SB3Config, "n_envs", type=positive_int, help="SB3: dreams stepped together")
+    field_argument(p, DreamerConfig, "num_envs", type=positive_int, help="dreamer: dreams imagined together")
+    field_argument(p, DreamerConfig, "updates", type=positive_int, help="dreamer: actor-critic updates")
+    field_argument(p, DreamerConfig, "horizon", type=positive_int, help="dreamer: imagination steps per update")
+    field_argument(p, CMAESConfig, "obs_type", choices=field_choices(SB3Config, "obs_type"),
                    help="what the agent sees: [z, h] (latent), [z, c, h] (zch, the paper's Doom controller), z alone, "
                         "or decoded 64x64 frames (pixels, SB3)")
-    p.add_argument("--eval-candidate", default="mean", choices=["mean", "best"],
+    field_argument(p, CMAESConfig, "eval_candidate",
                    help="CMA-ES: re-score (and keep if best so far) the search's mean (the paper) or the "
                         "generation's best candidate")
-    p.add_argument("--seed-sharing", default="all", choices=["all", "pairs"],
+    field_argument(p, CMAESConfig, "seed_sharing",
                    help="CMA-ES: all candidates meet the same dreams, or pairs of candidates share theirs "
                         "(the paper's code)")
     p.add_argument("--no-bias", action="store_true", help="CMA-ES: a controller without bias (the paper's Doom)")
-    p.add_argument("--discrete", default="argmax", choices=["argmax", "threshold"],
+    field_argument(p, CMAESConfig, "discrete",
                    help="CMA-ES, Discrete(3): one output per action, or one tanh output thresholded at ±1/3 "
                         "(the paper's Doom)")
     _add_dream_options(p)
-    p.add_argument("--eval-real-every", type=nonneg_int, default=0,
+    field_argument(p, SB3Config, "eval_real_every", type=nonneg_int,
                    help="SB3: evaluate in the real env every N steps (0: never)")
-    p.add_argument("--eval-real-episodes", type=positive_int, default=3, help="SB3: real episodes per evaluation")
-    p.add_argument("--algo-kwargs", type=json_object, default="{}", help="SB3: JSON kwargs for the algorithm, "
+    field_argument(p, SB3Config, "eval_real_episodes", type=positive_int, help="SB3: real episodes per evaluation")
+    field_argument(p, SB3Config, "algo_kwargs", type=json_object, help="SB3: JSON kwargs for the algorithm, "
                                                                          "e.g. '{\"learning_rate\": 3e-4}'")
     p.set_defaults(func=_train_agent)
 
+
+def _add_evaluate_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="score an agent in the dream and in the real env")
     p.add_argument("agent", help="controller dir, CMA-ES run dir, SB3 zip, or 'random'")
     p.add_argument("--episodes", type=positive_int, default=100, help="episodes in each of dream and reality")
@@ -382,6 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dream_options(p)
     p.set_defaults(func=_evaluate)
 
+
+def _add_fidelity_parser(sub: Any) -> None:
     p = sub.add_parser("fidelity", help="the lie detector: the dream's predictions against reality, along an "
                                         "agent's real episodes")
     p.add_argument("model", help="world model (directory, pretrained name or Hub id)")
@@ -398,24 +477,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plot", action="store_true", help="write the JSON only")
     p.set_defaults(func=_fidelity)
 
+
+def _add_iterate_parser(sub: Any) -> None:
+    from dreamgym.iterate import IterateConfig
+
     p = sub.add_parser("iterate", help="Dyna: collect -> world model -> agent -> reality, repeated")
     p.add_argument("env_id", help="the real env, e.g. CarRacing-v3")
-    p.add_argument("--rounds", type=positive_int, default=3, help="Dyna rounds")
+    field_argument(p, IterateConfig, "rounds", type=positive_int, help="Dyna rounds")
     p.add_argument("--out", required=True, type=out_dir, help="run directory; one subdirectory per round")
-    p.add_argument("--episodes", type=positive_int, default=100, help="episodes collected per round")
-    p.add_argument("--noise", type=nonneg_float, default=0.1, help="exploration noise of the agent collecting")
-    p.add_argument("--max-steps", type=positive_int, help="cap episode length (default: the env's time limit)")
-    p.add_argument("--eval-episodes", type=positive_int, default=20, help="real episodes scoring each round's agent")
-    p.add_argument("--workers", type=nonneg_int, default=0, help="processes (0: every core)")
+    field_argument(p, IterateConfig, "episodes", type=positive_int, nargs="+", help="episodes collected" + PER_ROUND)
+    field_argument(p, IterateConfig, "noise", type=nonneg_float, help="exploration noise of the agent collecting")
+    field_argument(p, IterateConfig, "max_steps", type=positive_int,
+                   help="cap episode length (default: the env's time limit)")
+    field_argument(p, IterateConfig, "eval_episodes", type=positive_int, nargs="+",
+                   help="real episodes scoring each round's agent" + PER_ROUND)
+    field_argument(p, IterateConfig, "workers", type=nonneg_int, help="processes (0: every core)")
     p.add_argument("--temperature", type=temperature, help="the dreams' tau (default: the model's)")
     p.add_argument("--seed", type=nonneg_int, help="seed of every stage (default: 0)")
     p.add_argument("--warm-start", action="store_true",
                    help="later rounds continue the last round's world model (V kept) and controller "
                         "instead of starting from scratch")
-    add_train_args(p, data=False)
-    _add_cmaes_args(p)
+    add_train_args(p, data=False, schedule=True)
+    _add_cmaes_args(p, schedule=True)
     p.set_defaults(func=_iterate)
 
+
+def _add_ship_parser(sub: Any) -> None:
+    from dreamgym.ship import ShipConfig as S
+
+    p = sub.add_parser("ship", help="a run's world model, controller and scores as one pretrained-style folder")
+    p.add_argument("world_model", help="a trained world-model directory (or a shipped folder to update)")
+    p.add_argument("--out", required=True, type=out_dir, help="the folder to write, e.g. pretrained/carracing "
+                                                             "(replaced once the new one loads)")
+    p.add_argument("--controller", help="controller or CMA-ES run directory, shipped as OUT/controller "
+                                        "(default: keep the one WORLD_MODEL holds)")
+    p.add_argument("--name", help="the name the shipped controller records for its dream (default: OUT's name)")
+    p.add_argument("--eval", action="append", default=[], metavar="[NAME=]PATH",
+                   help="a dreamgym evaluate JSON to ship as NAME (default NAME: its file name), paths made relative; "
+                        "repeat for more")
+    p.add_argument("--temperature", type=temperature, help="tau of the GIF's dream (default: the model's)")
+    field_argument(p, S, "video_steps", type=nonneg_int, help="steps of the dream-vs-real GIF (0: none)")
+    field_argument(p, S, "video_seed", type=nonneg_int, help="episode seed of the GIF")
+    field_argument(p, S, "fps", type=positive_float, help="frame rate of the GIF")
+    field_argument(p, S, "termination", help="record this termination rule as the dream's default "
+                                             "(default: unchanged)")
+    field_argument(p, S, "summary", type=json_object, help="JSON entries added to the world model's summary and card")
+    p.set_defaults(func=_ship)
+
+
+def _add_push_parser(sub: Any) -> None:
     p = sub.add_parser("push", help="publish a world model, controller or SB3 agent to the Hugging Face Hub")
     p.add_argument("folder", help="a world model, controller or SB3 agent directory")
     p.add_argument("repo_id", help="e.g. someone/dream-carracing (SB3 agents: someone/ppo-Dream-CarRacing-v0)")
@@ -426,18 +536,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse to upload any file larger than this")
     p.set_defaults(func=_push)
 
+
+def _add_pull_parser(sub: Any) -> None:
     p = sub.add_parser("pull", help="download a Hub repo into the cache for offline use, and check it loads")
     p.add_argument("repo_id", help="e.g. someone/dream-carracing")
     p.add_argument("--revision", help="branch, tag or commit (default: main)")
     p.set_defaults(func=_pull)
 
-    from dreamgym.viz.cli import register as register_viz
 
-    register_viz(sub)  # dream | play | plot
-
+def _add_validate_parser(sub: Any) -> None:
     p = sub.add_parser("validate", help="check every shard of a dataset")
     p.add_argument("data", help="a dataset directory (written by dreamgym collect)")
     p.set_defaults(func=_validate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dreamgym", description="Trained world models as Gymnasium environments.",
+                                     formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, help="what to do; dreamgym COMMAND -h explains it")
+    from dreamgym.viz.cli import register as register_viz
+
+    _add_collect_parser(sub)
+    _add_train_parser(sub)
+    _add_train_agent_parser(sub)
+    _add_evaluate_parser(sub)
+    _add_fidelity_parser(sub)
+    _add_iterate_parser(sub)
+    _add_ship_parser(sub)
+    _add_push_parser(sub)
+    _add_pull_parser(sub)
+    register_viz(sub)  # dream | play | plot
+    _add_validate_parser(sub)
     for command in sub.choices.values():
         command.formatter_class = HelpFormatter  # every flag's help shows its default
     return parser

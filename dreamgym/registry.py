@@ -32,6 +32,12 @@ class DreamSpec:
     :param module: module to import so the real env id is registered (ViZDoom's wrapper).
     :param pip: the install command when ``module`` is missing.
     :param heads: heads defaults (Doom: constant reward 1 per step survived, as in the paper).
+    :param renderer: ``"module:function"`` drawing a dreamed state vector as the real env looks,
+        ``f(x, low, high) -> (128, 128, 3) uint8`` (None: bars; frame dreams decode their own pictures).
+    :param play_keys: ``dreamgym play``'s keys (pygame names): for a Box, each held key adds its vector to
+        the action; for a Discrete, the action of the one key held (none, or several: ``play_noop``).
+    :param play_noop: the Discrete action played when no single mapped key is held.
+    :param play_help: the keys in one line, shown under the picture.
     """
 
     id: str
@@ -46,6 +52,10 @@ class DreamSpec:
     module: str | None = None
     pip: str | None = None
     heads: dict[str, Any] = field(default_factory=dict)
+    renderer: str | None = None
+    play_keys: dict[str, Any] = field(default_factory=dict)
+    play_noop: int = 0
+    play_help: str = ""
 
 
 def _box(low: list[float], high: list[float], shape: list[int], dtype: str = "float32") -> dict[str, Any]:
@@ -69,6 +79,9 @@ _add(
         observation_space={"type": "Box", "shape": [96, 96, 3], "dtype": "uint8", "low": 0, "high": 255},
         frame_crop=(0, 84, 0, 96),  # drop the dashboard, as the paper did
         render_fps=50,
+        # gymnasium's own CarRacing keyboard values: [steer, gas, brake]
+        play_keys={"left": [-1.0, 0.0, 0.0], "right": [1.0, 0.0, 0.0], "up": [0.0, 1.0, 0.0], "down": [0.0, 0.0, 0.8]},
+        play_help="arrows: steer / gas / brake",
     )
 )
 _add(
@@ -84,6 +97,10 @@ _add(
         module="vizdoom.gymnasium_wrapper",
         pip='pip install "dreamgym[doom]"  (or: pip install vizdoom)',
         heads={"reward": False, "constant_reward": 1.0},
+        # ViZDoom's Discrete(3) over take_cover.cfg's {MOVE_LEFT, MOVE_RIGHT}: 0 no-op, 1 right, 2 left (viz/play.py)
+        play_keys={"left": 2, "right": 1},
+        play_noop=0,
+        play_help="left/right: move",
     )
 )
 _add(
@@ -96,6 +113,9 @@ _add(
         observation_space=_box([-1.0, -1.0, -8.0], [1.0, 1.0, 8.0], [3]),
         render_fps=30,
         heads={"termination": False},
+        renderer="dreamgym.envs.render:pendulum_frame",  # Pendulum-v1's own picture of the dreamed state
+        play_keys={"left": [2.0], "right": [-2.0]},  # torque: counter-clockwise on screen, clockwise
+        play_help="left/right: torque",
     )
 )
 

@@ -149,6 +149,15 @@ def action_dim(space: spaces.Space) -> int:
     raise ConfigError(f"Expected a Box or Discrete action space, got {space!r}.")
 
 
+def encode_actions(actions: np.ndarray, space: spaces.Space) -> np.ndarray:
+    """Actions ``(T, ...)`` -> what M sees, ``(T, action_dim)`` float32 (see :meth:`ActionAdapter.encode`).
+
+    >>> encode_actions(np.array([0, 2]), spaces.Discrete(3)).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    return ActionAdapter(space).encode(actions)
+
+
 class ActionAdapter:
     """Checks actions against the real env's action space and turns them into M's input.
 
@@ -170,6 +179,21 @@ class ActionAdapter:
         else:
             self.neutral = np.int64(space.start)
 
+    def encode(self, actions: np.ndarray) -> np.ndarray:
+        """Actions ``(T, ...)`` -> M's input ``(T, dim)`` float32: the one encoding of training and dreams.
+
+        Discrete: one-hot of ``action - start``; Box: flattened and clipped to the bounds (what the real envs
+        do with out-of-bounds actions). No checks: the ``batch``/``single`` methods check a user's actions
+        before encoding them; stored actions were checked when they were collected.
+        """
+        if isinstance(self.space, spaces.Discrete):
+            idx = actions.astype(np.int64).reshape(-1) - int(self.space.start)
+            one_hot = np.zeros((len(idx), int(self.space.n)), dtype=np.float32)  # (T,) -> (T, n), not np.eye's
+            one_hot[np.arange(len(idx)), idx] = 1.0
+            return one_hot
+        flat = actions.reshape(len(actions), -1).astype(np.float32, copy=False)  # (T, *shape) -> (T, a)
+        return np.minimum(np.maximum(flat, self._low_np), self._high_np)  # np.clip, minus its Python wrappers
+
     def batch_numpy(self, actions: Any, num_envs: int) -> np.ndarray:
         """Validate a batch of actions, shape ``(num_envs, *action_shape)``; return ``(num_envs, dim)`` float32."""
         space = self.space
@@ -186,9 +210,7 @@ class ActionAdapter:
             low, high = int(space.start), int(space.start) + int(space.n) - 1
             if (a < low).any() or (a > high).any():
                 raise InvalidActionError(f"Expected actions in [{low}, {high}] for {space}, got {a.tolist()}.")
-            one_hot = np.zeros((num_envs, int(space.n)), dtype=np.float32)  # (b,) -> (b, n)
-            one_hot[np.arange(num_envs), a.astype(np.int64) - low] = 1.0
-            return one_hot
+            return self.encode(a)
         try:
             raw = np.asarray(actions)
             # numbers only: a string would be parsed, a complex number lose its imaginary part, a date become a count
@@ -212,8 +234,7 @@ class ActionAdapter:
                 f"Expected finite actions for {space}, got {a.tolist()} (NaN or inf). "
                 "Check the policy's output; a NaN action would silently corrupt the dream."
             )
-        # np.clip's result, without its Python wrappers (a third of a single numpy dream step's overhead)
-        return np.minimum(np.maximum(a.reshape(num_envs, -1), self._low_np), self._high_np)
+        return self.encode(a)
 
     def batch(self, actions: Any, num_envs: int) -> torch.Tensor:
         """As :meth:`batch_numpy`, as a float32 tensor on the adapter's device."""

@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from dreamgym.models.heads import HeadsConfig
-from dreamgym.models.mdnrnn import MemoryConfig
-from dreamgym.models.vision import VisionConfig
-from dreamgym.models.world_model import WorldModelConfig, paper_sizes
+from dreamgym.models.world_model import WorldModelConfig
 from dreamgym.registry import DREAMS, dream_spec_for_env
+
+TINY = dict(z_dim=4, hidden_size=8, n_mixtures=2, channels=[4, 8, 8, 16], num_start_states=4)
 
 
 def world_model_config(env_id: str, tiny: bool = False, **overrides: Any) -> WorldModelConfig:
@@ -23,30 +22,16 @@ def world_model_config(env_id: str, tiny: bool = False, **overrides: Any) -> Wor
     :param tiny: shrink every size (z 4, LSTM 8, 2 Gaussians, 4-8-8-16 channels).
     :param overrides: WorldModelConfig fields to replace.
     """
+    from dreamgym.train.recipes import RecipeConfig, build_model_config
+
     spec = DREAMS.get(env_id) or dream_spec_for_env(env_id)
     if spec is None:
         raise KeyError(f"No registered dream for {env_id!r}; registered: {sorted(s.env_id for s in DREAMS.values())}.")
-    pixels = spec.frame_key is not None or len(spec.observation_space.get("shape", [])) == 3
-    if pixels:
-        vision = VisionConfig(kind="conv_vae", z_dim=4 if tiny else paper_sizes(spec.env_id)[0],
-                              channels=[4, 8, 8, 16] if tiny else [32, 64, 128, 256])
-    else:
-        obs_dim = spec.observation_space["shape"][0]
-        vision = VisionConfig(kind="identity", z_dim=obs_dim, obs_dim=obs_dim)
-    memory = MemoryConfig(hidden_size=8 if tiny else paper_sizes(spec.env_id)[1], n_mixtures=2 if tiny else 5)
-    config = WorldModelConfig(
-        env_id=spec.env_id,
-        action_space=spec.action_space,
-        observation_space=spec.observation_space,
-        vision=vision,
-        memory=memory,
-        heads=HeadsConfig(**spec.heads),
-        frame_key=spec.frame_key,
-        frame_crop=list(spec.frame_crop) if spec.frame_crop else None,
-        max_episode_steps=spec.max_episode_steps,
-        render_fps=spec.render_fps,
-        num_start_states=4 if tiny else 1,
-    )
+    frames = spec.frame_key is not None or len(spec.observation_space.get("shape", [])) == 3
+    recipe = RecipeConfig(**TINY) if tiny else RecipeConfig(num_start_states=1)
+    config = build_model_config(spec.env_id, spec.action_space, spec.observation_space, recipe, frames=frames,
+                                obs_dim=0 if frames else spec.observation_space["shape"][0], frame_key=spec.frame_key,
+                                frame_crop=spec.frame_crop)
     return replace(config, **overrides)
 
 

@@ -3,6 +3,7 @@
 Run (what was run for pretrained/doom-takecover/controller):
   python examples/doom_controller.py --termination sample --seeds 0 1 2 --ship
   python examples/doom_controller.py --termination threshold --seeds 0 1 2      (the comparison)
+What they measured is in pretrained/README.md.
 
 The world model is the shipped one (examples/reproduce_doom.py builds it); only the controller and the
 dream's termination rule change:
@@ -19,88 +20,67 @@ config.json records the termination rule as the dream's default, and the card is
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
-from dreamgym.agents.controller import LinearController
-from dreamgym.evaluate import evaluate, ship_result
+from dreamgym.argtypes import parse_cli
+from dreamgym.evaluate import evaluate
+from dreamgym.ship import ShipConfig, ship
 
 DREAM, TAU = "Dream-DoomTakeCover-v0", 1.15
 
 
-def train(out: Path, seed: int, args: argparse.Namespace) -> float:
-    """CMA-ES into ``out`` (resumed when interrupted); returns the best scored mean's dream score."""
-    cfg = CMAESConfig(DREAM, model=args.model, temperature=TAU, population=32, rollouts=8, generations=30,
-                      eval_every=10, eval_rollouts=256, obs_type="zch", bias=False, discrete="threshold",
-                      seed_sharing="pairs", eval_candidate="mean", dtype="bfloat16", seed=seed,
-                      termination=args.termination)
-    trainer = CMAESTrainer(cfg, out)
-    trainer.load()
-    trainer.train()
-    return trainer.best_eval
+@dataclass
+class Args:
+    model: str = "doom-takecover"
+    """the dream (default: the shipped one)"""
+    termination: str = field(default="sample", metadata={"choices": ("threshold", "sample")})
+    """the dream's termination rule"""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """one CMA-ES run per seed"""
+    work: str = "runs/exp"
+    """run directory"""
+    ship: bool = False
+    """ship the seed with the best dream score to --ship-to"""
+    ship_to: str = "pretrained/doom-takecover"
+    """the shipped folder (its world model is kept)"""
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="doom-takecover", help="the dream (default: the shipped one)")
-    parser.add_argument("--termination", choices=["threshold", "sample"], default="sample")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--work", default="runs/exp")
-    parser.add_argument("--ship", action="store_true")
-    parser.add_argument("--ship-to", default="pretrained/doom-takecover")
-    args = parser.parse_args()
+if __name__ == "__main__":  # real episodes run in worker processes, which re-import this file
+    args = parse_cli(Args, description=__doc__)
+
+    # 1. per seed: CMA-ES into its run (resumed when interrupted), then scored in the dream and in reality
     rows = []
     for seed in args.seeds:
         out = Path(args.work) / f"doomab-{args.termination}-s{seed}"
-        dream_score = train(out, seed, args)
+        cfg = CMAESConfig(DREAM, model=args.model, temperature=TAU, population=32, rollouts=8, generations=30,
+                          eval_every=10, eval_rollouts=256, obs_type="zch", bias=False, discrete="threshold",
+                          seed_sharing="pairs", eval_candidate="mean", dtype="bfloat16", seed=seed,
+                          termination=args.termination)
+        trainer = CMAESTrainer(cfg, out)
+        trainer.load()
+        trainer.train()
         path = out / "eval.json"
         result = json.loads(path.read_text()) if path.is_file() else evaluate(
             out, episodes=100, temperature=TAU, seed=1000, workers=2, out=path,
             dream_options={"termination": args.termination})
-        rows.append({"seed": seed, "dir": out, "dream_score": dream_score, "result": result})
+        rows.append({"seed": seed, "dir": out, "dream_score": trainer.best_eval, "result": result})
         print(f"seed {seed}: dream {result['dream']['mean']:.1f}, real {result['real']['mean']:.1f} "
               f"± {result['real']['std']:.1f}")
     reals = [r["result"]["real"]["mean"] for r in rows]
     print(f"real over seeds: mean {sum(reals) / len(reals):.1f}, best {max(reals):.1f}, all {[round(x) for x in reals]}")
+
+    # 2. ship: the best seed IN THE DREAM (reality only scores) beside the shipped world model, which records
+    # the termination rule as its dream's default
     if args.ship:
-        ship(rows, args)
-
-
-def ship(rows: list[dict], args: argparse.Namespace) -> None:
-    from dreamgym import WorldModel
-
-    best = max(rows, key=lambda r: r["dream_score"])  # chosen in the dream: reality only scores
-    dest = Path(args.ship_to)
-    controller = LinearController.from_pretrained(best["dir"] / "controller")
-    controller.config.world_model = "doom-takecover"
-    if (dest / "controller").exists():
-        shutil.rmtree(dest / "controller")
-    controller.save_pretrained(dest / "controller")
-    for r in rows:
-        ship_result(r["result"], dest / f"eval-{args.termination}-seed{r['seed']}.json",
-                    agent="controller" if r is best else f"{r['dir'].name}/controller")
-    model = WorldModel.from_pretrained(dest)
-    model.config.dream.termination = args.termination
-    model.save_pretrained(dest)  # config.json records the rule; the weights are unchanged
-    from dreamgym.viz.video import rollout_frames, write_video
-
-    # the controller's actions played in the dream (left) and in the real VizdoomTakeCover-v1 (right)
-    frames = rollout_frames(DREAM, agent=str(dest / "controller"), model=str(dest), temperature=TAU, steps=300, seed=7,
-                            side_by_side=True, scale=2)
-    write_video(frames, dest / "dream-vs-real.gif", fps=20)
-    model.config.summary["controller"] = (
-        f"controller/ is CMA-ES seed {best['seed']} of {[r['seed'] for r in rows]} (best dream score), the paper's "
-        f"controller on z‖c‖h in the dream with termination={args.termination!r} at tau {TAU}; real scores over "
-        f"100 episodes by seed: {[round(r['result']['real']['mean'], 1) for r in rows]}")
-    evals = [json.loads(p.read_text()) for p in sorted(dest.glob("eval*.json"))]
-    (dest / "README.md").unlink(missing_ok=True)
-    model.save_pretrained(dest, model_card_kwargs={"eval_results": evals, "media": ["dream-vs-real.gif"]})
-    WorldModel.from_pretrained(dest)
-    print(f"shipped seed {best['seed']} to {dest}")
-
-
-if __name__ == "__main__":  # real episodes run in worker processes, which re-import this file
-    main()
+        best = max(rows, key=lambda r: r["dream_score"])
+        summary = {"controller": (
+            f"controller/ is CMA-ES seed {best['seed']} of {[r['seed'] for r in rows]} (best dream score), the paper's "
+            f"controller on z‖c‖h in the dream with termination={args.termination!r} at tau {TAU}; real scores over "
+            f"100 episodes by seed: {[round(r['result']['real']['mean'], 1) for r in rows]}")}
+        evals = {f"eval-{args.termination}-seed{r['seed']}.json": str(r["dir"] / "eval.json") for r in rows}
+        ship(ShipConfig(args.ship_to, args.ship_to, controller=str(best["dir"]), name="doom-takecover", evals=evals,
+                        temperature=TAU, fps=20, termination=args.termination, summary=summary))
+        print(f"shipped seed {best['seed']} to {args.ship_to}")

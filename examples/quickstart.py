@@ -11,15 +11,16 @@ No download: the world model ships in pretrained/.
 4. A GIF plays the same actions in the dream and in reality side by side (dream-vs-real-carracing.gif).
 """
 
-import argparse
 import os
 import tempfile
 import time
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 
 import dreamgym  # noqa: F401  (registers the Dream-* ids)
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
+from dreamgym.argtypes import parse_cli
 from dreamgym.evaluate import evaluate, format_result
 from dreamgym.viz.video import rollout_frames, write_video
 
@@ -31,11 +32,16 @@ JOBS = {  # settings per shipped dream: a few minutes each on 2 CPU cores
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", choices=sorted(JOBS), default="carracing")
-    parser.add_argument("--generations", type=int, help="CMA-ES generations (default: the job's)")
-    args = parser.parse_args()
+@dataclass
+class Args:
+    env: str = field(default="carracing", metadata={"choices": sorted(JOBS)})
+    """which shipped dream"""
+    generations: int | None = None
+    """CMA-ES generations (default: the job's)"""
+
+
+if __name__ == "__main__":  # real-env episodes run in worker processes, which re-import this file
+    args = parse_cli(Args, description=__doc__)
     job = JOBS[args.env]
     dream, tau = job["dream"], job["temperature"]
     start = time.perf_counter()
@@ -43,25 +49,24 @@ def main() -> None:
     print(f"dream: {env.unwrapped.model.config.env_id} world model from {env.unwrapped.model.source['path']}")
     print(f"observation {env.observation_space.shape} (z‖h), action {env.action_space}")
 
+    # 1. CMA-ES, only in the dream
     out = tempfile.mkdtemp(prefix="dreamgym-quickstart-")
     config = CMAESConfig(dream, temperature=tau, population=job["population"], rollouts=job["rollouts"],
                          generations=args.generations or job["generations"], eval_every=25, eval_rollouts=256,
                          sigma0=job["sigma0"], seed=1, dtype=job["dtype"])
-    CMAESTrainer(config, out).train()  # trains only in the dream
+    CMAESTrainer(config, out).train()
     print(f"trained in the dream in {time.perf_counter() - start:.0f} s")
 
+    # 2. the controller in reality, beside a random policy
     n = job["real_episodes"]  # real episodes run in parallel worker processes
     agent = evaluate(out, episodes=n, temperature=tau, seed=1000, workers=min(n, os.cpu_count() or 1))
     random = evaluate("random", env_id=dream, episodes=n, seed=1000, dream=False, workers=min(n, os.cpu_count() or 1))
     print(format_result(agent))
     print(f"  random policy in reality: {random['real']['mean']:.1f} ± {random['real']['std']:.1f}  ({n} episodes)")
-    # the same actions in the dream (left, started from V's latent of reality's first frame) and in reality
+
+    # 3. the same actions in the dream (left, started from V's latent of reality's first frame) and in reality
     frames = rollout_frames(dream, agent=f"{out}/controller", temperature=tau, steps=job["gif_steps"], seed=7,
                             side_by_side=True, scale=2)
     gif = write_video(frames, f"dream-vs-real-{args.env}.gif", fps=job["fps"])
     print(f"wrote {gif} ({len(frames)} frames)")
     print(f"done in {time.perf_counter() - start:.0f} s; controller saved in {out}/controller")
-
-
-if __name__ == "__main__":  # real-env episodes run in worker processes, which re-import this file
-    main()

@@ -11,16 +11,10 @@ Run (what was run for pretrained/doom-takecover, in this order; the second conti
 2b. refine: M and the heads continue --refine-steps more steps (V kept) on all episodes, in windows of
    --refine-seq-len (512: whole episodes, so M sees every hit from the episode's start, as the dream does)
    with deaths weighted x--pos-weight, into world_model-pw<w>-L<len>-ep<episodes>: the dream the
-   controllers train in. Measured termination recall on held-out episodes (p > 0.5): 0.07 for the base
-   model (deaths x10, 64-step windows), 0.16 after refining on 64-step windows (x100, 1200 episodes),
-   0.79 on 512-step windows (precision 0.16: the dream kills sooner than reality)
+   controllers train in
 2c. --dyna-rounds: the last dream's controller (trained at the k-th of --dyna-temperatures) plays reality
    (--dyna-episodes, a random action with probability --dyna-noise), and M continues --dyna-steps on all data
-   into world_model-<tag>-r<k>.
-   One round (300 episodes) lifted the best real score from 183 to 278 (random: 228). Before it, controllers
-   mostly strafed one way (273 of 291 actions in one real episode): in the dream-vs-real GIF reality ends
-   against a side wall that the dream, trained on random play that rarely reaches the walls, never shows.
-   A second round (--dyna-rounds 2 --dyna-temperatures 1.15 1.3) did not help: 168-171 in reality at tau 1.0-1.3
+   into world_model-<tag>-r<k>
 3. for each temperature (first in --temperatures first): CMA-ES trains a linear controller on [z, h] only in
    the dream at that temperature, then it is scored over --eval-episodes episodes in the dream at that
    temperature and in the REAL VizdoomTakeCover-v1 (2100-step cap)
@@ -29,19 +23,20 @@ Run (what was run for pretrained/doom-takecover, in this order; the second conti
 when its output exists.
 With --ship: pretrained/doom-takecover gets the fp16 world model, the controller with the best real score (in
 controller/), every temperature's eval JSON, a dream-vs-real GIF and the model card with the table.
+What these runs measured (the table, termination recall, what the Dyna rounds did) is in pretrained/README.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
-from dreamgym.agents.controller import LinearController
+from dreamgym.argtypes import parse_cli
 from dreamgym.data.collect import CollectConfig, collect
-from dreamgym.evaluate import evaluate, ship_result
+from dreamgym.evaluate import evaluate
+from dreamgym.ship import ShipConfig, pipeline_minutes, ship
 from dreamgym.train.recipes import RecipeConfig, train_world_model
 from dreamgym.train.trainer import TrainConfig
 from dreamgym.utils import atomic_write_text
@@ -49,12 +44,57 @@ from dreamgym.utils import atomic_write_text
 PAPER = {0.10: (2086, 193), 0.50: (2060, 196), 1.00: (1145, 868), 1.15: (918, 1092), 1.30: (732, 753)}
 
 
-def run_tag(args: argparse.Namespace) -> str:
-    """Names the refined dream and the runs trained in it: deaths weight, M's window, episodes."""
-    return f"pw{args.pos_weight:g}-L{args.refine_seq_len}-ep{args.episodes}"
+@dataclass
+class Args:
+    work: str = "runs/doom"
+    """run directory"""
+    episodes: int = 300
+    """random-action episodes collected"""
+    vision_steps: int = 2000
+    """the base world model's V steps"""
+    memory_steps: int = 2000
+    """the base world model's M steps"""
+    temperatures: list[float] = field(default_factory=lambda: [1.15, 1.0, 1.3, 0.5, 0.1])
+    """one CMA-ES controller per temperature"""
+    generations: int = 40
+    """CMA-ES generations"""
+    population: int = 32
+    """CMA-ES candidates per generation"""
+    rollouts: int = 4
+    """dreams per candidate"""
+    eval_episodes: int = 100
+    """real (and dream) episodes scoring each controller"""
+    workers: int = 2
+    """processes"""
+    dtype: str = "bfloat16"
+    """CMA-ES matmul dtype"""
+    pos_weight: float = 100.0
+    """deaths' weight in the refine stage's termination loss"""
+    refine_steps: int = 1500
+    """M steps of the refine stage"""
+    refine_seq_len: int = 512
+    """M's training window in the refine stage; 512 holds most whole episodes"""
+    refine_batch: int = 16
+    """M's batch in the refine stage"""
+    dyna_rounds: int = 0
+    """Dyna rounds after the refine: collect with the last controller, continue M on all data"""
+    dyna_temperatures: list[float] = field(default_factory=lambda: [1.15])
+    """round k collects with the controller trained at the k-th of these (the last repeats)"""
+    dyna_episodes: int = 300
+    """episodes each Dyna round collects"""
+    dyna_noise: float = 0.3
+    """probability of a random action"""
+    dyna_steps: int = 800
+    """M steps of each Dyna round"""
+    base_only: bool = False
+    """stop after the base world model (step 2)"""
+    ship: bool = False
+    """write the result to --ship-to"""
+    ship_to: str = "pretrained/doom-takecover"
+    """the shipped folder"""
 
 
-def train_controller(agent: Path, wm: Path, tau: float, args: argparse.Namespace) -> Path:
+def train_controller(agent: Path, wm: Path, tau: float, args: Args) -> Path:
     """CMA-ES in the dream of ``wm`` at ``tau`` into ``agent`` (skipped when done)."""
     history = agent / "cmaes_history.jsonl"
     if not (history.is_file() and len(history.read_text().splitlines()) >= args.generations
@@ -68,7 +108,7 @@ def train_controller(agent: Path, wm: Path, tau: float, args: argparse.Namespace
     return agent
 
 
-def continue_memory(data: list[Path], init: Path, out: Path, steps: int, seed: int, args: argparse.Namespace) -> None:
+def continue_memory(data: list[Path], init: Path, out: Path, steps: int, seed: int, args: Args) -> None:
     """M and the heads of ``init`` trained ``steps`` more on ``data`` in --refine-seq-len windows (V kept)."""
     if (out / "config.json").is_file():
         return
@@ -80,93 +120,11 @@ def continue_memory(data: list[Path], init: Path, out: Path, steps: int, seed: i
     train_world_model(data, out, recipe, resume=(out / "stages").exists())
 
 
-def ship(work: Path, models: list[Path], collectors: list[Path], tag: str, rows: list[dict],
-         args: argparse.Namespace) -> None:
-    """``models``: every world model in the chain (the last is shipped); ``collectors``: the Dyna rounds' CMA-ES runs."""
-    from dreamgym import WorldModel
-    from dreamgym.viz.video import rollout_frames, write_video
-
-    best = max(rows, key=lambda r: r["real"])
-    out = Path(args.ship_to)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(models[-1], tmp, ignore=shutil.ignore_patterns("stages", "recipe.json", "README.md"))
-    agent = work / f"cmaes-{tag}-tau{best['temperature']:.2f}"
-    controller = LinearController.from_pretrained(agent / "controller")
-    controller.config.world_model = "doom-takecover"  # the shipped dream it sees reality through (under pretrained/)
-    controller.save_pretrained(tmp / "controller")  # config, weights and a card naming that dream
-    evals = []
-    for r in rows:
-        name = f"eval-tau{r['temperature']:.2f}.json"
-        run = work / f"cmaes-{tag}-tau{r['temperature']:.2f}"
-        evals.append(ship_result(json.loads((run / "eval.json").read_text()), tmp / name,  # relative paths
-                                 agent="controller" if r is best else f"{run.name}/controller"))
-    evals.append(ship_result(json.loads((work / "eval-random.json").read_text()), tmp / "eval-random.json"))
-    # the controller's actions played in the dream (left) and in the real VizdoomTakeCover-v1 (right)
-    frames = rollout_frames("Dream-DoomTakeCover-v0", agent=str(tmp / "controller"), model=str(tmp),
-                            temperature=best["temperature"], steps=300, seed=7, side_by_side=True, scale=2)
-    write_video(frames, tmp / "dream-vs-real.gif", fps=20)
-    model = WorldModel.from_pretrained(tmp)
-    model.config.summary["temperature_table"] = [
-        {k: (round(v, 1) if isinstance(v, float) and k != "temperature" else v) for k, v in r.items()} for r in rows]
-    model.config.summary["controller"] = f"controller/ was trained at tau {best['temperature']} (best real score)"
-    runs = [work / f"cmaes-{tag}-tau{r['temperature']:.2f}" for r in rows] + collectors
-    seconds = sum(v for m in models for k, v in json.loads((m / "config.json").read_text())["summary"]["training"].items()
-                  if k.endswith("_s"))
-    seconds += sum(json.loads(line)["seconds"] for r in set(runs) for line in (r / "cmaes_history.jsonl").open())
-    model.config.summary["pipeline"] = {
-        "train_and_cmaes_wall_minutes_2_cores": round(seconds / 60, 1),
-        "base_world_model": "VAE 2000 steps and M 2000 steps (64-step windows, deaths x10) on the first 300 episodes",
-        "refine": f"M and heads {args.refine_steps} more steps on all {args.episodes} episodes, windows of "
-                  f"{args.refine_seq_len} steps, deaths x{args.pos_weight:g}, V kept",
-        "dyna": (f"{args.dyna_rounds} round(s): {args.dyna_episodes} episodes each, collected by the previous "
-                 f"dream's controller at tau {args.dyna_temperatures[:args.dyna_rounds]} (random action with p "
-                 f"{args.dyna_noise:g}), then M and heads "
-                 f"{args.dyna_steps} more steps on all data") if args.dyna_rounds else "none",
-        "cmaes": f"{args.generations} generations of {args.population} x {args.rollouts} dreams per temperature, "
-                 f"{args.dtype}",
-        "reproduce": "python examples/reproduce_doom.py --episodes 300 --base-only; then "
-                     f"python examples/reproduce_doom.py --episodes {args.episodes} --refine-steps {args.refine_steps} "
-                     f"--dyna-rounds {args.dyna_rounds} --dyna-temperatures "
-                     f"{' '.join(f'{t:g}' for t in args.dyna_temperatures)} --ship",
-    }
-    model.save_pretrained(tmp, model_card_kwargs={"eval_results": evals, "media": ["dream-vs-real.gif"]})
-    WorldModel.from_pretrained(tmp)  # strict load before it replaces the shipped folder
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    print(f"shipped {out}")
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", default="runs/doom")
-    parser.add_argument("--episodes", type=int, default=300)
-    parser.add_argument("--vision-steps", type=int, default=2000)
-    parser.add_argument("--memory-steps", type=int, default=2000)
-    parser.add_argument("--temperatures", type=float, nargs="+", default=[1.15, 1.0, 1.3, 0.5, 0.1])
-    parser.add_argument("--generations", type=int, default=40)
-    parser.add_argument("--population", type=int, default=32)
-    parser.add_argument("--rollouts", type=int, default=4)
-    parser.add_argument("--eval-episodes", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--dtype", default="bfloat16")
-    parser.add_argument("--pos-weight", type=float, default=100.0)
-    parser.add_argument("--refine-steps", type=int, default=1500)
-    parser.add_argument("--refine-seq-len", type=int, default=512,
-                        help="M's training window in the refine stage; 512 holds most whole episodes")
-    parser.add_argument("--refine-batch", type=int, default=16)
-    parser.add_argument("--dyna-rounds", type=int, default=0,
-                        help="Dyna rounds after the refine: collect with the last controller, continue M on all data")
-    parser.add_argument("--dyna-temperatures", type=float, nargs="+", default=[1.15],
-                        help="round k collects with the controller trained at the k-th of these (the last repeats)")
-    parser.add_argument("--dyna-episodes", type=int, default=300)
-    parser.add_argument("--dyna-noise", type=float, default=0.3, help="probability of a random action")
-    parser.add_argument("--dyna-steps", type=int, default=800)
-    parser.add_argument("--base-only", action="store_true", help="stop after the base world model (step 2)")
-    parser.add_argument("--ship", action="store_true", help="write the result to --ship-to")
-    parser.add_argument("--ship-to", default="pretrained/doom-takecover")
-    args = parser.parse_args()
+if __name__ == "__main__":  # real episodes run in worker processes, which re-import this file
+    args = parse_cli(Args, description=__doc__)
     work = Path(args.work).resolve()
+
+    # 1. random-action data and 2. the base world model
     collect(CollectConfig("VizdoomTakeCover-v1", out=str(work / "data"), episodes=args.episodes, policy="random",
                           workers=args.workers, seed=0))
     wm = work / "world_model"
@@ -178,8 +136,10 @@ def main() -> None:
         )
         train_world_model(work / "data", wm, recipe, resume=(wm / "stages").exists())
     if args.base_only:
-        return
-    tag = run_tag(args)
+        raise SystemExit(0)
+
+    # 2b. refine M on whole episodes; 2c. Dyna rounds
+    tag = run_tag = f"pw{args.pos_weight:g}-L{args.refine_seq_len}-ep{args.episodes}"  # deaths weight, window, data
     data, models, collectors = [work / "data"], [wm, work / f"world_model-{tag}"], []
     continue_memory(data, models[0], models[1], args.refine_steps, 0, args)
     for k in range(1, args.dyna_rounds + 1):
@@ -191,10 +151,12 @@ def main() -> None:
         collect(CollectConfig("VizdoomTakeCover-v1", out=str(data[-1]), episodes=args.dyna_episodes, policy="agent",
                               agent=str(collectors[-1] / "controller"), agent_model=str(models[-1]),
                               noise=args.dyna_noise, workers=args.workers, seed=100000 * k))
-        tag = f"{run_tag(args)}-r{k}"
+        tag = f"{run_tag}-r{k}"
         models.append(work / f"world_model-{tag}")
         continue_memory(data, models[-2], models[-1], args.dyna_steps, k, args)
     wm = models[-1]
+
+    # 3. the temperature table: a controller per tau, scored in its dream and in reality
     rows = []
     for tau in args.temperatures:
         agent = train_controller(work / f"cmaes-{tag}-tau{tau:.2f}", wm, tau, args)
@@ -207,6 +169,8 @@ def main() -> None:
                      "episodes": len(result["real"]["returns"]), "paper_dream": paper[0], "paper_real": paper[1]})
         atomic_write_text(work / f"table-{tag}.json", json.dumps({"rows": rows}, indent=2) + "\n")
         print(json.dumps(rows[-1]), flush=True)
+
+    # 4. the baseline: a random policy in reality
     path = work / "eval-random.json"
     baseline = json.loads(path.read_text()) if path.is_file() else evaluate(
         "random", env_id="Dream-DoomTakeCover-v0", model=str(wm), episodes=args.eval_episodes, seed=1000,
@@ -214,9 +178,35 @@ def main() -> None:
     atomic_write_text(work / f"table-{tag}.json", json.dumps({"rows": rows, "random": {
         "real": baseline["real"]["mean"], "real_std": baseline["real"]["std"]}}, indent=2) + "\n")
     print(json.dumps({"random_real": baseline["real"]["mean"], "random_real_std": baseline["real"]["std"]}))
+
+    # 5. ship: the last world model, the controller with the best real score, every temperature's eval
     if args.ship:
-        ship(work, models, collectors, tag, rows, args)
-
-
-if __name__ == "__main__":
-    main()
+        best = max(rows, key=lambda r: r["real"])
+        runs = {r["temperature"]: work / f"cmaes-{tag}-tau{r['temperature']:.2f}" for r in rows}
+        evals = {f"eval-tau{t:.2f}.json": str(run / "eval.json") for t, run in runs.items()}
+        evals["eval-random.json"] = str(work / "eval-random.json")
+        table = [{k: (round(v, 1) if isinstance(v, float) and k != "temperature" else v) for k, v in r.items()}
+                 for r in rows]
+        pipeline = {
+            "train_and_cmaes_wall_minutes_2_cores": pipeline_minutes(models, [*runs.values(), *collectors]),
+            "base_world_model": "VAE 2000 steps and M 2000 steps (64-step windows, deaths x10) on the first 300 "
+                                "episodes",
+            "refine": f"M and heads {args.refine_steps} more steps on all {args.episodes} episodes, windows of "
+                      f"{args.refine_seq_len} steps, deaths x{args.pos_weight:g}, V kept",
+            "dyna": (f"{args.dyna_rounds} round(s): {args.dyna_episodes} episodes each, collected by the previous "
+                     f"dream's controller at tau {args.dyna_temperatures[:args.dyna_rounds]} (random action with p "
+                     f"{args.dyna_noise:g}), then M and heads "
+                     f"{args.dyna_steps} more steps on all data") if args.dyna_rounds else "none",
+            "cmaes": f"{args.generations} generations of {args.population} x {args.rollouts} dreams per temperature, "
+                     f"{args.dtype}",
+            "reproduce": "python examples/reproduce_doom.py --episodes 300 --base-only; then "
+                         f"python examples/reproduce_doom.py --episodes {args.episodes} --refine-steps "
+                         f"{args.refine_steps} --dyna-rounds {args.dyna_rounds} --dyna-temperatures "
+                         f"{' '.join(f'{t:g}' for t in args.dyna_temperatures)} --ship",
+        }
+        summary = {"temperature_table": table,
+                   "controller": f"controller/ was trained at tau {best['temperature']} (best real score)",
+                   "pipeline": pipeline}
+        out = ship(ShipConfig(str(wm), args.ship_to, controller=str(runs[best["temperature"]]), name="doom-takecover",
+                              evals=evals, temperature=best["temperature"], fps=20, summary=summary))
+        print(f"shipped {out}")

@@ -128,7 +128,7 @@ def test_push_controller_and_sb3_agent(tmp_path, model_dirs):
 
     from dreamgym.agents import LinearController
     from dreamgym.hub import push
-    from dreamgym.sb3 import DreamVecEnv
+    from dreamgym.agents.sb3 import DreamVecEnv
 
     ctrl = LinearController.for_spaces(spaces.Box(-1, 1, (11,)), spaces.Box(-2, 2, (1,)), env_id="Dream-Pendulum-v0")
     ctrl.save_pretrained(tmp_path / "run" / "controller")

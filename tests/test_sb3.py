@@ -5,7 +5,7 @@ from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.env_checker import check_env
 
 from dreamgym import ConfigError
-from dreamgym.sb3 import DreamVecEnv
+from dreamgym.agents.sb3 import DreamVecEnv
 
 from .conftest import make_tiny_model
 

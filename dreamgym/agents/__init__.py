@@ -52,7 +52,7 @@ def load_agent(
         if agent.action_space != action_space or agent.config.obs_dim != expected:
             raise ConfigError(
                 f"Controller {path} acts on observations of size {agent.config.obs_dim} with actions {agent.action_space}; "
-                f"this env has observations of shape {observation_space.shape} and action space {action_space}. "
+                f"this env has observation space of shape {observation_space.shape} and action space {action_space}. "
                 "Build the real twin with the controller's obs_type (its config.json) and the world model it was trained in."
             )
         return agent

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,19 +70,19 @@ class CMAESConfig:
     eval_every: int = 25
     eval_rollouts: int = 1024
     seed: int = 0
-    obs_type: str = "latent"
+    obs_type: str = field(default="latent", metadata={"choices": ("latent", "zch", "z")})
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str = field(default="float32", metadata={"choices": ("float32", "bfloat16")})
     init: str | None = None
-    eval_candidate: str = "mean"
-    seed_sharing: str = "all"
+    eval_candidate: str = field(default="mean", metadata={"choices": ("mean", "best")})
+    seed_sharing: str = field(default="all", metadata={"choices": ("all", "pairs")})
     bias: bool = True
-    discrete: str = "argmax"
+    discrete: str = field(default="argmax", metadata={"choices": ("argmax", "threshold")})
     temperature_range: list[float] | None = None
     disagreement_penalty: float | None = None
     halt_threshold: float | None = None
     halt_penalty: float | None = None
-    termination: str | None = None
+    termination: str | None = field(default=None, metadata={"choices": ("threshold", "sample")})
 
     def dream_kwargs(self) -> dict[str, Any]:
         """The dream options this run passes to its DreamVectorEnv (None: the model's default)."""

@@ -31,6 +31,9 @@ class ControllerConfig:
     :param discrete: for a Discrete(3) space whose action 0 does nothing: ``"argmax"`` (one output
         per action) or ``"threshold"`` (the paper's Doom controller: one output, tanh, below -1/3
         is action 1, above 1/3 action 2, else 0).
+    :param hidden: widths of hidden layers (Linear, LayerNorm, SiLU) before the output layer; empty
+        (the default): the paper's linear controller, which CMA-ES searches. The Dreamer actor-critic
+        (:mod:`dreamgym.agents.dreamer`) saves its actor's mean as such a controller.
     :param summary: training and evaluation numbers, written into the model card.
     """
 
@@ -41,6 +44,7 @@ class ControllerConfig:
     world_model: str = ""
     bias: bool = True
     discrete: str = "argmax"
+    hidden: list[int] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     format_version: int = CONTROLLER_FORMAT
 
@@ -83,7 +87,12 @@ class LinearController(
                     f"discrete='threshold' maps one output onto Discrete(3) (none / 1 / 2); this space is "
                     f"{self.action_space}. Use discrete='argmax'.")
             self.out_dim = 1
-        self.linear = nn.Linear(config.obs_dim, self.out_dim, bias=config.bias)
+        if any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in config.hidden) or len(config.hidden) > 8:
+            raise ConfigError(f"hidden must be a list of at most 8 layer widths >= 1, got {config.hidden!r}.")
+        widths = [config.obs_dim, *config.hidden]
+        self.body = nn.Sequential(*(m for i in range(len(config.hidden)) for m in (
+            nn.Linear(widths[i], widths[i + 1]), nn.LayerNorm(widths[i + 1]), nn.SiLU())))
+        self.linear = nn.Linear(widths[-1], self.out_dim, bias=config.bias)
         if isinstance(self.action_space, spaces.Box):
             low = torch.as_tensor(self.action_space.low.reshape(-1), dtype=torch.float32)
             high = torch.as_tensor(self.action_space.high.reshape(-1), dtype=torch.float32)
@@ -98,15 +107,23 @@ class LinearController(
             )
         return cls(ControllerConfig(obs_dim=observation_space.shape[0], action_space=space_to_dict(action_space), **kwargs))
 
+    def _linear_only(self) -> None:
+        if self.config.hidden:
+            raise ConfigError(f"CMA-ES searches linear controllers; this one has hidden layers {self.config.hidden}.")
+
     @property
     def num_params(self) -> int:
+        if self.config.hidden:
+            return sum(p.numel() for p in self.parameters())
         return (self.config.obs_dim + int(self.config.bias)) * self.out_dim
 
     def get_flat(self) -> np.ndarray:
+        self._linear_only()
         parts = [self.linear.weight.reshape(-1)] + ([self.linear.bias] if self.config.bias else [])
         return torch.cat(parts).detach().cpu().numpy().astype(np.float64)
 
     def set_flat(self, flat: np.ndarray) -> None:
+        self._linear_only()
         flat = torch.as_tensor(np.asarray(flat), dtype=torch.float32)
         if flat.shape != (self.num_params,):
             raise ValueError(f"Expected {self.num_params} parameters, got shape {tuple(flat.shape)}.")
@@ -127,10 +144,11 @@ class LinearController(
 
     @torch.no_grad()
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.squash(self.linear(obs))
+        return self.squash(self.linear(self.body(obs)))
 
     def act_batched(self, flat_params: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """A population acting at once: params (p, num_params), obs (p, r, obs_dim) -> actions (p, r, ...)."""
+        self._linear_only()
         p, n = flat_params.shape[0], self.config.obs_dim * self.out_dim
         weight = flat_params[:, :n].view(p, self.out_dim, self.config.obs_dim)
         if self.config.bias:
@@ -141,6 +159,7 @@ class LinearController(
 
     def act_rows(self, flat_params: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """Each row its own parameters: params (b, num_params), obs (b, obs_dim) -> actions (b, ...)."""
+        self._linear_only()
         b, n = flat_params.shape[0], self.config.obs_dim * self.out_dim
         weight = flat_params[:, :n].view(b, self.out_dim, self.config.obs_dim)
         out = torch.bmm(weight, obs[:, :, None])[:, :, 0]  # b o i @ b i 1 -> b o

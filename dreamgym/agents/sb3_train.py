@@ -14,10 +14,11 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
 from dreamgym.agents.sb3_io import ALGOS
+from dreamgym.envs.core import OBS_TYPES
 from dreamgym.errors import ConfigError
 from dreamgym.registry import DREAMS
 from dreamgym.rollout import run_episodes
-from dreamgym.sb3 import DreamVecEnv
+from dreamgym.agents.sb3 import DreamVecEnv
 from dreamgym.utils import atomic_write_text
 
 OFF_POLICY_BOX = ("sac", "td3", "ddpg")
@@ -36,12 +37,12 @@ class SB3Config:
     """
 
     env_id: str = "Dream-CarRacing-v0"
-    algo: str = "ppo"
+    algo: str = field(default="ppo", metadata={"choices": tuple(ALGOS)})
     steps: int = 1_000_000
     n_envs: int = 64
     model: str | None = None
     temperature: float | None = None
-    obs_type: str = "latent"
+    obs_type: str = field(default="latent", metadata={"choices": OBS_TYPES})
     seed: int = 0
     eval_real_every: int = 0
     eval_real_episodes: int = 3

@@ -92,7 +92,10 @@ class Backend(Protocol):
         """Pictures of the carry: frames (b, H, W, 3) uint8, or real-env states (b, obs_dim) float32."""
 
 
-_BACKENDS: dict[str, type | str] = {DEFAULT_BACKEND: "dreamgym.models.world_model:WorldModel"}
+_BACKENDS: dict[str, type | str] = {  # the built-in backends, imported on first use
+    DEFAULT_BACKEND: "dreamgym.models.world_model:WorldModel",
+    "rssm": "dreamgym.models.rssm_world_model:RSSMWorldModel",
+}
 
 
 def register_backend(name: str, cls: type | str) -> None:

@@ -72,7 +72,7 @@ class CollectConfig:
     env_id: str
     out: str
     episodes: int = 100
-    policy: str = "brownian"
+    policy: str = field(default="brownian", metadata={"choices": POLICIES})
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     agent: str | None = None
     agent_model: str | None = None

@@ -46,7 +46,7 @@ import json
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from gymnasium import spaces
@@ -99,10 +99,20 @@ def import_minari(dataset_id: str, out: str | Path, *, frame_size: int = 64, ove
     out = Path(out)
     _check_out(out, overwrite)
     dataset = _load(dataset_id)
-    storage_meta: dict[str, Any] = dict(getattr(dataset.storage, "metadata", {}) or {})
+    env_spec = _env_spec(dataset_id, dataset)
+    obs_space = dataset.observation_space
+    obs_kind, frame_key = _obs_kind(dataset_id, obs_space)
+    action_dtype = _action_dtype(dataset_id, dataset.action_space)
+    crop = _frame_crop(env_spec.id, obs_space, frame_key) if obs_kind == "frames" else None
+    meta = _dataset_meta(dataset_id, dataset, env_spec, obs_kind, frame_key, crop, frame_size)
+    episodes = _episodes(dataset, dataset_id, obs_kind, frame_key, crop, frame_size, action_dtype)
+    _write_dataset(out, meta, episodes, dataset_id)
+    return out
 
-    env_spec = dataset.env_spec
-    if env_spec is None:
+
+def _env_spec(dataset_id: str, dataset: Any) -> Any:
+    """The env spec the episodes came from (dataset.json's env_id); refuses a dataset without one or empty."""
+    if dataset.env_spec is None:
         raise DatasetError(
             f"Minari dataset {dataset_id!r} has no env spec: dreamgym needs the id of the real env the episodes "
             "came from (dataset.json's env_id, which the dream's real twin is made from). Expected a dataset "
@@ -111,17 +121,19 @@ def import_minari(dataset_id: str, out: str | Path, *, frame_size: int = 64, ove
         )
     if len(dataset) == 0:
         raise DatasetError(f"Minari dataset {dataset_id!r} holds no episodes; expected at least one.")
-    env_id = env_spec.id
+    return dataset.env_spec
+
+
+def _dataset_meta(dataset_id: str, dataset: Any, env_spec: Any, obs_kind: str, frame_key: str | None,
+                  crop: tuple[int, int, int, int] | None, frame_size: int) -> DatasetMeta:
+    """dataset.json for the converted dataset; ``policy`` records where it came from."""
+    storage_meta: dict[str, Any] = dict(getattr(dataset.storage, "metadata", {}) or {})
     obs_space, act_space = dataset.observation_space, dataset.action_space
-    obs_kind, frame_key = _obs_kind(dataset_id, obs_space)
-    action_dtype = _action_dtype(dataset_id, act_space)
-    crop = _frame_crop(env_id, obs_space, frame_key) if obs_kind == "frames" else None
     obs_shape = [frame_size, frame_size, 3] if obs_kind == "frames" else [int(obs_space.shape[0])]
     frame_space = (obs_space[frame_key] if frame_key is not None else obs_space) if obs_kind == "frames" else None
     jpeg = bool(storage_meta.get("jpeg_encoding", getattr(dataset.storage, "jpeg_encoding", True)))
-
-    meta = DatasetMeta(
-        env_id=env_id,
+    return DatasetMeta(
+        env_id=env_spec.id,
         obs_kind=obs_kind,
         obs_shape=obs_shape,
         action_space=_space_dict(dataset_id, "action", act_space),
@@ -143,10 +155,13 @@ def import_minari(dataset_id: str, out: str | Path, *, frame_size: int = 64, ove
         source=f"minari:{dataset_id}",
     )
 
+
+def _write_dataset(out: Path, meta: DatasetMeta, episodes: Iterable[Episode], dataset_id: str) -> None:
+    """Shards first, then dataset.json (see :func:`import_minari`); drops shards of an older, longer dataset."""
     out.mkdir(parents=True, exist_ok=True)
     (out / META_NAME).unlink(missing_ok=True)  # the old dataset is invalid from here until the new meta exists
     count = 0
-    for episode in _episodes(dataset, dataset_id, obs_kind, frame_key, crop, frame_size, action_dtype):
+    for episode in episodes:
         write_episode(out / shard_name(count), episode)
         count += 1
     if count == 0:  # only if minari's episode count and its episodes disagree
@@ -156,7 +171,6 @@ def import_minari(dataset_id: str, out: str | Path, *, frame_size: int = 64, ove
         if stale.name not in keep:
             stale.unlink()
     write_meta(out, meta)
-    return out
 
 
 def _minari() -> Any:

@@ -15,6 +15,7 @@ from gymnasium import spaces
 
 from dreamgym.data.episodes import Episode, read_episode
 from dreamgym.errors import ConfigError
+from dreamgym.spaces import encode_actions
 
 
 class FrameDataset(torch.utils.data.Dataset):
@@ -28,17 +29,6 @@ class FrameDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"obs": self.obs[index]}
-
-
-def encode_actions(actions: np.ndarray, space: spaces.Space) -> np.ndarray:
-    """Stored actions (T, ...) -> what M sees (T, a): clipped floats, or one-hot for Discrete."""
-    if isinstance(space, spaces.Discrete):
-        idx = actions.astype(np.int64).reshape(-1) - int(space.start)
-        one_hot = np.zeros((len(idx), space.n), dtype=np.float32)  # T x n, not np.eye's n x n
-        one_hot[np.arange(len(idx)), idx] = 1.0
-        return one_hot
-    flat = actions.reshape(len(actions), -1).astype(np.float32)
-    return np.clip(flat, space.low.reshape(-1), space.high.reshape(-1))
 
 
 class SequenceDataset(torch.utils.data.Dataset):

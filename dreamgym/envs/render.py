@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+
 import numpy as np
 
 BAR_IMAGE_SIZE = 128
@@ -42,7 +45,39 @@ def pendulum_frame(x: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarr
     return np.asarray(frame)  # the size every state-vector dream renders at
 
 
-STATE_RENDERERS = {"Pendulum-v1": pendulum_frame}
+def state_renderer(env_id: str) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """How a dream of ``env_id`` draws its state vectors: the registered ``DreamSpec.renderer``, else bars."""
+    from dreamgym.registry import dream_spec_for_env
+
+    spec = dream_spec_for_env(env_id)
+    if spec is None or spec.renderer is None:
+        return state_bars
+    module, name = spec.renderer.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class _StateRenderers(Mapping):
+    """Real env id -> its registered state renderer (:func:`state_renderer`), read from the registry."""
+
+    def _table(self) -> dict[str, Callable[..., np.ndarray]]:
+        from dreamgym.registry import DREAMS
+
+        return {s.env_id: state_renderer(s.env_id) for s in DREAMS.values() if s.renderer is not None}
+
+    def __getitem__(self, env_id: str) -> Callable[..., np.ndarray]:
+        draw = state_renderer(env_id)
+        if draw is state_bars:
+            raise KeyError(env_id)
+        return draw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+STATE_RENDERERS: Mapping[str, Callable[..., np.ndarray]] = _StateRenderers()
 
 
 class Viewer:

@@ -11,7 +11,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -21,13 +21,14 @@ from dreamgym.data.episodes import DatasetMeta, Episode, read_episode
 from dreamgym.data.latents import (
     LatentEpisode, ShardRef, drop_stale_latents, encode_to_store, load_latents, scan_dataset, weights_hash,
 )
-from dreamgym.data.sequences import FrameReservoir, LatentSequenceDataset, encode_actions
+from dreamgym.data.sequences import FrameReservoir, LatentSequenceDataset
 from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.models.heads import HeadsConfig
 from dreamgym.models.mdnrnn import MemoryConfig, mixture_nll
 from dreamgym.models.vision import VisionConfig
 from dreamgym.models.world_model import WorldModel, WorldModelConfig, paper_sizes
 from dreamgym.registry import dream_spec_for_env
+from dreamgym.spaces import encode_actions
 from dreamgym.train.trainer import TrainConfig, Trainer, distributed
 from dreamgym.utils import atomic_write, atomic_write_text
 
@@ -93,19 +94,37 @@ class RecipeConfig:
 
 def model_config(meta: DatasetMeta, cfg: RecipeConfig) -> WorldModelConfig:
     """The WorldModelConfig for a dataset: spaces and frame settings from the data, sizes from cfg."""
-    spec = dream_spec_for_env(meta.env_id)
+    return build_model_config(
+        meta.env_id, meta.action_space, meta.observation_space, cfg, frames=meta.obs_kind == "frames",
+        obs_dim=int(np.prod(meta.obs_shape)), env_kwargs=meta.env_kwargs, frame_key=meta.frame_key,
+        frame_crop=meta.frame_crop, time_limit=lambda: _time_limit(meta),
+    )
+
+
+def build_model_config(env_id: str, action_space: dict[str, Any], observation_space: dict[str, Any],
+                       cfg: RecipeConfig, *, frames: bool, obs_dim: int, env_kwargs: dict[str, Any] | None = None,
+                       frame_key: str | None = None, frame_crop: Sequence[int] | None = None,
+                       time_limit: Callable[[], int] = lambda: 1000) -> WorldModelConfig:
+    """The one place a world model's config is made for an env (training's :func:`model_config` and
+    :func:`dreamgym.testing.world_model_config` both come here).
+
+    Sizes come from ``cfg`` (None: the registered env's, else z 32 and LSTM 256); V is a conv VAE on frames or
+    the identity on state vectors of ``obs_dim``; the heads, time limit and render rate are the registered
+    env's (``time_limit()`` for an unregistered one) with ``cfg.heads`` on top.
+    """
+    spec = dream_spec_for_env(env_id)
     for name in ("z_dim", "hidden_size"):  # None means the env's default; 0 is not a size
         value = getattr(cfg, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"RecipeConfig.{name} must be a positive integer or None (the env's default), "
                               f"got {value!r}.")
-    sizes = paper_sizes(meta.env_id)  # the MDN-RNN backend's default sizes for this env
+    sizes = paper_sizes(env_id)  # the MDN-RNN backend's default sizes for this env
     z_dim = cfg.z_dim if cfg.z_dim is not None else sizes[0]
     hidden = cfg.hidden_size if cfg.hidden_size is not None else sizes[1]
-    if meta.obs_kind == "frames":
-        vision = VisionConfig(kind="conv_vae", z_dim=z_dim, channels=cfg.channels or [32, 64, 128, 256])
+    if frames:
+        channels = {"channels": list(cfg.channels)} if cfg.channels else {}  # else VisionConfig's: the paper's
+        vision = VisionConfig(kind="conv_vae", z_dim=z_dim, **channels)
     else:
-        obs_dim = int(np.prod(meta.obs_shape))
         vision = VisionConfig(kind="identity", z_dim=obs_dim, obs_dim=obs_dim)
     unknown = sorted(set(cfg.heads or {}) - set(HeadsConfig.__dataclass_fields__))
     if unknown:
@@ -113,11 +132,11 @@ def model_config(meta: DatasetMeta, cfg: RecipeConfig) -> WorldModelConfig:
     heads = HeadsConfig(**{**(spec.heads if spec else {}), **(cfg.heads or {})})
     heads.validate()
     return WorldModelConfig(
-        env_id=meta.env_id, action_space=meta.action_space, observation_space=meta.observation_space,
+        env_id=env_id, action_space=action_space, observation_space=observation_space,
         vision=vision, heads=heads,
         memory=MemoryConfig(hidden_size=hidden, n_mixtures=cfg.n_mixtures, ensemble=cfg.ensemble, dropout=cfg.dropout),
-        env_kwargs=meta.env_kwargs, frame_key=meta.frame_key, frame_crop=meta.frame_crop,
-        max_episode_steps=spec.max_episode_steps if spec else _time_limit(meta),
+        env_kwargs=dict(env_kwargs or {}), frame_key=frame_key, frame_crop=list(frame_crop) if frame_crop else None,
+        max_episode_steps=spec.max_episode_steps if spec else time_limit(),
         default_temperature=cfg.default_temperature, render_fps=spec.render_fps if spec else 30,
         num_start_states=cfg.num_start_states, storage_dtype=cfg.storage_dtype,
     )
@@ -391,6 +410,22 @@ def _encode_all(model: WorldModel, refs: Sequence[ShardRef], out: Path, rank: in
     return paths
 
 
+@dataclass
+class _Run:
+    """What every stage of one training run reads: the model, its settings and the split data."""
+
+    model: WorldModel
+    cfg: RecipeConfig
+    out: Path
+    resume: bool
+    device: str
+    progress: bool
+    rank: int
+    episodes: Sequence[ShardRef]
+    train_eps: list[ShardRef]
+    val_eps: list[ShardRef]
+
+
 def train_world_model(
     data: str | Path | Sequence[str | Path],
     out: str | Path,
@@ -425,75 +460,94 @@ def train_world_model(
         raise ConfigError("train_vision=False keeps an existing V: pass init_from=<world model directory> too.")
     model = model.to(device)
     train_eps, val_eps = split(episodes, cfg.val_fraction, cfg.seed)
+    run = _Run(model, cfg, out, resume, device, progress, rank, episodes, train_eps, val_eps)
     timings: dict[str, float] = {}
-    metrics: dict[str, Any] = {}
-
-    # 1. V
     t0 = time.perf_counter()
-    vision_dir = out / "stages" / "vision"
-    vision_done = vision_dir / "vision.safetensors"
-    if model.config.pixels:
-        if resume and vision_done.is_file():
-            model.vision.load_state_dict(load_file(str(vision_done)))
-        elif not cfg.train_vision:
-            pass  # V stays init_from's
-        else:
-            val_frames = min(cfg.frame_buffer, cfg.vision.val_batches * cfg.vision.batch_size)  # all validation reads
-            trainer = Trainer(model.vision, _vision_loss, FrameReservoir(train_eps, cfg.frame_buffer, cfg.seed),
-                              FrameReservoir(val_eps, val_frames, shuffle=False), cfg.vision,
-                              vision_dir, name="vision", device=device, progress=progress)
-            if resume and trainer.load():
-                _check_resumed_steps(trainer, "--vision-steps")
-            metrics["vision"] = trainer.fit()
-            if rank == 0:
-                state = {k: v.contiguous() for k, v in model.vision.state_dict().items()}
-                atomic_write(vision_done, lambda p: save_file(state, str(p)))
-    elif cfg.train_vision:
-        _normalise_states(model, train_eps)  # (kept: init_from's normalisation, which its M was trained on)
-    trainer = None  # V's frame buffers go before the encode and M stages
+    _vision_stage(run)
     timings["vision_s"] = time.perf_counter() - t0
-
-    # 2. encode once into out/latents/<V hash>/ (kept across a resume while V is the same)
     t0 = time.perf_counter()
-    model.eval()
-    latent_paths = _encode_all(model, episodes, out, rank)
+    latent_paths = _encode_stage(run)
     timings["encode_s"] = time.perf_counter() - t0
-    index = {id(ep): i for i, ep in enumerate(episodes)}
-    train_paths = [latent_paths[index[id(ep)]] for ep in train_eps]
-    val_paths = [latent_paths[index[id(ep)]] for ep in val_eps]
-    has_logvar = load_latents(train_paths[:1])[0].logvar is not None
-
-    # 3. M + heads on memory-mapped latents (V frozen: no gradient, which DDP must not wait for)
     t0 = time.perf_counter()
+    train_seq, val_paths = _memory_stage(run, latent_paths)
+    timings["memory_s"] = time.perf_counter() - t0
+    _finish(run, meta, train_seq, val_paths, timings)
+    return model
+
+
+def _vision_stage(run: _Run) -> dict[str, Any] | None:
+    """1. V on frames, into ``out/stages/vision`` (a resumed run loads a finished V); state envs normalise instead."""
+    model, cfg = run.model, run.cfg
+    vision_dir = run.out / "stages" / "vision"
+    vision_done = vision_dir / "vision.safetensors"
+    if not model.config.pixels:
+        if cfg.train_vision:
+            _normalise_states(model, run.train_eps)  # (kept: init_from's normalisation, which its M was trained on)
+        return None
+    if run.resume and vision_done.is_file():
+        model.vision.load_state_dict(load_file(str(vision_done)))
+        return None
+    if not cfg.train_vision:
+        return None  # V stays init_from's
+    val_frames = min(cfg.frame_buffer, cfg.vision.val_batches * cfg.vision.batch_size)  # all validation reads
+    trainer = Trainer(model.vision, _vision_loss, FrameReservoir(run.train_eps, cfg.frame_buffer, cfg.seed),
+                      FrameReservoir(run.val_eps, val_frames, shuffle=False), cfg.vision,
+                      vision_dir, name="vision", device=run.device, progress=run.progress)
+    if run.resume and trainer.load():
+        _check_resumed_steps(trainer, "--vision-steps")
+    metrics = trainer.fit()
+    if run.rank == 0:
+        state = {k: v.contiguous() for k, v in model.vision.state_dict().items()}
+        atomic_write(vision_done, lambda p: save_file(state, str(p)))
+    return metrics  # (V's frame buffers go with the trainer, before the encode and M stages)
+
+
+def _encode_stage(run: _Run) -> list[Path]:
+    """2. Encode once into ``out/latents/<V hash>/`` (kept across a resume while V is the same)."""
+    run.model.eval()
+    return _encode_all(run.model, run.episodes, run.out, run.rank)
+
+
+def _memory_stage(run: _Run, latent_paths: list[Path]) -> tuple[LatentSequenceDataset, list[Path]]:
+    """3. M + heads on memory-mapped latents, into ``out/stages/memory`` (resumed from its checkpoint); returns the
+    training sequences and the validation episodes' latents."""
+    model, cfg = run.model, run.cfg
+    index = {id(ep): i for i, ep in enumerate(run.episodes)}
+    train_paths = [latent_paths[index[id(ep)]] for ep in run.train_eps]
+    val_paths = [latent_paths[index[id(ep)]] for ep in run.val_eps]
+    has_logvar = load_latents(train_paths[:1])[0].logvar is not None
     model.train()
-    model.vision.requires_grad_(False)
+    model.vision.requires_grad_(False)  # V frozen: no gradient, which DDP must not wait for
     cache = latent_paths[0].parent
     space = model.action_space
-    train_seq = LatentSequenceDataset.from_files(train_paths, space, cfg.seq_len, cache / f"flat-train-r{rank}")
-    val_seq = LatentSequenceDataset.from_files(val_paths, space, cfg.seq_len, cache / f"flat-val-r{rank}")
+    train_seq = LatentSequenceDataset.from_files(train_paths, space, cfg.seq_len, cache / f"flat-train-r{run.rank}")
+    val_seq = LatentSequenceDataset.from_files(val_paths, space, cfg.seq_len, cache / f"flat-val-r{run.rank}")
     trainer = Trainer(model, _memory_loss(cfg.sample_z and has_logvar), train_seq, val_seq, cfg.memory,
-                      out / "stages" / "memory", name="memory", device=device, progress=progress)
-    if resume and trainer.load():
+                      run.out / "stages" / "memory", name="memory", device=run.device, progress=run.progress)
+    if run.resume and trainer.load():
         _check_resumed_steps(trainer, "--memory-steps")
-    metrics["memory"] = trainer.fit()
-    timings["memory_s"] = time.perf_counter() - t0
+    trainer.fit()
+    return train_seq, val_paths
 
-    # 4. start states, fidelity, save
+
+def _finish(run: _Run, meta: DatasetMeta, train_seq: LatentSequenceDataset, val_paths: list[Path],
+            timings: dict[str, float]) -> None:
+    """4. Start states, fidelity on the held-out episodes, the summary; save."""
+    model, cfg = run.model, run.cfg
     model.eval()
     set_start_states(model, list(train_seq.first_latents()[:, None]), cfg.seed)
-    frames = _val_frames(val_eps) if model.config.pixels else None
+    frames = _val_frames(run.val_eps) if model.config.pixels else None
     val_lat = _LazyLatents(val_paths)  # one episode in memory at a time
     fid = fidelity(model.cpu(), val_lat, (ep.mu for ep in val_lat), frames=frames)
-    summary = {
+    episodes = run.episodes
+    model.config.summary = {
         "data": {"episodes": len(episodes), "steps": int(sum(len(e) for e in episodes)), "policy": meta.policy.get("name"),
-                 "source": meta.source, "train_episodes": len(train_eps), "val_episodes": len(val_eps)},
+                 "source": meta.source, "train_episodes": len(run.train_eps), "val_episodes": len(run.val_eps)},
         "training": {"vision_steps": cfg.vision.steps if model.config.pixels and cfg.train_vision else 0,
                      "memory_steps": cfg.memory.steps, **({"init_from": str(cfg.init_from)} if cfg.init_from else {}),
                      **{k: round(v, 1) for k, v in timings.items()}},
         "fidelity": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in fid.items()},
     }
-    model.config.summary = summary
-    if rank == 0:
-        model.save_pretrained(out)
-        atomic_write_text(out / "recipe.json", json.dumps(asdict(cfg), sort_keys=True, indent=2) + "\n")
-    return model
+    if run.rank == 0:
+        model.save_pretrained(run.out)
+        atomic_write_text(run.out / "recipe.json", json.dumps(asdict(cfg), sort_keys=True, indent=2) + "\n")

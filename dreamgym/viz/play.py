@@ -32,11 +32,11 @@ from gymnasium.error import DependencyNotInstalled
 
 from dreamgym.errors import ConfigError
 from dreamgym.models.world_model import WorldModel
+from dreamgym.registry import DREAMS, dream_spec_for_env
 
 TAU_STEP = 0.05
-DOOM_NOOP, DOOM_RIGHT, DOOM_LEFT = 0, 1, 2  # ViZDoom's Discrete(3) over {MOVE_LEFT, MOVE_RIGHT}: see above
-CAR_GAS, CAR_BRAKE = 1.0, 0.8
-PENDULUM_TORQUE = 2.0
+_DOOM = DREAMS["Dream-DoomTakeCover-v0"]  # ViZDoom's Discrete(3) over {MOVE_LEFT, MOVE_RIGHT}: see above
+DOOM_NOOP, DOOM_RIGHT, DOOM_LEFT = _DOOM.play_noop, _DOOM.play_keys["right"], _DOOM.play_keys["left"]
 EVENT_KINDS = ("down", "up", "quit")
 
 ScriptedEvent = tuple[str, "str | int | None"]  # ("down" | "up", key name or pygame key code), ("quit", None)
@@ -63,33 +63,37 @@ class Controls:
 
 
 def controls_for(env_id: str) -> Controls:
-    """The keyboard controls of a real env id (``CarRacing-v3``, ``VizdoomTakeCover-v1``, ``Pendulum-v1``).
+    """The keyboard controls of a real env id, from its ``DreamSpec.play_keys`` (``CarRacing-v3``,
+    ``VizdoomTakeCover-v1``, ``Pendulum-v1``).
 
     :param env_id: the real env a dream was learned from (``model.config.env_id``).
     """
+    spec = dream_spec_for_env(env_id)
+    if spec is None or not spec.play_keys:
+        playable = sorted(s.env_id for s in DREAMS.values() if s.play_keys)
+        raise ConfigError(f"No keyboard controls for {env_id!r}: expected a dream of one of {playable}.")
     pg = _pygame()
-    left, right, up, down = pg.K_LEFT, pg.K_RIGHT, pg.K_UP, pg.K_DOWN
+    keys = {_key_code(pg, name): value for name, value in spec.play_keys.items()}
+    if spec.action_space["type"] == "Discrete":
+        def discrete(held: set[int]) -> int:
+            pressed = [keys[k] for k in keys if k in held]
+            return pressed[0] if len(pressed) == 1 else spec.play_noop
 
-    def car(held: set[int]) -> np.ndarray:
-        steer = float(right in held) - float(left in held)
-        return np.array([steer, CAR_GAS * (up in held), CAR_BRAKE * (down in held)], dtype=np.float32)
+        return Controls(discrete, spec.play_help)
+    zero = np.zeros(len(next(iter(keys.values()))), dtype=np.float32)
 
-    def doom(held: set[int]) -> int:
-        if (left in held) == (right in held):
-            return DOOM_NOOP
-        return DOOM_LEFT if left in held else DOOM_RIGHT
+    def box(held: set[int]) -> np.ndarray:  # each held key adds its vector
+        return sum((np.asarray(keys[k], dtype=np.float32) for k in keys if k in held), zero.copy())
 
-    def pendulum(held: set[int]) -> np.ndarray:
-        return np.array([PENDULUM_TORQUE * (float(left in held) - float(right in held))], dtype=np.float32)
+    return Controls(box, spec.play_help)
 
-    table = {
-        "CarRacing-v3": Controls(car, "arrows: steer / gas / brake"),
-        "VizdoomTakeCover-v1": Controls(doom, "left/right: move"),
-        "Pendulum-v1": Controls(pendulum, "left/right: torque"),
-    }
-    if env_id not in table:
-        raise ConfigError(f"No keyboard controls for {env_id!r}: expected a dream of one of {sorted(table)}.")
-    return table[env_id]
+
+def _key_code(pg: Any, name: str) -> int:
+    """A pygame key code by name (``"left"``, ``"a"``), without ``pygame.init()`` (which key.key_code wants)."""
+    code = getattr(pg, f"K_{name}", None) or getattr(pg, f"K_{name.upper()}", None)
+    if code is None:
+        raise ConfigError(f"Unknown key name {name!r} in DreamSpec.play_keys: use pygame key names such as 'left', 'a'.")
+    return int(code)
 
 
 def press(key: str | int, hold: int = 1) -> list[list[ScriptedEvent]]:
@@ -189,91 +193,124 @@ def play(
         "returns": {"dream": [...], "real": [...]}}``; returns hold every episode begun in that mode, the
         last one possibly unfinished.
     """
+    _check_play_args(scale, fps, max_steps)
+    pg = _pygame()
+    kwargs: dict[str, Any] = {} if model is None else {"model": model}
+    dream = gym.make(dream_id, temperature=temperature, render_mode="rgb_array", **kwargs)
+    session = _Session(dream_id, dream, {"dream": _Track(dream)}, {"dream": seed, "real": seed})
+    fps = dream.metadata.get("render_fps", 30) if fps is None else fps
+    script = iter(events) if events is not None else None
+    view = 64 * scale
+    try:
+        controls = controls_for(session.model.config.env_id)
+        window, font = _open_window(pg, dream_id, view)
+        clock = pg.time.Clock()
+        while max_steps is None or sum(t.steps for t in session.tracks.values()) < max_steps:
+            if script is not None:
+                frame_events = next(script, None)
+                if frame_events is None:
+                    break
+                _post(pg, frame_events)
+            if not all([session.handle(pg, event) for event in pg.event.get()]):
+                break
+            track = session.advance(controls.action(session.held))
+            _draw(pg, window, font, track, session.mode, dream.unwrapped.temperature, controls.help, view)
+            clock.tick(fps)
+    finally:
+        pg.display.quit()
+        for t in session.tracks.values():
+            t.env.close()
+    return session.result()
+
+
+def _open_window(pg: Any, dream_id: str, view: int) -> tuple[Any, Any]:
+    """The window (a ``view`` px square frame above a two-line status bar) and the status bar's font."""
+    font_size = int(np.clip(view // 24, 12, 22))
+    pg.display.init()  # not pg.init(): the mixer would look for a sound card
+    pg.font.init()
+    pg.display.set_caption(f"dreamgym: {dream_id}")
+    return pg.display.set_mode((view, view + 2 * font_size + 20)), pg.font.Font(None, font_size)
+
+
+def _check_play_args(scale: int, fps: float | None, max_steps: int | None) -> None:
     if not (isinstance(scale, (int, np.integer)) and scale >= 1):
         raise ConfigError(f"scale must be an integer >= 1, got {scale!r}.")
     if fps is not None and not (np.isfinite(fps) and fps >= 0):
         raise ConfigError(f"fps must be >= 0 (0: unthrottled) or None, got {fps!r}.")
     if max_steps is not None and max_steps < 0:
         raise ConfigError(f"max_steps must be >= 0 or None, got {max_steps}.")
-    pg = _pygame()
-    kwargs: dict[str, Any] = {} if model is None else {"model": model}
-    dream = gym.make(dream_id, temperature=temperature, render_mode="rgb_array", **kwargs)
-    wm: WorldModel = dream.unwrapped.model
-    tracks: dict[str, _Track] = {"dream": _Track(dream)}
-    fps = dream.metadata.get("render_fps", 30) if fps is None else fps
-    seeds = {"dream": seed, "real": seed}
-    script = iter(events) if events is not None else None
-    summary = {"switches": 0, "resets": 0, "frames": 0}
-    mode = "dream"
-    held: set[int] = set()
-    view = 64 * scale
-    font_size = int(np.clip(view // 24, 12, 22))
-    try:
-        controls = controls_for(wm.config.env_id)
-        pg.display.init()  # not pg.init(): the mixer would look for a sound card
-        pg.font.init()
-        pg.display.set_caption(f"dreamgym: {dream_id}")
-        window = pg.display.set_mode((view, view + 2 * font_size + 20))
-        font = pg.font.Font(None, font_size)
-        clock = pg.time.Clock()
-        running = True
-        while running:
-            if max_steps is not None and sum(t.steps for t in tracks.values()) >= max_steps:
-                break
-            if script is not None:
-                frame_events = next(script, None)
-                if frame_events is None:
-                    break
-                _post(pg, frame_events)
-            for event in pg.event.get():
-                if event.type == pg.QUIT:
-                    running = False
-                elif event.type == pg.KEYUP:
-                    held.discard(event.key)
-                elif event.type == pg.WINDOWFOCUSLOST:
-                    held.clear()  # a key released in another window would otherwise stay down
-                elif event.type == pg.KEYDOWN:
-                    held.add(event.key)
-                    if event.key == pg.K_ESCAPE:
-                        running = False
-                    elif event.key == pg.K_TAB:
-                        mode = "real" if mode == "dream" else "dream"
-                        summary["switches"] += 1
-                        if mode not in tracks:
-                            from dreamgym.envs.real import make_real
 
-                            tracks["real"] = _Track(make_real(dream_id, model=wm, render_mode="rgb_array"))
-                    elif event.key == pg.K_r:
-                        tracks[mode].needs_reset = True
-                        summary["resets"] += 1
-                    elif event.key in (pg.K_RIGHTBRACKET, pg.K_PLUS, pg.K_EQUALS, pg.K_KP_PLUS):
-                        dream.unwrapped.temperature = round(dream.unwrapped.temperature + TAU_STEP, 6)
-                    elif event.key in (pg.K_LEFTBRACKET, pg.K_MINUS, pg.K_KP_MINUS):
-                        dream.unwrapped.temperature = max(0.0, round(dream.unwrapped.temperature - TAU_STEP, 6))
-            if not running:
-                break
-            track = tracks[mode]
-            if track.needs_reset:
-                track.reset(seeds[mode])
-                seeds[mode] = None
-            track.step(controls.action(held))
-            _draw(pg, window, font, track, mode, dream.unwrapped.temperature, controls.help, view)
-            summary["frames"] += 1
-            clock.tick(fps)
-    finally:
-        pg.display.quit()
-        for t in tracks.values():
-            t.env.close()
-    steps = {m: (tracks[m].steps if m in tracks else 0) for m in ("dream", "real")}
-    return {
-        "steps": steps["dream"] + steps["real"],
-        "steps_dream": steps["dream"],
-        "steps_real": steps["real"],
-        "temperature": round(float(dream.unwrapped.temperature), 6),
-        "mode": mode,
-        "returns": {m: (list(tracks[m].returns) if m in tracks else []) for m in ("dream", "real")},
-        **summary,
-    }
+
+@dataclass
+class _Session:
+    """A play session's state: the envs on screen, which one shows, the keys held and the counts so far."""
+
+    dream_id: str
+    dream: gym.Env
+    tracks: dict[str, _Track]
+    seeds: dict[str, int | None]
+    mode: str = "dream"
+    held: set[int] = field(default_factory=set)
+    summary: dict[str, int] = field(default_factory=lambda: {"switches": 0, "resets": 0, "frames": 0})
+
+    @property
+    def model(self) -> WorldModel:
+        return self.dream.unwrapped.model
+
+    def handle(self, pg: Any, event: Any) -> bool:
+        """Apply one pygame event; False when play should stop (Esc, or the window closed)."""
+        if event.type == pg.QUIT:
+            return False
+        if event.type == pg.KEYUP:
+            self.held.discard(event.key)
+        elif event.type == pg.WINDOWFOCUSLOST:
+            self.held.clear()  # a key released in another window would otherwise stay down
+        elif event.type == pg.KEYDOWN:
+            self.held.add(event.key)
+            return self._key(pg, event.key)
+        return True
+
+    def _key(self, pg: Any, key: int) -> bool:
+        dream = self.dream.unwrapped
+        if key == pg.K_ESCAPE:
+            return False
+        if key == pg.K_TAB:
+            self.mode = "real" if self.mode == "dream" else "dream"
+            self.summary["switches"] += 1
+            if self.mode not in self.tracks:
+                from dreamgym.envs.real import make_real
+
+                self.tracks["real"] = _Track(make_real(self.dream_id, model=self.model, render_mode="rgb_array"))
+        elif key == pg.K_r:
+            self.tracks[self.mode].needs_reset = True
+            self.summary["resets"] += 1
+        elif key in (pg.K_RIGHTBRACKET, pg.K_PLUS, pg.K_EQUALS, pg.K_KP_PLUS):
+            dream.temperature = round(dream.temperature + TAU_STEP, 6)
+        elif key in (pg.K_LEFTBRACKET, pg.K_MINUS, pg.K_KP_MINUS):
+            dream.temperature = max(0.0, round(dream.temperature - TAU_STEP, 6))
+        return True
+
+    def advance(self, action: Any) -> _Track:
+        """One step of the env on screen (reset first when its episode ended); returns its track."""
+        track = self.tracks[self.mode]
+        if track.needs_reset:
+            track.reset(self.seeds[self.mode])
+            self.seeds[self.mode] = None  # later resets continue the env's generator
+        track.step(action)
+        self.summary["frames"] += 1
+        return track
+
+    def result(self) -> dict[str, Any]:
+        steps = {m: (self.tracks[m].steps if m in self.tracks else 0) for m in ("dream", "real")}
+        return {
+            "steps": steps["dream"] + steps["real"],
+            "steps_dream": steps["dream"],
+            "steps_real": steps["real"],
+            "temperature": round(float(self.dream.unwrapped.temperature), 6),
+            "mode": self.mode,
+            "returns": {m: (list(self.tracks[m].returns) if m in self.tracks else []) for m in ("dream", "real")},
+            **self.summary,
+        }
 
 
 def _draw(pg: Any, window: Any, font: Any, track: _Track, mode: str, tau: float, help_line: str, view: int) -> None:

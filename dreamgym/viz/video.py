@@ -121,27 +121,20 @@ def rollout_frames(
         raise ConfigError(f"steps must be >= 1, got {steps}.")
     if not (isinstance(scale, (int, np.integer)) and scale >= 1):
         raise ConfigError(f"scale must be an integer >= 1, got {scale!r}.")
-    obs_type = "latent"
     info = None
     if agent is not None:
         from dreamgym.evaluate import agent_info
 
         info = agent_info(agent, dream_id, model if isinstance(model, (str, Path)) else None)
-        obs_type = info.obs_type
-        if model is None:
-            model = info.world_model
+        model = info.world_model if model is None else model
     else:
         check_baseline(policy)  # before loading a model
+    obs_type = "latent" if info is None else info.obs_type
     kwargs: dict[str, Any] = {} if model is None else {"model": model}
     dream = gym.make(dream_id, temperature=temperature, obs_type=obs_type, render_mode="rgb_array", **kwargs)
     real = None
     try:
-        if info is not None:
-            from dreamgym.evaluate import load
-
-            act = acting(load(info, dream.observation_space, dream.action_space, seed))
-        else:
-            act = baseline_policy(policy, dream.action_space, np.random.default_rng(seed))
+        act = _actor(info, policy, dream, seed)
         if side_by_side:
             real = make_real(dream_id, model=dream.unwrapped.model, obs_type=obs_type, render_mode="rgb_array")
         return _play(dream, real, act, steps, seed, scale, annotated)
@@ -149,6 +142,15 @@ def rollout_frames(
         dream.close()
         if real is not None:
             real.close()
+
+
+def _actor(info: Any, policy: str, dream: gym.Env, seed: int) -> Callable[[Any], Any]:
+    """obs -> action: the agent ``info`` describes, else the baseline ``policy``."""
+    if info is None:
+        return baseline_policy(policy, dream.action_space, np.random.default_rng(seed))
+    from dreamgym.evaluate import load
+
+    return acting(load(info, dream.observation_space, dream.action_space, seed))
 
 
 def _play(dream: gym.Env, real: gym.Env | None, act: Callable[[Any], Any], steps: int, seed: int, scale: int,

@@ -7,7 +7,7 @@ import pytest
 
 from dreamgym import WorldModel
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
-from dreamgym.agents.iterate import IterateConfig, format_rounds, iterate
+from dreamgym.iterate import IterateConfig, format_rounds, iterate
 from dreamgym.agents.sb3_io import load_sb3
 from dreamgym.agents.sb3_train import SB3Config, train_sb3
 from dreamgym.cli import main
@@ -185,3 +185,23 @@ def test_random_baseline_in_reality_does_not_depend_on_the_worker_split(model_di
 
     chunks = [ev._real_chunk(info, [3, 5]), ev._real_chunk(info, [4, 6])]
     np.testing.assert_array_equal(one, [chunks[0][0], chunks[1][0], chunks[0][1], chunks[1][1]])
+
+
+def test_iterate_schedules_per_round(tmp_path):
+    cfg = IterateConfig(
+        env_id="Pendulum-v1", rounds=2, episodes=[4, 2], max_steps=40, workers=1, eval_episodes=[2, 1],
+        recipe=RecipeConfig.tiny(num_start_states=4), memory_steps=[30, 10], warm_start=[False, True],
+        warm_start_agent=False, generations=[2, 1], collect_seed=[5, 9], agent_seed=3, eval_seed=[100, 200],
+        cmaes=CMAESConfig(population=4, rollouts=1, generations=2, max_steps=20, eval_every=1, eval_rollouts=2),
+    )
+    rows = iterate(cfg, tmp_path / "s", progress=False)
+    assert [r["episodes_so_far"] for r in rows] == [4, 6]
+    r1 = tmp_path / "s" / "round1"
+    assert len(list((r1 / "data").glob("ep-*.npz"))) == 2
+    assert json.loads((r1 / "data" / "dataset.json").read_text())["seed"] == 9
+    training = json.loads((r1 / "world_model" / "config.json").read_text())["summary"]["training"]
+    assert training["memory_steps"] == 10 and training["init_from"].endswith("round0/world_model")
+    cmaes = json.loads((r1 / "agent" / "cmaes.json").read_text())
+    assert (cmaes["generations"], cmaes["seed"], cmaes["init"]) == (1, 3, None)
+    score = json.loads((r1 / "eval.json").read_text())
+    assert len(score["real"]["returns"]) == 1 and score["seed"] == 200

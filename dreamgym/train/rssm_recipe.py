@@ -1,0 +1,133 @@
+"""Train an ``rssm`` world model from dreamgym datasets with the generic trainer.
+
+The same datasets as the MDN-RNN (``dreamgym collect``), the same :class:`~dreamgym.train.trainer.Trainer`
+(progress, validation split, JSON log and TensorBoard, checkpoints and exact resume, torchrun DDP),
+one stage: the RSSM and its heads learn together on windows of ``seq_len`` steps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from dreamgym.data.episodes import Episode, load_dataset
+from dreamgym.errors import ConfigError
+from dreamgym.models.rssm import RSSMConfig
+from dreamgym.models.rssm_world_model import RSSMWorldModel, RSSMWorldModelConfig
+from dreamgym.registry import dream_spec_for_env
+from dreamgym.train.trainer import TrainConfig, Trainer, distributed
+from dreamgym.utils import atomic_write_text
+
+
+@dataclass
+class RSSMRecipe:
+    """How to train an RSSM world model.
+
+    :param preset: sizes (``tiny``, ``cpu`` or ``paper``; :class:`~dreamgym.models.rssm.RSSMConfig`).
+    :param rssm: overrides of the preset's fields. :param train: optimisation (steps, batch, lr, ...).
+    :param seq_len: steps per training window. :param val_fraction: episodes held out for validation.
+    :param num_start_states: dream start states stored (real episodes' first posterior states).
+    :param default_temperature: the dream's tau when ``gym.make`` gets none.
+    """
+
+    preset: str = "cpu"
+    rssm: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=16, lr=3e-4,
+                                                                    val_every=250, checkpoint_every=250))
+    seq_len: int = 64
+    val_fraction: float = 0.1
+    num_start_states: int = 256
+    default_temperature: float = 1.0
+    storage_dtype: str = "float32"
+    seed: int = 0
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows of ``seq_len`` steps of raw observations (uint8 frames or float states), actions,
+    rewards and terminations; short episodes are padded and masked. Indexed by a batch of indices."""
+
+    def __init__(self, episodes: Sequence[Episode], model: RSSMWorldModel, seq_len: int) -> None:
+        if not episodes:
+            raise ConfigError("No episodes to train on.")
+        lengths = [len(ep) for ep in episodes]
+        total = sum(n + seq_len for n in lengths)
+        first = episodes[0].obs
+        self.obs = torch.zeros((total + 1, *first.shape[1:]), dtype=torch.from_numpy(first[:1]).dtype)
+        a_dim = model.action_dim
+        self.action, self.reward = torch.zeros(total, a_dim), torch.zeros(total)
+        self.terminated, self.mask = torch.zeros(total), torch.zeros(total)
+        starts, offset = [], 0
+        for ep, n in zip(episodes, lengths):
+            self.obs[offset: offset + n + 1] = torch.from_numpy(ep.obs)
+            self.action[offset: offset + n] = torch.from_numpy(model.encode_actions(ep.actions).astype(np.float32))
+            self.reward[offset: offset + n] = torch.from_numpy(ep.rewards.astype(np.float32))
+            self.terminated[offset: offset + n] = torch.from_numpy(ep.terminated.astype(np.float32))
+            self.mask[offset: offset + n] = 1.0
+            starts += [offset + t for t in range(0, max(n - seq_len, 0) + 1, max(seq_len // 2, 1))]
+            offset += n + seq_len
+        self.starts = torch.tensor(starts, dtype=torch.long)
+        self._steps = torch.arange(seq_len)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        rows = self.starts[index][:, None] + self._steps
+        obs_rows = torch.cat([rows, rows[:, -1:] + 1], dim=1)
+        return {"obs": self.obs[obs_rows], "action": self.action[rows], "reward": self.reward[rows],
+                "terminated": self.terminated[rows], "mask": self.mask[rows]}
+
+
+def rssm_config(meta: Any, recipe: RSSMRecipe) -> RSSMWorldModelConfig:
+    """The world model's config for a dataset: the env's time limit and render rate where it is registered."""
+    spec = dream_spec_for_env(meta.env_id)
+    frames = meta.obs_kind == "frames"
+    return RSSMWorldModelConfig(
+        env_id=meta.env_id, action_space=meta.action_space, observation_space=meta.observation_space,
+        rssm=RSSMConfig.preset(recipe.preset, **recipe.rssm), obs_kind="frames" if frames else "state",
+        obs_dim=0 if frames else int(meta.obs_shape[0]), frame_key=meta.frame_key,
+        frame_crop=list(meta.frame_crop) if meta.frame_crop else None,
+        max_episode_steps=spec.max_episode_steps if spec else 1000, default_temperature=recipe.default_temperature,
+        render_fps=spec.render_fps if spec else 30, num_start_states=recipe.num_start_states,
+        storage_dtype=recipe.storage_dtype, env_kwargs=dict(meta.env_kwargs),
+    )
+
+
+def _rssm_loss(model: RSSMWorldModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    return model.loss(batch)
+
+
+def train_rssm(paths: Sequence[str | Path], out: str | Path, recipe: RSSMRecipe | None = None, resume: bool = False,
+               device: str = "cpu", progress: bool = True) -> RSSMWorldModel:
+    """Train on the datasets ``paths`` into ``out`` (a checkpoint folder; the run's state in ``out/stages``)."""
+    recipe = recipe or RSSMRecipe()
+    out = Path(out)
+    meta, episodes = load_dataset(*paths)
+    torch.manual_seed(recipe.seed)
+    model = RSSMWorldModel(rssm_config(meta, recipe))
+    order = np.random.default_rng(recipe.seed).permutation(len(episodes))
+    n_val = int(round(len(episodes) * recipe.val_fraction)) if len(episodes) > 1 else 0
+    val = [episodes[i] for i in order[:n_val]]
+    train = [episodes[i] for i in order[n_val:]]
+    train_set = WindowDataset(train, model, recipe.seq_len)
+    val_set = WindowDataset(val, model, recipe.seq_len) if val else None
+    trainer = Trainer(model, _rssm_loss, train_set, val_set, recipe.train, out / "stages" / "rssm", name="rssm",
+                      device=device, progress=progress)
+    if resume:
+        trainer.load()
+    metrics = trainer.fit()
+    rank, _ = distributed()
+    model = model.cpu().eval()
+    model.set_start_states(torch.from_numpy(np.stack([ep.obs[0] for ep in episodes])))
+    model.config.summary = {"backend": "rssm", "preset": recipe.preset, "episodes": len(episodes),
+                            "steps": int(sum(len(ep) for ep in episodes)), "train_steps": recipe.train.steps,
+                            **{f"final_{k}": round(float(v), 4) for k, v in metrics.items()}}
+    if rank == 0:
+        model.save_pretrained(out)
+        atomic_write_text(out / "recipe.json", json.dumps(asdict(recipe), indent=2))
+    return model

@@ -1,0 +1,71 @@
+"""``dreamgym ship``: a run's world model, controller and scores as one pretrained-style folder (issue 15, item 7)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
+from dreamgym.agents.controller import LinearController
+from dreamgym.cli import main
+from dreamgym.evaluate import evaluate
+from dreamgym.models.world_model import WorldModel
+from dreamgym.ship import pipeline_minutes
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, model_dirs):
+    """A tiny run: a world model with training leftovers, a CMA-ES run and its evaluation."""
+    root = tmp_path_factory.mktemp("run")
+    wm = root / "world_model"
+    shutil.copytree(model_dirs["pendulum"], wm)
+    (wm / "stages").mkdir()
+    (wm / "recipe.json").write_text("{}")
+    CMAESTrainer(CMAESConfig("Dream-Pendulum-v0", model=str(wm), population=4, rollouts=1, generations=1,
+                             max_steps=5, eval_every=1, eval_rollouts=2), root / "agent", progress=False).train()
+    evaluate(root / "agent", episodes=1, workers=1, dream=False, out=root / "agent" / "eval.json")
+    return root
+
+
+def test_ship_writes_a_pretrained_folder_that_loads(run, tmp_path, capsys):
+    out = tmp_path / "pendulum"
+    main(["ship", str(run / "world_model"), "--out", str(out), "--controller", str(run / "agent"),
+          "--eval", str(run / "agent" / "eval.json"), "--name", "pend", "--video-steps", "4",
+          "--summary", '{"pipeline": {"rounds": 1}}'])
+    assert "shipped" in capsys.readouterr().out
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "README.md", "controller", "eval.json", "dream-vs-real.gif"} <= names
+    assert not names & {"stages", "recipe.json"} and not list(tmp_path.glob("*.tmp"))
+    result = json.loads((out / "eval.json").read_text())
+    assert result["agent"]["path"] == "controller" and result["agent"]["world_model"] == "."
+    assert LinearController.from_pretrained(out / "controller").config.world_model == "pend"
+    model = WorldModel.from_pretrained(out)
+    assert model.config.summary["pipeline"] == {"rounds": 1}
+    card = (out / "README.md").read_text()
+    assert "dream-vs-real.gif" in card and "model-index" in card
+
+    # shipping again into the same folder updates it in place: the evals it holds stay on the card
+    main(["ship", str(out), "--out", str(out), "--termination", "sample", "--video-steps", "0"])
+    assert WorldModel.from_pretrained(out).config.dream.termination == "sample"
+    assert (out / "eval.json").is_file() and (out / "controller" / "README.md").is_file()
+    assert "model-index" in (out / "README.md").read_text()
+
+
+def test_a_failed_ship_leaves_the_folder_that_was_there(run, tmp_path, capsys):
+    out = tmp_path / "shipped"
+    out.mkdir()
+    (out / "mine.txt").write_text("mine")
+    with pytest.raises(SystemExit) as e:
+        main(["ship", str(run / "world_model"), "--out", str(out),
+              "--eval", f"../x.json={run / 'agent' / 'eval.json'}"])
+    assert e.value.code == 2 and "eval*.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["ship", str(run / "world_model"), "--out", str(out), "--controller", str(run / "world_model")])
+    assert (out / "mine.txt").read_text() == "mine" and not list(tmp_path.glob("*.tmp"))
+
+
+def test_pipeline_minutes_counts_each_run_once(run):
+    once = pipeline_minutes([run / "world_model"], [run / "agent"])
+    assert once == pipeline_minutes([run / "world_model"] * 2, [run / "agent", run / "agent"]) >= 0
