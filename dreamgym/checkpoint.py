@@ -245,11 +245,14 @@ def detect(path: str | Path) -> str | None:
 
 
 def _config_kind(folder: Path) -> str:
-    """``"world_model"`` or ``"controller"``: the one whose config class's required fields config.json has."""
+    """``"world_model"`` (a ``backend`` field, or a world model's required fields) or ``"controller"``: the one
+    whose config class's required fields config.json has."""
     from dreamgym.agents.controller import LinearController
     from dreamgym.models.world_model import WorldModel
 
     config = read_config(folder)
+    if "backend" in config:  # every world-model backend's config.json names its backend (dreamgym.backends)
+        return "world_model"
     required = {c.kind: {f.name for f in fields(c.config_class) if f.default is MISSING
                          and f.default_factory is MISSING} for c in (WorldModel, LinearController)}
     kinds = [kind for kind, names in required.items() if names <= set(config)]

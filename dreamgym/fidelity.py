@@ -75,7 +75,7 @@ def record_episode(agent: Any, twin: Any, seed: int) -> Trajectory:
     policy = episode_policy(agent, seed)  # a random agent's draws depend on the episode only, not on the worker
     obs, _ = twin.reset(seed=seed)
     zs, actions, rewards = [twin.latent()], [], []
-    h0, c0 = twin._h[0].cpu().numpy().copy(), twin._c[0].cpu().numpy().copy()
+    h0, c0 = (twin.carry[k][0].cpu().numpy().copy() for k in ("h", "c"))  # the MDN-RNN backend's memory
     terminated = False
     for step in play(twin, policy, obs):
         actions.append(twin.adapter.single_numpy(step.action))

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
+from dreamgym.backends import load_backend
 from dreamgym.cards import GENERATED_MARK, sb3_card
 from dreamgym.checkpoint import detect
 from dreamgym.errors import CheckpointError, ConfigError, HubError
@@ -42,7 +43,7 @@ def _load_checked(folder: Path, kind: str) -> "WorldModel | LinearController":
     from dreamgym.agents.controller import LinearController
 
     if kind == "world_model":
-        return WorldModel.from_pretrained(folder)
+        return load_backend(folder)  # the class its config.json's backend names
     return LinearController.from_pretrained(folder / "controller" if kind == "cmaes_run" else folder)
 
 

@@ -28,7 +28,6 @@ class DreamSpec:
     :param observation_space: the real env's observation space, likewise.
     :param frame_key: key of the image in dict observations; None for image or state observations.
     :param frame_crop: ``[top, bottom, left, right]`` kept before resizing frames to 64×64.
-    :param z_dim: / :param hidden_size: the paper's sizes for this env.
     :param render_fps: the real env's frame rate.
     :param module: module to import so the real env id is registered (ViZDoom's wrapper).
     :param pip: the install command when ``module`` is missing.
@@ -49,8 +48,6 @@ class DreamSpec:
     observation_space: dict[str, Any]
     frame_key: str | None = None
     frame_crop: tuple[int, int, int, int] | None = None
-    z_dim: int = 32
-    hidden_size: int = 256
     render_fps: int = 50
     module: str | None = None
     pip: str | None = None
@@ -81,8 +78,6 @@ _add(
         action_space=_box([-1.0, 0.0, 0.0], [1.0, 1.0, 1.0], [3]),
         observation_space={"type": "Box", "shape": [96, 96, 3], "dtype": "uint8", "low": 0, "high": 255},
         frame_crop=(0, 84, 0, 96),  # drop the dashboard, as the paper did
-        z_dim=32,
-        hidden_size=256,
         render_fps=50,
         # gymnasium's own CarRacing keyboard values: [steer, gas, brake]
         play_keys={"left": [-1.0, 0.0, 0.0], "right": [1.0, 0.0, 0.0], "up": [0.0, 1.0, 0.0], "down": [0.0, 0.0, 0.8]},
@@ -98,8 +93,6 @@ _add(
         action_space={"type": "Discrete", "n": 3, "start": 0},
         observation_space={"type": "Dict", "spaces": {}},
         frame_key="screen",
-        z_dim=64,
-        hidden_size=512,
         render_fps=35,
         module="vizdoom.gymnasium_wrapper",
         pip='pip install "dreamgym[doom]"  (or: pip install vizdoom)',
@@ -118,8 +111,6 @@ _add(
         max_episode_steps=200,
         action_space=_box([-2.0], [2.0], [1]),
         observation_space=_box([-1.0, -1.0, -8.0], [1.0, 1.0, 8.0], [3]),
-        z_dim=3,
-        hidden_size=64,
         render_fps=30,
         heads={"termination": False},
         renderer="dreamgym.envs.render:pendulum_frame",  # Pendulum-v1's own picture of the dreamed state

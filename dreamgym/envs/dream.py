@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from dreamgym.envs.core import DreamBatch, calibrated_float, draw_episode, numerical_error
-from dreamgym.envs.lean import LeanDream
+from dreamgym.backends import Backend
+from dreamgym.envs.core import DreamBatch, draw_episode
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
 from dreamgym.models.resolve import resolve_model
-from dreamgym.models.world_model import WorldModel
 
 
 class DreamEnv(gym.Env):
@@ -38,10 +36,12 @@ class DreamEnv(gym.Env):
 
     ## Episode Termination
     Terminated when the termination head's p(done) > ``done_threshold`` (``info["done_prob"]``
-    reports it); truncated by the time limit that ``gym.make`` adds (the real env's).
+    reports it); truncated after ``max_episode_steps``, as :class:`DreamVectorEnv` is. Made by
+    ``gym.make``, the ``TimeLimit`` wrapper it adds truncates instead (the registered limit, or
+    ``gym.make``'s ``max_episode_steps``), as ``gym.make_vec`` passes that limit to the vector env.
 
     ## Arguments
-    :param model: WorldModel, checkpoint directory, name under pretrained/, or Hub repo id.
+    :param model: a world model (any backend), checkpoint directory, name under pretrained/, or Hub repo id.
     :param revision: Hub revision when ``model`` is a Hub id.
     :param temperature: tau >= 0 (None: the model's default); ``env.unwrapped.temperature = 1.3``
         changes it while running. tau = 0 is deterministic.
@@ -61,6 +61,7 @@ class DreamEnv(gym.Env):
         faster on CPUs with bf16 instructions (AVX512-BF16, AMX) and on GPUs, at bf16 precision.
     :param fast: step one env in numpy on the CPU (latent and z observations): several times faster
         than the batched torch step at batch size 1, with the same results up to float rounding.
+    :param max_episode_steps: truncate after this many steps (None: the model's time limit); see above.
     :param dream_id: the registered id this env is made under (set by registration): the model
         must dream of that id's real env.
 
@@ -77,7 +78,7 @@ class DreamEnv(gym.Env):
 
     def __init__(
         self,
-        model: WorldModel | str = "",
+        model: Backend | str = "",
         revision: str | None = None,
         temperature: float | None = None,
         obs_type: str = "latent",
@@ -93,6 +94,7 @@ class DreamEnv(gym.Env):
         ensemble_draw: bool | None = None,
         dropout_masks: bool | None = None,
         termination: str | None = None,
+        max_episode_steps: int | None = None,
     ) -> None:
         if render_mode not in (None, "rgb_array", "human"):
             raise ConfigError(f"render_mode must be None, 'rgb_array' or 'human', got {render_mode!r}.")
@@ -102,15 +104,13 @@ class DreamEnv(gym.Env):
         options = dict(temperature_range=temperature_range, disagreement_penalty=disagreement_penalty,
                        halt_threshold=halt_threshold, halt_penalty=halt_penalty, ensemble_draw=ensemble_draw,
                        dropout_masks=dropout_masks, termination=termination)
-        self._batch = DreamBatch(self.model, 1, obs_type, self.device, dtype, options)
-        # one env on the CPU: the numpy step, same results without torch's per-op overhead (one member only)
-        lean = (fast and self.device.type == "cpu" and dtype == "float32" and obs_type != "pixels"
-                and self.model.num_members == 1)
-        self._lean = LeanDream(self.model) if lean else None
-        self._state: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # lean: (z, h, c)
-        self._key, self._t, self._tau = 0, 0, float(cfg.default_temperature)
-        self._mask: np.ndarray | None = None  # lean: this episode's dropout mask
+        # one env on the CPU: the backend's numpy step if it has one (same results without torch's per-op overhead)
+        lean = fast and self.device.type == "cpu" and dtype == "float32" and obs_type != "pixels"
+        self._batch = DreamBatch(self.model, 1, obs_type, self.device, dtype, options, lean=lean)
         self.temperature = cfg.default_temperature if temperature is None else temperature
+        self.max_episode_steps = int(max_episode_steps if max_episode_steps is not None else cfg.max_episode_steps)
+        if self.max_episode_steps < 1:
+            raise ConfigError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
         self.obs_type = obs_type
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": cfg.render_fps}
@@ -118,6 +118,11 @@ class DreamEnv(gym.Env):
         self.action_space = self.model.action_space
         self._viewer: Viewer | None = None
         self._was_reset = False
+
+    @property
+    def _lean(self) -> Any:
+        """The backend's numpy step this dream runs on, or None (the batched torch step)."""
+        return self._batch.lean
 
     @property
     def temperature(self) -> float:
@@ -136,7 +141,6 @@ class DreamEnv(gym.Env):
         if indices is not None and list(indices) not in ([], [0]):
             raise ConfigError(f"A DreamEnv is one dream (index 0); got indices {list(indices)!r}.")
         self._batch.set_temperature(values, indices)
-        self._tau = float(self._batch.temperature())
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         """Start a dream from a stored real start state, or from ``options={"start_latent": z}``.
@@ -146,13 +150,14 @@ class DreamEnv(gym.Env):
         """
         z = None
         if options and options.get("start_latent") is not None:  # checked before anything changes
+            shape = self.model.feature_space("z").shape
             try:
                 z = np.asarray(options["start_latent"], dtype=np.float32)
             except (TypeError, ValueError) as e:
-                raise ValueError(f"options['start_latent'] must be {self.model.z_dim} finite floats, got "
+                raise ValueError(f"options['start_latent'] must be {shape[0]} finite floats, got "
                                  f"{options['start_latent']!r}.") from e
-            if z.shape != (self.model.z_dim,) or not np.isfinite(z).all():
-                raise ValueError(f"options['start_latent'] must be {self.model.z_dim} finite floats, got {z!r}.")
+            if z.shape != shape or not np.isfinite(z).all():
+                raise ValueError(f"options['start_latent'] must be {shape[0]} finite floats, got {z!r}.")
         super().reset(seed=seed)
         draw = draw_episode(self.np_random, self.model, self._batch.options)
         self._batch.reset_envs(np.array([0]), [draw])
@@ -161,17 +166,10 @@ class DreamEnv(gym.Env):
             self._batch.set_state(0, torch.as_tensor(z))
             start = -1
         self._was_reset = True
-        if draw.tau is not None:
-            self._tau = draw.tau
-        if self._lean is not None:
-            b = self._batch
-            self._state = (b.z[0].cpu().numpy().copy(), b.h[0].cpu().numpy().copy(), b.c[0].cpu().numpy().copy())
-            self._key, self._t = int(b.keys[0]), 0
-            self._mask = None if b.mask is None else b.mask[0].cpu().numpy()
         if self.render_mode == "human":
             self.render()
         info = {"start_state": start, "model_source": dict(self.model.source)}
-        if self.model.num_members > 1:
+        if self._batch.num_members > 1:
             info["member"] = draw.member
         if draw.tau is not None:
             info["temperature"] = draw.tau
@@ -180,50 +178,23 @@ class DreamEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if not self._was_reset:
             raise RuntimeError("Call reset() before step(): the dream has no start state yet.")
-        if self._lean is not None:
-            return self._lean_step(action)
         batch = self._batch
-        reward, terminated = batch.step(batch.adapter.single(action))
+        reward, terminated = batch.step(batch.single_action(action))
         obs = batch.observations()[0]
         info = {"done_prob": float(batch.last_done_prob[0])}
         if batch.num_members > 1:
             info["disagreement"] = float(batch.disagreement[0])
         if self.render_mode == "human":
             self.render()
-        return obs, float(reward[0]), bool(terminated[0]), False, info
-
-    def _lean_step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        assert self._lean is not None and self._state is not None
-        a = self._batch.adapter.single_numpy(action)
-        z, h, c, reward, p_done = self._lean.step(*self._state, a, self._tau, self._key, self._t, self._mask)
-        if not math.isfinite(float(z.sum()) + reward + p_done):  # one check for NaN/inf in z, reward, p(done)
-            raise numerical_error([0], [self._tau])
-        if self._batch.options.termination == "sample":
-            terminated = LeanDream.termination_uniform(self._key, self._t) < calibrated_float(p_done, self._batch.pos_weight)
-        else:
-            terminated = p_done > self._batch.threshold
-        self._state, self._t = (z, h, c), self._t + 1
-        if self.render_mode == "human":
-            self.render()
-        if self.obs_type == "latent":
-            obs = np.concatenate([z, h])
-        elif self.obs_type == "zch":
-            obs = np.concatenate([z, c, h])
-        else:
-            obs = z.copy()
-        return obs, reward, bool(terminated), False, {"done_prob": p_done}
-
-    def _sync(self) -> None:
-        """Copy the lean state into the torch batch (for rendering)."""
-        if self._lean is not None and self._state is not None:
-            b = self._batch
-            b.z[0], b.h[0], b.c[0] = (torch.from_numpy(x).to(b.device) for x in self._state)
+        terminated = bool(terminated[0])
+        # made by gym.make (spec set), its TimeLimit wrapper owns the limit
+        truncated = not terminated and self.spec is None and int(batch.t[0]) >= self.max_episode_steps
+        return obs, float(reward[0]), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' to gym.make.")
             return None
-        self._sync()
         frame = self._batch.frames()[0]
         if self.render_mode == "human":
             if self._viewer is None:

@@ -10,11 +10,11 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from dreamgym.backends import Backend
 from dreamgym.envs.core import DreamBatch, draw_episode
 from dreamgym.envs.render import Viewer
 from dreamgym.errors import ConfigError
 from dreamgym.models.resolve import resolve_model
-from dreamgym.models.world_model import WorldModel
 
 
 class DreamVectorEnv(VectorEnv):
@@ -40,7 +40,7 @@ class DreamVectorEnv(VectorEnv):
 
     ## Arguments
     :param num_envs: number of dreams.
-    :param model: WorldModel, checkpoint directory, name under pretrained/, or Hub repo id.
+    :param model: a world model (any backend), checkpoint directory, name under pretrained/, or Hub repo id.
     :param revision: Hub revision (branch, tag or commit) when ``model`` is a Hub id.
     :param temperature: tau >= 0; None uses the model's default. Settable later with
         ``env.temperature = ...`` or ``set_attr("temperature", ...)`` (one value or one per env), or
@@ -72,7 +72,7 @@ class DreamVectorEnv(VectorEnv):
     def __init__(
         self,
         num_envs: int = 1,
-        model: WorldModel | str = "",
+        model: Backend | str = "",
         revision: str | None = None,
         temperature: float | None = None,
         obs_type: str = "latent",

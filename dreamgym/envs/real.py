@@ -10,12 +10,16 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from dreamgym.envs.core import observation_space
+from dreamgym.backends import Backend, is_backend
 from dreamgym.models.resolve import resolve_model
-from dreamgym.models.world_model import WorldModel
 from dreamgym.registry import checked_env_id, dream_spec, make_real_env
 from dreamgym.spaces import ActionAdapter
 from dreamgym.errors import ConfigError
+
+
+def _device(model: Any) -> torch.device:
+    """The device of a backend's weights (cpu for one without any)."""
+    return next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
 
 
 def _batch1(obs: Any) -> Any:
@@ -35,15 +39,15 @@ class RealTwin(gym.Wrapper):
     ``info["real_obs"]`` holds the untouched real observation.
     """
 
-    def __init__(self, env: gym.Env, model: WorldModel, obs_type: str = "latent", sample_z: bool = False) -> None:
+    def __init__(self, env: gym.Env, model: Backend, obs_type: str = "latent", sample_z: bool = False) -> None:
         super().__init__(env)
         self.model = model
         self.obs_type = obs_type
         self.sample_z = sample_z
         self._noise = np.random.default_rng()
-        self.device = model.start_z.device
-        self.observation_space = observation_space(model, obs_type)
+        self.observation_space = model.feature_space(obs_type)
         self.action_space = model.action_space
+        self.device = _device(model)
         self.adapter = ActionAdapter(model.action_space, self.device)
         real_space = env.action_space
         if real_space != model.action_space:
@@ -51,37 +55,40 @@ class RealTwin(gym.Wrapper):
                 f"The world model's action space {model.action_space} differs from the real "
                 f"{model.config.env_id}'s {real_space}; the model was trained on another version of the env."
             )
-        h = model.hidden_size
-        self._z = torch.zeros(1, model.z_dim, device=self.device)
-        self._h = torch.zeros(1, h, device=self.device)
-        self._c = torch.zeros(1, h, device=self.device)
+        self._carry: dict[str, torch.Tensor] | None = None  # the backend's carry of this real episode
+
+    @property
+    def carry(self) -> dict[str, torch.Tensor] | None:
+        """The backend's carry of the current real episode (batch of one); None before reset."""
+        return self._carry
 
     def latent(self) -> np.ndarray:
         """z of the current real observation (what a dream can start from: ``options={"start_latent": ...}``)."""
-        return self._z[0].cpu().numpy().copy()
+        return self._features("z")
+
+    def _features(self, obs_type: str) -> np.ndarray:
+        if self._carry is None:
+            raise RuntimeError("Call reset() first: the real twin has no observation yet.")
+        return self.model.features(self._carry, obs_type)[0].cpu().numpy()
 
     def _observation(self) -> np.ndarray:
-        if self.obs_type == "latent":
-            return torch.cat([self._z, self._h], dim=-1)[0].cpu().numpy()
-        if self.obs_type == "zch":
-            return torch.cat([self._z, self._c, self._h], dim=-1)[0].cpu().numpy()
-        if self.obs_type == "z":
-            return self._z[0].cpu().numpy().copy()
-        return self.model.decode(self._z)[0].cpu().numpy()
+        return self._features(self.obs_type)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
         if seed is not None:  # z's posterior noise is seeded with the episode
             self._noise = np.random.default_rng([int(seed), 0x5A])
-        self._z = self._encode(obs)
-        self._h.zero_()
-        self._c.zero_()
+        self._carry = self.model.observe(None, _batch1(obs), None, self._sample())
         for _ in range(self.model.config.burn_in_steps):  # as the stored start states were recorded
             obs, _, terminated, truncated, info = self._real_step(self.adapter.neutral)
             if terminated or truncated:
                 raise RuntimeError(f"{self.model.config.env_id} ended during the {self.model.config.burn_in_steps}-step burn-in.")
         info = {**info, "real_obs": obs}
         return self._observation(), info
+
+    def _sample(self) -> np.random.Generator | None:
+        """The generator z is drawn from V's posterior with (``sample_z``, the paper's Doom), else None: its mean."""
+        return self._noise if self.sample_z else None
 
     def _real_step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         a = self.adapter.single(action)  # (1, a): validated, clipped, one-hot for Discrete
@@ -90,20 +97,8 @@ class RealTwin(gym.Wrapper):
         else:
             real_action = a[0].cpu().numpy().reshape(self.action_space.shape).astype(self.action_space.dtype)
         obs, reward, terminated, truncated, info = self.env.step(real_action)
-        self._h, self._c = self.model.observe_step(self._z, self._h, self._c, a)
-        self._z = self._encode(obs)
+        self._carry = self.model.observe(self._carry, _batch1(obs), a, self._sample())
         return obs, float(reward), bool(terminated), bool(truncated), info
-
-    def _encode(self, obs: Any) -> torch.Tensor:
-        """V's posterior mean of a real observation, or a sample from the posterior (``sample_z``, the paper's Doom)."""
-        if not self.sample_z:
-            return self.model.encode(_batch1(obs))
-        with torch.no_grad():
-            mu, logvar = self.model.vision.encode(self.model.prepare(_batch1(obs)))
-        if logvar is None:  # state coders have no posterior noise
-            return mu
-        eps = torch.as_tensor(self._noise.standard_normal(mu.shape), dtype=mu.dtype, device=mu.device)
-        return mu + torch.exp(0.5 * logvar) * eps
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self._real_step(action)
@@ -122,9 +117,9 @@ def _real_env_id(model_env_id: str, env_id: str | None, source: Any) -> str:
 
 
 def make_real(
-    id_or_model: str | WorldModel | gym.Env | Any,
+    id_or_model: str | Backend | gym.Env | Any,
     *,
-    model: WorldModel | str | None = None,
+    model: Backend | str | None = None,
     revision: str | None = None,
     obs_type: str = "latent",
     render_mode: str | None = None,
@@ -157,7 +152,7 @@ def make_real(
             and not Path(id_or_model).is_dir():
         dream_id = dream_spec(id_or_model).id  # an unknown Dream id: ConfigError listing the known ones
         source: Any = model if model is not None else dream_spec(dream_id).pretrained
-    elif unwrapped is not None and isinstance(getattr(unwrapped, "model", None), WorldModel):
+    elif unwrapped is not None and is_backend(getattr(unwrapped, "model", None)):
         source = unwrapped.model
         obs_type = getattr(unwrapped, "obs_type", obs_type)
     else:

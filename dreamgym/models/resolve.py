@@ -1,4 +1,6 @@
-"""``model=`` resolution: a WorldModel, a local directory, a name under pretrained/, or a Hub repo id."""
+"""``model=`` resolution: a world model (any backend), a local directory, a name under pretrained/, or a Hub repo id.
+
+Checkpoints load with the class their config.json's ``backend`` names (:mod:`dreamgym.backends`)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from dreamgym.backends import is_backend, load_backend
 from dreamgym.errors import CheckpointError, ConfigError
 from dreamgym.models.world_model import WorldModel
 from dreamgym.registry import DREAMS, dream_spec
@@ -50,18 +53,18 @@ def resolve_model(
 
 
 def _load(model: WorldModel | str | Path, revision: str | None, device: str | torch.device) -> WorldModel:
-    if isinstance(model, WorldModel):
+    if is_backend(model):
         return model.to(device)
     name = str(model)
     if Path(name).is_dir():
-        return WorldModel.from_pretrained(name).to(device)
+        return load_backend(name).to(device)
     shipped = pretrained_path(name)
     if shipped is not None:
-        model = WorldModel.from_pretrained(shipped).to(device)
+        model = load_backend(shipped).to(device)
         model.source = {"pretrained": name, "path": str(shipped)}
         return model
     if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
-        return WorldModel.from_pretrained(name, revision=revision).to(device)
+        return load_backend(name, revision=revision).to(device)
     waiting = [s.id for s in DREAMS.values() if s.pretrained == name]
     if waiting:
         raise CheckpointError(

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from gymnasium import spaces
 from torch import nn
 
+from dreamgym import rng
+from dreamgym.backends import Episodes, Noise
 from dreamgym.checkpoint import parse_checkpoint_config
 from dreamgym.data.frames import extract_frames, preprocess_frames
 from dreamgym.errors import ConfigError
@@ -23,7 +26,20 @@ from dreamgym.models.mdnrnn import MDNRNN, MemoryConfig, mixture_nll, sample_mix
 from dreamgym.models.vision import VisionConfig, build_vision
 from dreamgym.spaces import action_dim, space_from_dict, space_to_dict
 
+if TYPE_CHECKING:
+    from dreamgym.models.lean import LeanDream
+
 FORMAT_VERSION = 1
+
+# The paper's sizes of this backend per real env (z_dim, LSTM units); other envs get DEFAULT_SIZES.
+PAPER_SIZES: dict[str, tuple[int, int]] = {"CarRacing-v3": (32, 256), "VizdoomTakeCover-v1": (64, 512),
+                                           "Pendulum-v1": (3, 64)}
+DEFAULT_SIZES = (32, 256)
+
+
+def paper_sizes(env_id: str) -> tuple[int, int]:
+    """``(z_dim, hidden_size)`` of a VAE + MDN-RNN for ``env_id``: the paper's where it has some."""
+    return PAPER_SIZES.get(env_id, DEFAULT_SIZES)
 
 
 @dataclass
@@ -100,6 +116,8 @@ class WorldModelConfig:
     :param dream: the dream's defaults against exploitation (temperature range, ensemble pessimism,
         HALT, dropout masks); ``gym.make`` keyword arguments override them.
     :param summary: data, training and fidelity numbers, written into the model card.
+    :param backend: the world-model backend that loads this checkpoint (:mod:`dreamgym.backends`);
+        ``"mdnrnn"`` (V + MDN-RNN) here, and for checkpoints written before the field existed.
     :param format_version: the checkpoint format; newer formats are refused.
     """
 
@@ -120,6 +138,7 @@ class WorldModelConfig:
     storage_dtype: str = "float32"
     dream: "DreamOptions" = field(default_factory=lambda: DreamOptions())
     summary: dict[str, Any] = field(default_factory=dict)
+    backend: str = "mdnrnn"
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -138,6 +157,9 @@ class WorldModelConfig:
         return parse_checkpoint_config(cls, d, where)
 
     def validate(self) -> None:
+        if self.backend != "mdnrnn":
+            raise ConfigError(f"config.json's backend is {self.backend!r}, not 'mdnrnn': load it with "
+                              "dreamgym.backends.load_backend (or gym.make(..., model=<folder>)), which picks its class.")
         self.vision.validate()
         self.memory.validate()
         self.heads.validate()
@@ -345,6 +367,135 @@ class WorldModel(
         """Advance M on a real step (z_t, a_t) -> h', c'; the real twin's memory."""
         return self.memory.step(z, action, h, c)
 
+    # ----- the backend protocol (dreamgym.backends): the carry {"z", "h", "c", ...} -------------
+    # With an ensemble or a dropout mask the carry also holds every member's memory "h_members",
+    # "c_members" (b, K, H) ("h", "c" are member 0's, what agents see), "member" (b,), "mask" (b, H)
+    # and, for K > 1, "disagreement" (b,).
+    OBS_TYPES = ("latent", "zch", "z", "pixels")
+    finite_keys = ("z",)  # the carry entries a dream checks for NaN/inf each step (h, c follow from z)
+    done_threshold = property(lambda self: self.config.heads.done_threshold)
+    termination_pos_weight = property(lambda self: self.config.heads.termination_pos_weight)
+
+    def _members_mode(self, dropout_masks: bool) -> bool:
+        """Whether dreams step every member at once: an ensemble, or a dropout mask to apply."""
+        return self.num_members > 1 or (self.config.memory.dropout > 0 and dropout_masks)
+
+    def initial(self, index: torch.Tensor, episodes: Episodes | None = None) -> dict[str, torch.Tensor]:
+        """The carry of stored start states ``index`` (b,); every member starts from member 0's memory."""
+        z, h, c = self.initial_state(index.to(self.start_z.device))
+        return self._carry(z, h, c, episodes)
+
+    def start(self, latent: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The carry of a real episode's start: z = ``latent`` (b, z), fresh memory (h = c = 0).
+        The episode's own draws (member, mask) are left out: a dream keeps those it has."""
+        z = latent.to(self.start_z.device, torch.float32)
+        h = torch.zeros(z.shape[0], self.hidden_size, device=z.device)
+        return self._memories(z, h, torch.zeros_like(h), self._members_mode(True))
+
+    def _memories(self, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor, members: bool) -> dict[str, torch.Tensor]:
+        carry = {"z": z, "h": h, "c": c}
+        if members:
+            k = self.num_members
+            carry["h_members"] = h[:, None].expand(-1, k, -1).clone()
+            carry["c_members"] = c[:, None].expand(-1, k, -1).clone()
+            carry["h"], carry["c"] = carry["h_members"][:, 0], carry["c_members"][:, 0]
+        return carry
+
+    def _carry(self, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+               episodes: Episodes | None) -> dict[str, torch.Tensor]:
+        members = self._members_mode(True if episodes is None else episodes.dropout_masks)
+        carry = self._memories(z, h, c, members)
+        if not members:
+            return carry
+        b, k, dev = z.shape[0], self.num_members, z.device
+        member = torch.zeros(b, dtype=torch.long, device=dev) if episodes is None else episodes.member.to(dev)
+        carry["member"] = member
+        keep = 1.0 - self.config.memory.dropout
+        if keep < 1.0 and (episodes is None or episodes.dropout_masks):
+            keys = torch.zeros(b, dtype=torch.int64, device=dev) if episodes is None else episodes.keys.to(dev)
+            carry["mask"] = dropout_mask(keys, self.hidden_size, keep)
+        if k > 1:
+            carry["disagreement"] = torch.zeros(b, device=dev)
+        return carry
+
+    def imagine(self, carry: dict[str, torch.Tensor], action: torch.Tensor, tau: torch.Tensor, noise: Noise,
+                dtype: torch.dtype = torch.float32) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+        """One dream step of the carry (see :meth:`imagine_step`, :meth:`imagine_step_members`; no autograd)."""
+        u, eps = noise.uniform_and_normal(self.z_dim)
+        if "h_members" not in carry:
+            z, h, c, reward, p_done = self.imagine_step(carry["z"], carry["h"], carry["c"], action, tau, u, eps, dtype)
+            return {"z": z, "h": h, "c": c}, reward, p_done
+        # members are stored batch-first (b, K, H); the batched matmuls want them K-first
+        z, h_k, c_k, reward, p_done, disagreement = self.imagine_step_members(
+            carry["z"], carry["h_members"].transpose(0, 1), carry["c_members"].transpose(0, 1), action,
+            carry["member"], carry.get("mask"), tau, u, eps, dtype)
+        out = {**carry, "z": z, "h": h_k[0], "c": c_k[0], "h_members": h_k.transpose(0, 1),
+               "c_members": c_k.transpose(0, 1)}
+        if "disagreement" in carry:
+            out["disagreement"] = disagreement
+        return out, reward, p_done
+
+    @torch.no_grad()
+    def observe(self, carry: dict[str, torch.Tensor] | None, obs: Any, action: torch.Tensor | None,
+                sample: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+        """The real twin's carry: z from V's posterior of ``obs`` (mean, or a draw with ``sample``);
+        h, c advanced by M on the previous z and ``action`` (fresh at an episode's start)."""
+        z = self._posterior(obs, sample)
+        if carry is None:
+            return self.start(z)
+        h, c = self.observe_step(carry["z"], carry["h"], carry["c"], action)
+        return {"z": z, "h": h, "c": c}
+
+    def _posterior(self, obs: Any, sample: np.random.Generator | None) -> torch.Tensor:
+        if sample is None:
+            return self.encode(obs)
+        with torch.no_grad():
+            mu, logvar = self.vision.encode(self.prepare(obs))
+        if logvar is None:  # state coders have no posterior noise
+            return mu
+        eps = torch.as_tensor(sample.standard_normal(mu.shape), dtype=mu.dtype, device=mu.device)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def features(self, carry: dict[str, torch.Tensor], obs_type: str) -> torch.Tensor:
+        """``"latent"``: z‖h; ``"zch"``: z‖c‖h (the paper's Doom controller); ``"z"``; ``"pixels"``: decoded frames."""
+        if obs_type == "latent":
+            return torch.cat([carry["z"], carry["h"]], dim=-1)
+        if obs_type == "zch":
+            return torch.cat([carry["z"], carry["c"], carry["h"]], dim=-1)
+        if obs_type == "z":
+            return carry["z"].clone()
+        return self.decode(carry)
+
+    def feature_space(self, obs_type: str) -> spaces.Box:
+        """The single-env space of ``features(carry, obs_type)``: h = o * tanh(c) lies in [-1, 1]; z and c are unbounded."""
+        z, h = self.z_dim, self.hidden_size
+        if obs_type == "latent":
+            low = np.concatenate([np.full(z, -np.inf), np.full(h, -1.0)]).astype(np.float32)
+            return spaces.Box(low, -low, dtype=np.float32)
+        if obs_type == "zch":
+            low = np.concatenate([np.full(z + h, -np.inf), np.full(h, -1.0)]).astype(np.float32)
+            return spaces.Box(low, np.concatenate([np.full(z + h, np.inf), np.ones(h)]).astype(np.float32),
+                              dtype=np.float32)
+        if obs_type == "z":
+            return spaces.Box(-np.inf, np.inf, (z,), np.float32)
+        if obs_type == "pixels":
+            if not self.config.pixels:
+                raise ConfigError(
+                    f"obs_type='pixels' needs a world model that sees frames; this one models {self.config.env_id} "
+                    f"state vectors (vision.kind={self.config.vision.kind!r}). Use obs_type='latent' or 'z'."
+                )
+            size = self.config.vision.image_size
+            return spaces.Box(0, 255, (size, size, 3), np.uint8)
+        raise ConfigError(f"obs_type must be one of {self.OBS_TYPES}, got {obs_type!r}.")
+
+    def lean(self) -> "LeanDream | None":
+        """The numpy single-env dream step (same interface on numpy carries), or None for ensembles."""
+        if self.num_members > 1:
+            return None
+        from dreamgym.models.lean import LeanDream
+
+        return LeanDream(self)
+
     # ----- V ---------------------------------------------------------------------------------
     def prepare(self, obs: Any) -> torch.Tensor:
         """A batch of real observations -> what V takes: 64×64×3 uint8 frames or float states."""
@@ -361,8 +512,10 @@ class WorldModel(
         return mu
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z (b, z) -> frames (b, 64, 64, 3) uint8, or states (b, obs_dim) float32."""
+    def decode(self, z: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """z (b, z), or a carry -> frames (b, 64, 64, 3) uint8, or states (b, obs_dim) float32."""
+        if isinstance(z, Mapping):
+            z = torch.as_tensor(z["z"]).to(self.start_z.device)
         x = self.vision.decode(z)
         if not bool(torch.isfinite(x).all()):  # NaN frames would turn into silent uint8 garbage
             from dreamgym.errors import NumericalError
@@ -403,3 +556,10 @@ class WorldModel(
                 logged = {"z_nll": z_loss.item(), **metrics}
         loss = total / k
         return loss, {"loss": loss.item(), **logged}
+
+
+def dropout_mask(keys: torch.Tensor, width: int, keep: float) -> torch.Tensor:
+    """(b,) noise keys -> (b, width) inverted-dropout masks (0 or 1/keep), from the key's own stream
+    (step -1, which no dream step uses): the same key gives the same mask in every env and path."""
+    u, _ = rng.uniform_and_normal(keys, torch.full_like(keys, -1), width)
+    return (u < keep).float() / keep

@@ -26,7 +26,7 @@ from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.models.heads import HeadsConfig
 from dreamgym.models.mdnrnn import MemoryConfig, mixture_nll
 from dreamgym.models.vision import VisionConfig
-from dreamgym.models.world_model import WorldModel, WorldModelConfig
+from dreamgym.models.world_model import WorldModel, WorldModelConfig, paper_sizes
 from dreamgym.registry import dream_spec_for_env
 from dreamgym.spaces import encode_actions
 from dreamgym.train.trainer import TrainConfig, Trainer, distributed
@@ -118,8 +118,9 @@ def build_model_config(env_id: str, action_space: dict[str, Any], observation_sp
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"RecipeConfig.{name} must be a positive integer or None (the env's default), "
                               f"got {value!r}.")
-    z_dim = cfg.z_dim if cfg.z_dim is not None else (spec.z_dim if spec else 32)
-    hidden = cfg.hidden_size if cfg.hidden_size is not None else (spec.hidden_size if spec else 256)
+    sizes = paper_sizes(env_id)  # the MDN-RNN backend's default sizes for this env
+    z_dim = cfg.z_dim if cfg.z_dim is not None else sizes[0]
+    hidden = cfg.hidden_size if cfg.hidden_size is not None else sizes[1]
     if frames:
         channels = {"channels": list(cfg.channels)} if cfg.channels else {}  # else VisionConfig's: the paper's
         vision = VisionConfig(kind="conv_vae", z_dim=z_dim, **channels)
