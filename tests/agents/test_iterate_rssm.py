@@ -94,3 +94,22 @@ def test_bad_settings_are_refused_before_any_work(tmp_path):
             iterate(_dreamer_loop(**over), tmp_path / "x", progress=False)
     assert not (tmp_path / "x").exists()
     assert IterateConfig().dreamer_updates(2000) == 267  # ten 200-step episodes at the defaults (256 x 15)
+
+
+def test_cli(tmp_path, capsys):
+    from dreamgym.cli import main
+
+    base = ["iterate", "Pendulum-v1", "--rounds", "1", "--out", str(tmp_path / "c"), "--episodes", "2", "--max-steps",
+            "16", "--workers", "1", "--eval-episodes", "1", "--preset", "tiny", "--backend", "rssm"]
+    with pytest.raises(SystemExit):
+        main([*base, "--vision-steps", "5"])
+    assert "--vision-steps: MDN-RNN options; drop them with --backend rssm" in capsys.readouterr().err
+    main([*base, "--algo", "dreamer", "--train-ratio", "3", "--num-envs", "4", "--horizon", "2", "--memory-steps", "4",
+          "--memory-batch", "2", "--seq-len", "8"])
+    assert "round  episodes" in capsys.readouterr().out
+    recorded = json.loads((tmp_path / "c" / "iterate.json").read_text())
+    assert (recorded["backend"], recorded["algo"], recorded["train_ratio"]) == ("rssm", "dreamer", 3.0)
+    assert (recorded["rssm"]["preset"], recorded["rssm"]["train"]["steps"]) == ("tiny", 4)
+    assert (recorded["dreamer"]["num_envs"], recorded["dreamer"]["horizon"]) == (4, 2)
+    rows = json.loads((tmp_path / "c" / "rounds.json").read_text())["rounds"]
+    assert rows[0]["dreamer_updates"] == 12  # ceil(3 x 32 real steps / (4 x 2))
