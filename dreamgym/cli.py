@@ -255,9 +255,30 @@ def _iterate(args: argparse.Namespace) -> None:
         env_id=args.env_id, rounds=args.rounds, episodes=_schedule(args.episodes), noise=args.noise,
         max_steps=args.max_steps, recipe=recipe_from_args(flat), cmaes=cmaes,
         eval_episodes=_schedule(args.eval_episodes), workers=args.workers, seed=args.seed or 0,
-        warm_start=args.warm_start, device=args.device, **lists,
+        warm_start=args.warm_start, device=args.device, **lists, **_iterate_dreamer_line(args, flat),
     )
     print(format_rounds(iterate(cfg, args.out)))
+
+
+MDNRNN_ONLY = ("vision_steps", "vision_batch", "z_dim", "hidden_size", "ensemble", "dropout")
+
+
+def _iterate_dreamer_line(args: argparse.Namespace, flat: argparse.Namespace) -> dict[str, Any]:
+    """``--backend rssm`` and ``--algo dreamer``: the settings they use, set only when chosen (so that the
+    recorded settings of runs without them still match)."""
+    from dreamgym.agents.dreamer import DreamerConfig
+
+    given = [f"--{k.replace('_', '-')}" for k in MDNRNN_ONLY if getattr(args, k) not in (None, False)]
+    if args.backend == "rssm" and given:
+        raise ConfigError(f"{', '.join(given)}: MDN-RNN options; drop them with --backend rssm (its one stage takes "
+                          "--memory-steps, --memory-batch, --lr and --seq-len).")
+    extra: dict[str, Any] = {"backend": args.backend, "algo": args.algo, "train_ratio": args.train_ratio}
+    if args.backend == "rssm":
+        extra["rssm"] = rssm_recipe_from_args(flat)
+    if args.algo == "dreamer":
+        extra["dreamer"] = DreamerConfig(env_id="", temperature=args.temperature, num_envs=args.num_envs,
+                                         horizon=args.horizon, device=args.device)
+    return extra
 
 
 def _ship(args: argparse.Namespace) -> None:
@@ -389,9 +410,14 @@ def _add_train_parser(sub: Any) -> None:
     p.add_argument("--backend", choices=["mdnrnn", "rssm"], default="mdnrnn",
                    help="mdnrnn: the paper's VAE + MDN-RNN; rssm: a Dreamer-style RSSM trained in one stage "
                         "(--memory-steps, --memory-batch, --lr and --seq-len set it)")
-    p.add_argument("--rssm-preset", choices=["tiny", "cpu", "paper"], default="cpu",
-                   help="rssm sizes: cpu trains Pendulum in minutes on 2 cores; paper is DreamerV3-like, for a GPU")
+    _add_rssm_preset(p)
     p.set_defaults(func=_train)
+
+
+def _add_rssm_preset(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rssm-preset", choices=["tiny", "cpu", "paper"], default="cpu",
+                   help="rssm sizes: cpu trains Pendulum in minutes on 2 cores; paper is DreamerV3-like, for a GPU "
+                        "(--preset tiny: tiny)")
 
 
 def _add_train_agent_parser(sub: Any) -> None:
@@ -479,6 +505,7 @@ def _add_fidelity_parser(sub: Any) -> None:
 
 
 def _add_iterate_parser(sub: Any) -> None:
+    from dreamgym.agents.dreamer import DreamerConfig
     from dreamgym.iterate import IterateConfig
 
     p = sub.add_parser("iterate", help="Dyna: collect -> world model -> agent -> reality, repeated")
@@ -498,6 +525,16 @@ def _add_iterate_parser(sub: Any) -> None:
                    help="later rounds continue the last round's world model (V kept) and controller "
                         "instead of starting from scratch")
     add_train_args(p, data=False, schedule=True)
+    field_argument(p, IterateConfig, "backend", help="the world model: mdnrnn (the paper's VAE + MDN-RNN) or rssm "
+                   "(Dreamer's; one stage, set by the --memory-* flags; --warm-start continues the last round's)")
+    _add_rssm_preset(p)
+    field_argument(p, IterateConfig, "algo", help="the agent: cmaes (a linear controller) or dreamer (DreamerV3's "
+                   "imagination actor-critic; --backend rssm --algo dreamer is Dreamer's own loop)")
+    field_argument(p, IterateConfig, "train_ratio", type=positive_float,
+                   help="dreamer: imagined steps trained per real step collected; a round trains "
+                        "ceil(ratio x its real steps / (num-envs x horizon)) updates")
+    field_argument(p, DreamerConfig, "num_envs", type=positive_int, help="dreamer: dreams imagined together")
+    field_argument(p, DreamerConfig, "horizon", type=positive_int, help="dreamer: imagination steps per update")
     _add_cmaes_args(p, schedule=True)
     p.set_defaults(func=_iterate)
 

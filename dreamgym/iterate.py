@@ -3,21 +3,31 @@
 Round 0 collects with brownian actions; every later round collects with the previous round's agent
 plus exploration noise, retrains the world model on all data so far, retrains the agent in the new
 dream and scores it in reality. Every finished step is kept, so a re-run continues.
+
+The world model is the paper's VAE + MDN-RNN (``backend="mdnrnn"``) or an RSSM (``"rssm"``); the agent
+a CMA-ES controller (``algo="cmaes"``) or Dreamer's imagination actor-critic (``"dreamer"``), trained
+``train_ratio`` imagined steps per real step collected. ``backend="rssm", algo="dreamer"`` is
+Dreamer's own outer loop: collect -> train the RSSM -> act.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
+from dreamgym.agents.dreamer import STATE_NAME as DREAMER_STATE
+from dreamgym.agents.dreamer import DreamerConfig, DreamerTrainer
 from dreamgym.data.collect import CollectConfig, collect
+from dreamgym.data.latents import scan_dataset
 from dreamgym.errors import ConfigError
 from dreamgym.evaluate import evaluate
 from dreamgym.registry import dream_spec_for_env
 from dreamgym.train.recipes import RecipeConfig, train_world_model
+from dreamgym.train.rssm_recipe import RSSMRecipe, train_rssm
 from dreamgym.utils import atomic_write_text
 
 
@@ -48,6 +58,17 @@ class IterateConfig:
     :param collect_seed: round k's collection seeds from this (None: ``seed + 1_000_000 * k``).
     :param agent_seed: round k's CMA-ES seed (None: ``seed + k``).
     :param eval_seed: round k's scoring seed (None: ``seed + 10_000``).
+    :param backend: the world model: ``"mdnrnn"`` (V + M, trained by ``recipe``) or ``"rssm"`` (trained by
+        ``rssm``, one stage: ``memory_steps`` sets its steps; a warm round continues the last round's RSSM,
+        every weight, through :attr:`RSSMRecipe.init_from`).
+    :param algo: the agent: ``"cmaes"`` (``cmaes``) or ``"dreamer"`` (``dreamer``; env_id, model, seed and
+        updates are set per round, and each round's actor starts afresh: ``warm_start_agent`` is CMA-ES's).
+    :param train_ratio: dreamer: imagined steps trained per real step collected. Round k, which collected
+        ``real_steps`` steps, trains ``ceil(train_ratio * real_steps / (dreamer.num_envs * dreamer.horizon))``
+        updates (each imagines ``num_envs * horizon`` steps). The default 512 is DreamerV3's number (which
+        counts replayed world-model steps, each starting a 15-step imagination, so its agent sees 15 times
+        more): ten 200-step Pendulum episodes give 267 updates at the default 256 dreams x 15 steps.
+    :param rssm: RSSM training (``backend="rssm"``). :param dreamer: Dreamer's settings (``algo="dreamer"``).
 
     ``episodes``, ``eval_episodes``, ``warm_start``, ``vision_steps``, ``memory_steps``, ``generations``
     and the seeds are schedules: one value for every round, or a list of one per round (see :func:`at`).
@@ -72,10 +93,26 @@ class IterateConfig:
     collect_seed: int | list[int] | None = None
     agent_seed: int | list[int] | None = None
     eval_seed: int | list[int] | None = None
+    backend: str = field(default="mdnrnn", metadata={"choices": ("mdnrnn", "rssm")})
+    algo: str = field(default="cmaes", metadata={"choices": ("cmaes", "dreamer")})
+    train_ratio: float = 512.0
+    rssm: RSSMRecipe = field(default_factory=RSSMRecipe)
+    dreamer: DreamerConfig = field(default_factory=lambda: DreamerConfig(env_id=""))
 
     def validate(self) -> None:
         if self.rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {self.rounds}.")
+        for name, choices in (("backend", ("mdnrnn", "rssm")), ("algo", ("cmaes", "dreamer"))):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {getattr(self, name)!r}.")
+        if isinstance(self.train_ratio, bool) or not (math.isfinite(self.train_ratio) and self.train_ratio > 0):
+            raise ConfigError(f"train_ratio must be a finite number > 0 (imagined steps per real step, e.g. 512), "
+                              f"got {self.train_ratio!r}.")
+        if self.algo == "dreamer":
+            self.dreamer.validate()
+        if self.backend == "rssm" and self.vision_steps is not None:
+            raise ConfigError("vision_steps sets the MDN-RNN's V; an rssm trains in one stage: drop vision_steps and "
+                              "set its steps with memory_steps.")
         for name in SCHEDULES:
             value = getattr(self, name)
             if isinstance(value, list) and not value:
@@ -84,6 +121,11 @@ class IterateConfig:
     def warm(self, k: int) -> bool:
         """Round k continues round k - 1's world model."""
         return k > 0 and bool(at(self.warm_start, k))
+
+    def dreamer_updates(self, real_steps: int) -> int:
+        """Dreamer updates of a round that collected ``real_steps``: ``train_ratio`` imagined steps per real one."""
+        per_update = self.dreamer.num_envs * self.dreamer.horizon
+        return max(1, math.ceil(self.train_ratio * real_steps / per_update))
 
 
 SCHEDULES = ("episodes", "eval_episodes", "warm_start", "vision_steps", "memory_steps", "generations",
@@ -108,6 +150,8 @@ def iterate(cfg: IterateConfig, out: str | Path, progress: bool = True) -> list[
         rows.append({"round": k, "episodes_so_far": sum(at(cfg.episodes, j) for j in range(k + 1)),
                      "dream_mean": score["dream"]["mean"], "dream_std": score["dream"]["std"],
                      "real_mean": score["real"]["mean"], "real_std": score["real"]["std"], "gap": score["gap"]})
+        if cfg.algo == "dreamer":
+            rows[-1]["dreamer_updates"] = _round_updates(cfg, out, k)
         atomic_write_text(out / "rounds.json", json.dumps({"config": asdict(cfg), "rounds": rows}, indent=2,
                                                           sort_keys=True, default=str) + "\n")
     return rows
@@ -132,6 +176,9 @@ def _train_world_model_round(cfg: IterateConfig, out: Path, k: int, data_dirs: l
     wm = out / f"round{k}" / "world_model"
     if (wm / "config.json").is_file():
         return
+    if cfg.backend == "rssm":
+        _train_rssm_round(cfg, out, k, data_dirs, progress)
+        return
     recipe = cfg.recipe
     if cfg.vision_steps is not None:
         recipe = replace(recipe, vision=replace(recipe.vision, steps=at(cfg.vision_steps, k)))
@@ -142,8 +189,22 @@ def _train_world_model_round(cfg: IterateConfig, out: Path, k: int, data_dirs: l
     train_world_model(data_dirs, wm, recipe, resume=(wm / "stages").exists(), device=cfg.device, progress=progress)
 
 
+def _train_rssm_round(cfg: IterateConfig, out: Path, k: int, data_dirs: list[str], progress: bool) -> None:
+    """The RSSM on all data so far; a warm round starts from round k - 1's (resumed when interrupted)."""
+    wm = out / f"round{k}" / "world_model"
+    recipe = cfg.rssm
+    if cfg.memory_steps is not None:
+        recipe = replace(recipe, train=replace(recipe.train, steps=at(cfg.memory_steps, k)))
+    if cfg.warm(k):
+        recipe = replace(recipe, init_from=str(out / f"round{k - 1}" / "world_model"))
+    train_rssm(data_dirs, wm, recipe, resume=(wm / "stages").exists(), device=cfg.device, progress=progress)
+
+
 def _train_agent_round(cfg: IterateConfig, out: Path, k: int, dream_id: str, progress: bool) -> None:
     """CMA-ES in round k's dream (skipped once finished; resumed when interrupted)."""
+    if cfg.algo == "dreamer":
+        _train_dreamer_round(cfg, out, k, dream_id, progress)
+        return
     agent = out / f"round{k}" / "agent"
     if (agent / "controller" / "config.json").is_file() and (agent / "cmaes.json").is_file():
         return
@@ -158,19 +219,43 @@ def _train_agent_round(cfg: IterateConfig, out: Path, k: int, dream_id: str, pro
     trainer.train()
 
 
+def _round_updates(cfg: IterateConfig, out: Path, k: int) -> int:
+    """Round k's dreamer updates, from the real steps it collected."""
+    _, episodes = scan_dataset(out / f"round{k}" / "data")
+    return cfg.dreamer_updates(sum(len(ep) for ep in episodes))
+
+
+def _train_dreamer_round(cfg: IterateConfig, out: Path, k: int, dream_id: str, progress: bool) -> None:
+    """Dreamer in round k's dream, ``train_ratio`` imagined steps per real step of the round (skipped once
+    finished; resumed when interrupted)."""
+    agent = out / f"round{k}" / "agent"
+    updates = _round_updates(cfg, out, k)
+    controller = agent / "controller" / "config.json"
+    if (agent / DREAMER_STATE).is_file() and controller.is_file():
+        if json.loads(controller.read_text()).get("summary", {}).get("updates") == updates:
+            return
+    seed = cfg.seed + k if cfg.agent_seed is None else at(cfg.agent_seed, k)
+    dreamer = replace(cfg.dreamer, env_id=dream_id, model=str(out / f"round{k}" / "world_model"), seed=seed,
+                      updates=updates)
+    trainer = DreamerTrainer(dreamer, agent)
+    trainer.load()
+    trainer.train(progress=progress)
+
+
 def _score_round(cfg: IterateConfig, out: Path, k: int) -> dict[str, Any]:
     """Round k's agent in its dream and in reality (kept in ``round{k}/eval.json``)."""
     path = out / f"round{k}" / "eval.json"
     if path.is_file():
         return json.loads(path.read_text())
     seed = cfg.seed + 10_000 if cfg.eval_seed is None else at(cfg.eval_seed, k)
-    return evaluate(out / f"round{k}" / "agent", at(cfg.eval_episodes, k), temperature=cfg.cmaes.temperature,
+    temperature = cfg.dreamer.temperature if cfg.algo == "dreamer" else cfg.cmaes.temperature
+    return evaluate(out / f"round{k}" / "agent", at(cfg.eval_episodes, k), temperature=temperature,
                     workers=cfg.workers, seed=seed, out=path)
 
 
 SETTINGS_NAME = "iterate.json"
 # more rounds extend a run; workers change only how fast (episode i is seeded seed + i in any worker)
-MAY_CHANGE = ("rounds", "workers", "device", "cmaes.device")  # the devices, too, change only how fast
+MAY_CHANGE = ("rounds", "workers", "device", "cmaes.device", "dreamer.device")  # the devices, too, change only how fast
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -33,6 +33,8 @@ class RSSMRecipe:
     :param seq_len: steps per training window. :param val_fraction: episodes held out for validation.
     :param num_start_states: dream start states stored (real episodes' first posterior states).
     :param default_temperature: the dream's tau when ``gym.make`` gets none.
+    :param init_from: an RSSM checkpoint directory of the same env, spaces and sizes to start from (its
+        weights loaded strictly; a Dyna round continuing the last one), instead of a random init.
     """
 
     preset: str = "cpu"
@@ -45,6 +47,7 @@ class RSSMRecipe:
     default_temperature: float = 1.0
     storage_dtype: str = "float32"
     seed: int = 0
+    init_from: str | None = None
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -98,6 +101,36 @@ def rssm_config(meta: Any, recipe: RSSMRecipe) -> RSSMWorldModelConfig:
     )
 
 
+# the fields that make the weights' shapes and meaning; loss weights and unimix may change
+SAME_TO_CONTINUE = ("env_id", "action_space", "observation_space", "obs_kind", "obs_dim", "frame_key", "frame_crop")
+SAME_SIZES = ("deter", "groups", "classes", "hidden", "layers", "depth", "reward_bins")
+
+
+def init_rssm_from(model: RSSMWorldModel, path: str | Path) -> None:
+    """Copy a saved RSSM's weights into ``model`` (read strictly); its env, spaces and sizes must be the same.
+    The start states are per dataset: ``model`` keeps its own (they are set again after training)."""
+    from dreamgym.backends import backend_of
+    from dreamgym.checkpoint import CONFIG_NAME, read_config
+
+    path = Path(path)
+    if not (path / CONFIG_NAME).is_file():
+        raise ConfigError(f"init_from={str(path)!r} is not a world-model folder (no {CONFIG_NAME}); pass the folder "
+                          "of a saved rssm world model, e.g. a Dyna round's world_model/.")
+    if (backend := backend_of(read_config(path))) != "rssm":
+        raise ConfigError(f"init_from={str(path)!r} is a {backend} world model, not an rssm one; start from an rssm "
+                          "checkpoint or from scratch.")
+    old = RSSMWorldModel.from_pretrained(path)
+    mine, theirs = model.config, old.config
+    differ = [k for k in SAME_TO_CONTINUE if getattr(mine, k) != getattr(theirs, k)]
+    differ += [f"rssm.{k}" for k in SAME_SIZES if getattr(mine.rssm, k) != getattr(theirs.rssm, k)]
+    if differ:
+        raise ConfigError(f"init_from={str(path)!r} is an RSSM of other sizes or spaces ({', '.join(differ)} differ) "
+                          "than this recipe and data make; start from a matching checkpoint or from scratch.")
+    own = model.state_dict()
+    state = {k: (own[k] if k.startswith("start_") else v.to(own[k].dtype)) for k, v in old.state_dict().items()}
+    model.load_state_dict(state, strict=True)
+
+
 def _rssm_loss(model: RSSMWorldModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     return model.loss(batch)
 
@@ -110,6 +143,8 @@ def train_rssm(paths: Sequence[str | Path], out: str | Path, recipe: RSSMRecipe 
     meta, episodes = load_dataset(*paths)
     torch.manual_seed(recipe.seed)
     model = RSSMWorldModel(rssm_config(meta, recipe))
+    if recipe.init_from is not None:
+        init_rssm_from(model, recipe.init_from)
     order = np.random.default_rng(recipe.seed).permutation(len(episodes))
     n_val = int(round(len(episodes) * recipe.val_fraction)) if len(episodes) > 1 else 0
     val = [episodes[i] for i in order[:n_val]]
@@ -126,6 +161,7 @@ def train_rssm(paths: Sequence[str | Path], out: str | Path, recipe: RSSMRecipe 
     model.set_start_states(torch.from_numpy(np.stack([ep.obs[0] for ep in episodes])))
     model.config.summary = {"backend": "rssm", "preset": recipe.preset, "episodes": len(episodes),
                             "steps": int(sum(len(ep) for ep in episodes)), "train_steps": recipe.train.steps,
+                            **({"init_from": str(recipe.init_from)} if recipe.init_from else {}),
                             **{f"final_{k}": round(float(v), 4) for k, v in metrics.items()}}
     if rank == 0:
         model.save_pretrained(out)
