@@ -517,64 +517,82 @@ def fidelity_report(
 ) -> dict[str, Any]:
     """Play ``agent`` in the real env and measure how far ``model``'s dream strays from what happened.
 
-    :param model: the world model: a checkpoint directory, pretrained name, Hub id, or a Backend
-        (played in this process).
+    :param model: the world model of any backend: a checkpoint directory, pretrained name, Hub id, or a
+        loaded model (played in this process).
     :param agent: a controller directory, CMA-ES run, SB3 zip or ``"random"``; it sees reality
         through ``model`` (its obs_type is the agent's own).
     :param episodes: real episodes; episode i is reset with seed + i.
     :param temperature: tau of the sampled open-loop rollouts (None: the model's default).
     :param horizons: open-loop rollout lengths k. :param every: steps between open-loop starts.
     :param samples: sampled rollouts per start at ``temperature`` (besides the tau-0 one).
-    :param sample_z: the real twin draws z from V's posterior instead of its mean.
+    :param sample_z: the real twin draws z from the posterior instead of taking its mean (the MDN-RNN's V;
+        a backend may ignore it: the RSSM's twin takes the posterior's mode).
     :param workers: processes for the real episodes (0: one per core; 1: this process).
     :param out: write the report there as JSON, and the plot beside it (``.png``) if ``plot``.
     :returns: the report: ``reward``, ``termination``, ``latent``, ``open_loop``, ``dream_return``,
-        ``disagreement`` (None for a single M), ``series`` and the settings.
+        ``disagreement`` (None without an ensemble), ``series``, the ``backend`` and the settings.
     """
+    horizons = _check(episodes, horizons, every, samples)
+    start = time.perf_counter()
+    wm, tau, dream_id = _load(model, temperature)
+    model_ref = model if is_backend(model) else str(model)
+    info = _agent(agent, dream_id, model_ref if isinstance(model_ref, str) else wm.source.get("path", ""))
+    trajs = record_trajectories(info, model_ref, episodes, seed, workers, sample_z)
+    report = {**_header(wm, model_ref, dream_id, info), "episodes": episodes, "seed": seed, "sample_z": sample_z,
+              **measure(wm, trajs, horizons=horizons, every=every, temperature=tau, samples=samples, seed=seed),
+              "seconds": round(time.perf_counter() - start, 2)}
+    if out is not None:
+        atomic_write_text(out, json.dumps(report, indent=2, sort_keys=True) + "\n")
+        if plot:
+            plot_fidelity(report, Path(out).with_suffix(".png"))
+    return report
+
+
+def _load(model: str | Path | Backend, temperature: float | None) -> tuple[Backend, float, str]:
+    """The world model, the tau of the sampled rollouts, and the id of the model's dream."""
     from dreamgym.models.resolve import resolve_model
     from dreamgym.models.world_model import check_temperature
     from dreamgym.registry import dream_spec_for_env
 
-    horizons = _check(episodes, horizons, every, samples)
-    start = time.perf_counter()
     wm = resolve_model(model).eval()
     tau = check_temperature(wm.config.default_temperature if temperature is None else temperature)
     spec = dream_spec_for_env(wm.config.env_id)
     if spec is None:
         raise ConfigError(f"{wm.config.env_id} has no registered dream; the lie detector plays agents of the "
                           "registered dreams (dreamgym.registry.DREAMS).")
-    model_ref = model if is_backend(model) else str(model)
-    info = _agent(agent, spec.id, model_ref if isinstance(model_ref, str) else wm.source.get("path", ""))
-    trajs = record_trajectories(info, model if is_backend(model) else model_ref, episodes, seed,
-                                workers, sample_z)
+    return wm, tau, spec.id
+
+
+def _header(wm: Backend, model_ref: str | Backend, dream_id: str, info: AgentInfo) -> dict[str, Any]:
+    """What was measured: the model, its backend, the dream and the agent."""
+    return {
+        "model": model_ref if isinstance(model_ref, str) else wm.source.get("path", "<in memory>"),
+        # a Hub id's commit, or a pretrained name; no path of the machine that measured it (the file may ship)
+        "model_source": {k: v for k, v in wm.source.items() if k != "path"}, "env_id": wm.config.env_id,
+        "backend": getattr(wm.config, "backend", "mdnrnn"), "dream_id": dream_id, "members": num_members(wm),
+        "agent": {"path": _relative(info.path, model_ref), "kind": info.kind, "obs_type": info.obs_type,
+                  **({"algo": info.algo} if info.algo else {})},
+    }
+
+
+def measure(wm: Backend, trajs: Sequence[Trajectory], *, horizons: Sequence[int], every: int, temperature: float,
+            samples: int, seed: int) -> dict[str, Any]:
+    """The report's sections for real episodes ``trajs`` (see :func:`fidelity_report`)."""
     forced = teacher_forced(wm, trajs, every, samples, seed)
-    rollouts = open_loop(wm, trajs, forced, horizons, tau, samples, seed)
+    rollouts = open_loop(wm, trajs, forced, horizons, temperature, samples, seed)
     dream, dream_steps = dream_returns(wm, trajs)
     lengths = np.asarray([len(t) for t in trajs])
     one_step = _steps(forced["one_step_mse"], lengths)
     baseline = np.concatenate([((t.z[1:] - t.z[:-1]) ** 2).mean(-1) for t in trajs])
-    report = {
-        "model": model_ref if isinstance(model_ref, str) else wm.source.get("path", "<in memory>"),
-        # a Hub id's commit, or a pretrained name; no path of the machine that measured it (the file may ship)
-        "model_source": {k: v for k, v in wm.source.items() if k != "path"}, "env_id": wm.config.env_id,
-        "dream_id": spec.id,
-        "agent": {"path": _relative(info.path, model_ref), "kind": info.kind, "obs_type": info.obs_type,
-                  **({"algo": info.algo} if info.algo else {})},
-        "episodes": episodes, "seed": seed, "sample_z": sample_z, "members": num_members(wm),
+    return {
         "reward": reward_section(wm, trajs, forced),
         "termination": termination_section(wm, trajs, forced),
         "latent": {"one_step_mse": _mean(one_step), "baseline_mse": _mean(baseline)},
-        "open_loop": open_loop_section(rollouts, every, tau, samples),
+        "open_loop": open_loop_section(rollouts, every, temperature, samples),
         "dream_return": dream_return_section(trajs, dream, dream_steps),
         "disagreement": disagreement_section(wm, trajs, forced, rollouts),
         "series": series_section(wm, trajs, forced),
-        "seconds": round(time.perf_counter() - start, 2),
     }
-    if out is not None:
-        atomic_write_text(out, json.dumps(report, indent=2, sort_keys=True) + "\n")
-        if plot:
-            plot_fidelity(report, Path(out).with_suffix(".png"))
-    return report
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
@@ -602,7 +620,8 @@ def fidelity_card_lines(report: dict[str, Any]) -> list[str]:
              f"(seed {report['seed']}):", ""]
     lines.append(f"- dream return for the same actions (τ 0): {_f(d['dream_mean'], 4)} vs real {_f(d['real_mean'], 4)} "
                  f"(correlation over episodes {_f(d['correlation'], 2)})")
-    head = "the reward head on the real memory h" if r["head"] == "learned" else f"reward {r['head']}"
+    state = "the real memory h" if report.get("backend", "mdnrnn") == "mdnrnn" else "the real twin's state"
+    head = f"the reward head on {state}" if r["head"] == "learned" else f"reward {r['head']}"
     lines.append(f"- reward per step ({head}): MAE {_f(r['mae'])} "
                  f"(mean real |r| {_f(r['real_mean_abs'])}), correlation {_f(r['correlation'], 2)}; per episode "
                  f"MAE {_f(r['episode']['mae'])}")

@@ -44,7 +44,8 @@ def test_an_rssm_gets_every_section_with_finite_numbers(rssm_dir):
     out = rssm_dir / "fidelity.json"
     report = fidelity_report(rssm_dir, rssm_dir / "agent", 2, horizons=(1, 5, 10), every=1, samples=2, workers=1,
                              out=out)
-    assert SECTIONS <= set(report) and report["members"] == 1 and report["disagreement"] is None
+    assert SECTIONS <= set(report) and report["backend"] == "rssm"
+    assert report["members"] == 1 and report["disagreement"] is None
     assert read_report(out) == json.loads(json.dumps(report)) and out.with_suffix(".png").stat().st_size > 1000
     assert all(math.isfinite(v) for _, v in _numbers(report))
     assert report["reward"]["head"] == "learned" and report["reward"]["steps"] == 60
@@ -63,4 +64,5 @@ def test_an_rssm_gets_every_section_with_finite_numbers(rssm_dir):
     assert len(report["series"]) == 2 and len(report["series"][0]["predicted_reward"]) == 30
     d = report["dream_return"]
     assert len(d["dream"]) == 2 and d["real_steps"] == [30, 30] and all(1 <= s <= 30 for s in d["dream_steps"])
-    assert any("latent MSE, τ 0" in line for line in fidelity_card_lines(report))
+    card = "\n".join(fidelity_card_lines(report))
+    assert "latent MSE, τ 0" in card and "the reward head on the real twin's state" in card
