@@ -167,15 +167,16 @@ def _pad(trajs: Sequence[Trajectory]) -> tuple[torch.Tensor, torch.Tensor, np.nd
     return z, a, lengths
 
 
-def _twin_carries(trajs: Sequence[Trajectory], big: int) -> dict[str, torch.Tensor]:
-    """The twin's carries (b, T+1, ...), an ended episode's last carry repeated to the longest."""
-    names = set.intersection(*(set(t.carry) for t in trajs))
-    out = {}
-    for k in sorted(names):
-        rows = [np.concatenate([t.carry[k], np.repeat(t.carry[k][-1:], big + 1 - len(t.carry[k]), axis=0)])
-                for t in trajs]
-        out[k] = torch.from_numpy(np.stack(rows))
-    return out
+def _tile(x: torch.Tensor, members: int) -> torch.Tensor:
+    """(b, ...) -> (members b, ...): the rows again for every member followed."""
+    return x.repeat(members, *([1] * (x.dim() - 1)))
+
+
+def _twin_at(trajs: Sequence[Trajectory], t: int, members: int) -> Carry:
+    """The twin's carries at step t (an ended episode's last), (members b, ...): the rows again for every member."""
+    names = sorted(set.intersection(*(set(tr.carry) for tr in trajs)))
+    return {k: _tile(torch.from_numpy(np.stack([tr.carry[k][min(t, len(tr))] for tr in trajs])), members)
+            for k in names}
 
 
 def _write(carry: Carry, new: Carry) -> Carry:
@@ -192,24 +193,19 @@ def _keys(seed: int, n: int, *stream: int) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng([seed, 0xF1DE, *stream]).integers(0, 2**63 - 1, n, dtype=np.int64))
 
 
-def _tile(x: torch.Tensor, members: int) -> torch.Tensor:
-    """(b, ...) -> (members b, ...): the rows again for every member followed."""
-    return x.repeat(members, *([1] * (x.dim() - 1)))
-
-
 def _tf_members(model: Backend, samples: int) -> int:
     """Members the teacher-forced carries follow: 0 for the measures, and those the sampled rollouts follow."""
     k = num_members(model)
     return 1 if k == 1 else min(k, max(samples, 1))
 
 
-def _start_carry(model: Backend, members: int, z0: torch.Tensor, twin: dict[str, torch.Tensor], seed: int) -> Carry:
+def _start_carry(model: Backend, members: int, z0: torch.Tensor, twin: Carry, seed: int) -> Carry:
     """The carry at t = 0 of (member m, episode i) rows, member-major: the dream's start from z_0 (following
     member m, no dropout mask), the twin's first carry written over it."""
     rows = members * len(z0)
     episodes = Episodes(_keys(seed, rows, 1), torch.arange(members).repeat_interleave(len(z0)), dropout_masks=False)
     carry = _write(model.initial(torch.zeros(rows, dtype=torch.long), episodes), model.start(_tile(z0, members)))
-    return _write(carry, {k: _tile(v[:, 0], members) for k, v in twin.items()})
+    return _write(carry, twin)
 
 
 @torch.no_grad()
@@ -224,8 +220,7 @@ def teacher_forced(model: Backend, trajs: Sequence[Trajectory], every: int, samp
     """
     z, a, lengths = _pad(trajs)
     n, big, members = len(trajs), int(lengths.max()), _tf_members(model, samples)
-    twin = _twin_carries(trajs, big)
-    carry = _start_carry(model, members, z[:, 0], twin, seed)
+    carry = _start_carry(model, members, z[:, 0], _twin_at(trajs, 0, members), seed)
     keys, tau = _keys(seed, members * n, 2), torch.zeros(members * n)
     out = {name: np.zeros((n, big)) for name in ("reward", "p_done", "one_step_mse", "disagreement")}
     starts, saved = [], []
@@ -241,7 +236,7 @@ def teacher_forced(model: Backend, trajs: Sequence[Trajectory], every: int, samp
         out["p_done"][:, t] = p_done[:n].numpy()
         out["one_step_mse"][:, t] = (z_pred - z[:, t + 1]).pow(2).mean(dim=-1).numpy()
         out["disagreement"][:, t] = carry["disagreement"][:n].numpy() if "disagreement" in carry else 0.0
-        carry = _write(carry, {k: _tile(v[:, t + 1], members) for k, v in twin.items()})
+        carry = _write(carry, _twin_at(trajs, t + 1, members))
     out.update(starts=starts, start_carry={k: torch.cat([s[k] for s in saved], dim=1) for k in saved[0]})
     return out
 
