@@ -95,7 +95,7 @@ class Trajectory:
         return self.carry[name][0]
 
 
-def num_members(model: Backend) -> int:
+def _num_members(model: Backend) -> int:
     """The backend's ensemble members (1 without an ensemble)."""
     return getattr(model, "num_members", 1)
 
@@ -195,7 +195,7 @@ def _keys(seed: int, n: int, *stream: int) -> torch.Tensor:
 
 def _tf_members(model: Backend, samples: int) -> int:
     """Members the teacher-forced carries follow: 0 for the measures, and those the sampled rollouts follow."""
-    k = num_members(model)
+    k = _num_members(model)
     return 1 if k == 1 else min(k, max(samples, 1))
 
 
@@ -262,7 +262,7 @@ def open_loop(model: Backend, trajs: Sequence[Trajectory], forced: dict[str, Any
         steps = trajs[i].actions[t: t + kmax]
         actions[row, : len(steps)] = torch.from_numpy(steps)
     tau = torch.tensor([0.0] + [temperature] * samples).repeat(n)  # (n reps,): start-major rows
-    member = torch.tensor([0] + [s % num_members(model) for s in range(samples)]).repeat(n)
+    member = torch.tensor([0] + [s % _num_members(model) for s in range(samples)]).repeat(n)
     keys = _keys(seed, n * reps)
     pred_z = {q: torch.zeros(n * reps, z0.shape[1]) for q in horizons}
     pred_r = {q: torch.zeros(n * reps) for q in horizons}
@@ -424,7 +424,7 @@ def dream_return_section(trajs: Sequence[Trajectory], dream: np.ndarray, steps: 
 def disagreement_section(model: Backend, trajs: Sequence[Trajectory], forced: dict[str, Any],
                          rollouts: dict[int, dict[str, np.ndarray]]) -> dict[str, Any] | None:
     """Does the ensemble's disagreement flag where the dream errs? None for a single M."""
-    if num_members(model) == 1:
+    if _num_members(model) == 1:
         return None
     lengths = np.asarray([len(t) for t in trajs])
     d, err = _steps(forced["disagreement"], lengths), _steps(forced["one_step_mse"], lengths)
@@ -435,7 +435,7 @@ def disagreement_section(model: Backend, trajs: Sequence[Trajectory], forced: di
         window = np.asarray([forced["disagreement"][i, t: t + q].mean() for i, t in forced["starts"]])
         windows[str(q)] = _corr(window, r["latent_mse"][:, 0])
     return {
-        "members": num_members(model), "mean": _num(d.mean()), "max": _num(d.max()),
+        "members": _num_members(model), "mean": _num(d.mean()), "max": _num(d.max()),
         "one_step_error_correlation": _corr(d, err),
         "top_decile_error_ratio": _num(err[top].mean() / rest) if rest and np.isfinite(rest) else None,
         "open_loop_error_correlation": windows,
@@ -450,7 +450,7 @@ def series_section(model: Backend, trajs: Sequence[Trajectory], forced: dict[str
         row = {"seed": t.seed, "terminated": t.terminated, "real_reward": np.round(t.rewards, 4).tolist()}
         for name, key in (("predicted_reward", "reward"), ("p_done", "p_done"), ("one_step_mse", "one_step_mse")):
             row[name] = np.round(forced[key][i, :n], 5).tolist()
-        if num_members(model) > 1:
+        if _num_members(model) > 1:
             row["disagreement"] = np.round(forced["disagreement"][i, :n], 5).tolist()
         out.append(row)
     return out
@@ -564,7 +564,7 @@ def _header(wm: Backend, model_ref: str | Backend, dream_id: str, info: AgentInf
         "model": model_ref if isinstance(model_ref, str) else wm.source.get("path", "<in memory>"),
         # a Hub id's commit, or a pretrained name; no path of the machine that measured it (the file may ship)
         "model_source": {k: v for k, v in wm.source.items() if k != "path"}, "env_id": wm.config.env_id,
-        "backend": getattr(wm.config, "backend", "mdnrnn"), "dream_id": dream_id, "members": num_members(wm),
+        "backend": getattr(wm.config, "backend", "mdnrnn"), "dream_id": dream_id, "members": _num_members(wm),
         "agent": {"path": _relative(info.path, model_ref), "kind": info.kind, "obs_type": info.obs_type,
                   **({"algo": info.algo} if info.algo else {})},
     }

@@ -66,3 +66,13 @@ def test_an_rssm_gets_every_section_with_finite_numbers(rssm_dir):
     assert len(d["dream"]) == 2 and d["real_steps"] == [30, 30] and all(1 <= s <= 30 for s in d["dream_steps"])
     card = "\n".join(fidelity_card_lines(report))
     assert "latent MSE, τ 0" in card and "the reward head on the real twin's state" in card
+
+
+def test_the_cli_measures_an_rssm_folder(rssm_dir, capsys):
+    from dreamgym.cli import main
+
+    main(["fidelity", str(rssm_dir), "--agent", "random", "--episodes", "2", "--workers", "1", "--samples", "0",
+          "--horizons", "1", "5", "--no-plot"])
+    report = read_report(rssm_dir / "fidelity.json")
+    assert report["backend"] == "rssm" and report["agent"]["path"] == "random" and report["open_loop"]["samples"] == 0
+    assert "latent MSE, τ 0" in capsys.readouterr().out
