@@ -1,18 +1,31 @@
 """The lie detector: what a dream predicts, against what happened, along an agent's own real trajectory.
 
-The agent plays the REAL env (:func:`dreamgym.make_real`, seen through the model's V and M). Along
-each real episode the report compares:
+The agent plays the REAL env (:func:`dreamgym.make_real`, seen through the world model), and the
+report compares, along each real episode, for any backend of :mod:`dreamgym.backends`:
 
-- **reward**: the heads on the real twin's memory h (teacher-forced) against the real reward, step
-  by step and summed per episode;
-- **termination**: p(done) against the real terminations;
-- **open loop**: k-step rollouts (k = 1, 10, 50) from real states, driven by the agent's real
-  actions, at tau = 0 and sampled at the dream's tau: the error in latent and in summed reward, beside
-  a "nothing changes" baseline (z_{t+k} predicted as z_t);
-- **dream return**: the dream's return for the same actions from the real first latent (h = c = 0,
-  tau = 0, until the dream's predicted termination or the real episode's end) against the real return;
-- **disagreement** (ensembles): the members' disagreement along the real trajectory (what a dream
-  reports in ``info["disagreement"]``), and whether it flags the steps where the dream errs.
+- **reward**: the reward head, one step imagined at tau = 0 from the real twin's carry at every
+  step (teacher-forced), against the real reward, step by step and summed per episode;
+- **termination**: p(done) of the same steps against the real terminations;
+- **open loop**: k-step rollouts (k = 1, 10, 50) from the teacher-forced carries, driven by the
+  agent's real actions, at tau = 0 and sampled at the dream's tau: the error in latent and in summed
+  reward, beside a "nothing changes" baseline (z_{t+k} predicted as z_t);
+- **dream return**: the dream's return for the same actions from the real first latent (started as
+  ``reset(options={"start_latent": z_0})`` starts it, tau = 0, until the dream's predicted termination
+  or the real episode's end) against the real return;
+- **disagreement** (backends with ``num_members > 1``): the members' disagreement along the real
+  trajectory (what a dream reports in ``info["disagreement"]``), and whether it flags the steps where
+  the dream errs.
+
+**The latent z** of these metrics is the backend's stochastic latent, ``features(carry, "z")``: V's
+latent for the MDN-RNN, the one-hot categoricals for the RSSM (whose squared error per dimension is
+then 2 / (groups · classes) per categorical that differs). A latent error compares the dream's z with
+the real twin's z at the same step.
+
+**Teacher forcing** through the protocol: the carry at step t is the dream's carry with the real twin's
+carry (``observe`` along reality) written over the entries it holds, as a dream's
+``reset(options={"start_latent": ...})`` writes ``start``'s. Entries the twin does not keep (an
+MDN-RNN ensemble's other members' memories) follow the dream's own step along reality. No dropout
+mask: the mean M.
 
 >>> report = fidelity_report("runs/carracing", "agents/cr-cmaes", episodes=10)  # doctest: +SKIP
 >>> print("\\n".join(fidelity_card_lines(report)))  # doctest: +SKIP
@@ -33,10 +46,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dreamgym import rng
+from dreamgym.backends import Backend, Carry, Episodes, Noise, is_backend
 from dreamgym.errors import CheckpointError, ConfigError
 from dreamgym.evaluate import AgentInfo, agent_info, load
-from dreamgym.models.world_model import WorldModel
 from dreamgym.rollout import episode_policy, play
 from dreamgym.utils import atomic_write, atomic_write_text
 
@@ -50,16 +62,15 @@ _CHUNK = 8192  # open-loop rows stepped together: bounds memory for long episode
 class Trajectory:
     """One real episode as the real twin saw it.
 
-    :param z: (T+1, z) the twin's latents, z_0 after any burn-in.
-    :param h0: / :param c0: (H,) the twin's memory at t = 0 (zero unless the model burns in).
-    :param actions: (T, a) the agent's actions as M takes them (clipped; one-hot for Discrete).
+    :param z: (T+1, z) the twin's latents ``features(carry, "z")``, z_0 after any burn-in.
+    :param carry: the twin's carry at every step, each entry (T+1, ...): the entries it holds at every step.
+    :param actions: (T, a) the agent's actions as the model takes them (clipped; one-hot for Discrete).
     :param rewards: (T,) the real rewards. :param terminated: the real env terminated (not truncated).
     :param seed: the episode's reset seed.
     """
 
     z: np.ndarray
-    h0: np.ndarray
-    c0: np.ndarray
+    carry: dict[str, np.ndarray]
     actions: np.ndarray
     rewards: np.ndarray
     terminated: bool
@@ -68,28 +79,55 @@ class Trajectory:
     def __len__(self) -> int:
         return len(self.rewards)
 
+    @property
+    def h0(self) -> np.ndarray:
+        """The MDN-RNN's memory h at t = 0 (zero unless the model burns in)."""
+        return self._entry0("h")
+
+    @property
+    def c0(self) -> np.ndarray:
+        """The MDN-RNN's LSTM cell c at t = 0."""
+        return self._entry0("c")
+
+    def _entry0(self, name: str) -> np.ndarray:
+        if name not in self.carry:
+            raise AttributeError(f"This backend's carry has no {name!r} (it has {sorted(self.carry)}).")
+        return self.carry[name][0]
+
+
+def _num_members(model: Backend) -> int:
+    """The backend's ensemble members (1 without an ensemble)."""
+    return getattr(model, "num_members", 1)
+
 
 # ----- reality ---------------------------------------------------------------------------------
+def _twin_carry(twin: Any) -> dict[str, np.ndarray]:
+    """The twin's carry (a batch of one) as numpy rows, copied."""
+    return {k: v[0].detach().cpu().numpy().copy() for k, v in twin.carry.items()}
+
+
 def record_episode(agent: Any, twin: Any, seed: int) -> Trajectory:
     """Play one episode of ``agent`` (deterministic actions) in a real twin; record what it saw."""
     policy = episode_policy(agent, seed)  # a random agent's draws depend on the episode only, not on the worker
     obs, _ = twin.reset(seed=seed)
-    zs, actions, rewards = [twin.latent()], [], []
-    h0, c0 = (twin.carry[k][0].cpu().numpy().copy() for k in ("h", "c"))  # the MDN-RNN backend's memory
+    zs, carries, actions, rewards = [twin.latent()], [_twin_carry(twin)], [], []
     terminated = False
     for step in play(twin, policy, obs):
         actions.append(twin.adapter.single_numpy(step.action))
         zs.append(twin.latent())
+        carries.append(_twin_carry(twin))
         rewards.append(step.reward)
         terminated = step.terminated
-    return Trajectory(np.stack(zs).astype(np.float32), h0, c0, np.stack(actions).astype(np.float32),
+    kept = set.intersection(*(set(c) for c in carries))  # e.g. an MDN-RNN ensemble's start holds more entries
+    carry = {k: np.stack([c[k] for c in carries]) for k in sorted(kept)}
+    return Trajectory(np.stack(zs).astype(np.float32), carry, np.stack(actions).astype(np.float32),
                       np.asarray(rewards, dtype=np.float64), bool(terminated), seed)
 
 
-def _record_chunk(info: AgentInfo, model: str | WorldModel, seeds: list[int], sample_z: bool) -> list[Trajectory]:
+def _record_chunk(info: AgentInfo, model: Any, seeds: list[int], sample_z: bool) -> list[Trajectory]:
     from dreamgym.envs.real import make_real
 
-    if not isinstance(model, WorldModel):
+    if not is_backend(model):
         torch.set_num_threads(1)  # a worker process: one core each
     twin = make_real(info.env_id, model=model, obs_type=info.obs_type, sample_z=sample_z)
     agent = load(info, twin.observation_space, twin.action_space, seeds[0])
@@ -99,15 +137,15 @@ def _record_chunk(info: AgentInfo, model: str | WorldModel, seeds: list[int], sa
         twin.close()
 
 
-def record_trajectories(info: AgentInfo, model: str | WorldModel, episodes: int, seed: int = 0, workers: int = 0,
+def record_trajectories(info: AgentInfo, model: Any, episodes: int, seed: int = 0, workers: int = 0,
                         sample_z: bool = False) -> list[Trajectory]:
     """Real episodes of an agent (episode i reset with seed + i), spread over spawned worker processes.
 
-    A WorldModel instance (not a path) is played in this process.
+    A loaded world model (not a path) is played in this process.
     """
     seeds = [seed + i for i in range(episodes)]
     workers = min(workers or os.cpu_count() or 1, episodes)
-    if workers == 1 or isinstance(model, WorldModel):
+    if workers == 1 or is_backend(model):
         return _record_chunk(info, model, seeds, sample_z)
     chunks = [seeds[w::workers] for w in range(workers)]
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
@@ -117,20 +155,6 @@ def record_trajectories(info: AgentInfo, model: str | WorldModel, episodes: int,
 
 
 # ----- the dream along reality -----------------------------------------------------------------
-def _step(model: WorldModel, z: torch.Tensor, h: torch.Tensor, c: torch.Tensor, a: torch.Tensor,
-          member: torch.Tensor, tau: torch.Tensor, u: torch.Tensor, eps: torch.Tensor
-          ) -> tuple[torch.Tensor, ...]:
-    """One imagined step of every member, h, c (K, b, H) -> z', h', c', reward, p(done), disagreement.
-
-    A single model takes ``imagine_step`` (M's step is the real twin's ``observe_step``); an ensemble
-    ``imagine_step_members``, as its dreams do, following ``member``. Never a dropout mask: the mean M.
-    """
-    if model.num_members == 1:
-        z, h1, c1, reward, p_done = model.imagine_step(z, h[0], c[0], a, tau, u, eps)
-        return z, h1[None], c1[None], reward, p_done, torch.zeros_like(reward)
-    return model.imagine_step_members(z, h, c, a, member, None, tau, u, eps)
-
-
 def _pad(trajs: Sequence[Trajectory]) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """Episodes -> z (b, T+1, z), actions (b, T, a) zero-padded to the longest, lengths (b,)."""
     lengths = np.asarray([len(t) for t in trajs])
@@ -143,45 +167,88 @@ def _pad(trajs: Sequence[Trajectory]) -> tuple[torch.Tensor, torch.Tensor, np.nd
     return z, a, lengths
 
 
-@torch.no_grad()
-def teacher_forced(model: WorldModel, trajs: Sequence[Trajectory], every: int) -> dict[str, Any]:
-    """Step M along the real latents and actions (all episodes at once).
+def _tile(x: torch.Tensor, members: int) -> torch.Tensor:
+    """(b, ...) -> (members b, ...): the rows again for every member followed."""
+    return x.repeat(members, *([1] * (x.dim() - 1)))
 
-    Returns per-step arrays (b, T) ``reward``, ``p_done``, ``one_step_mse`` (tau-0 prediction of
-    z_{t+1} against the real one) and ``disagreement``; and the memory (K, n, H) of every member at the
-    open-loop starts t = 0, every, 2 every, ... (``starts``: (episode, t) pairs).
+
+def _twin_at(trajs: Sequence[Trajectory], t: int, members: int) -> Carry:
+    """The twin's carries at step t (an ended episode's last), (members b, ...): the rows again for every member."""
+    names = sorted(set.intersection(*(set(tr.carry) for tr in trajs)))
+    return {k: _tile(torch.from_numpy(np.stack([tr.carry[k][min(t, len(tr))] for tr in trajs])), members)
+            for k in names}
+
+
+def _write(carry: Carry, new: Carry) -> Carry:
+    """Write ``new``'s entries over ``carry``'s, in place (entries may alias, e.g. a member's view), as a
+    dream writes ``start``'s; entries ``carry`` lacks are left out."""
+    for k, v in new.items():
+        if k in carry:
+            carry[k][:] = v.to(carry[k].dtype)
+    return carry
+
+
+def _keys(seed: int, n: int, *stream: int) -> torch.Tensor:
+    """``n`` noise keys of the report's ``seed`` (another ``stream``, another set)."""
+    return torch.from_numpy(np.random.default_rng([seed, 0xF1DE, *stream]).integers(0, 2**63 - 1, n, dtype=np.int64))
+
+
+def _tf_members(model: Backend, samples: int) -> int:
+    """Members the teacher-forced carries follow: 0 for the measures, and those the sampled rollouts follow."""
+    k = _num_members(model)
+    return 1 if k == 1 else min(k, max(samples, 1))
+
+
+def _start_carry(model: Backend, members: int, z0: torch.Tensor, twin: Carry, seed: int) -> Carry:
+    """The carry at t = 0 of (member m, episode i) rows, member-major: the dream's start from z_0 (following
+    member m, no dropout mask), the twin's first carry written over it."""
+    rows = members * len(z0)
+    episodes = Episodes(_keys(seed, rows, 1), torch.arange(members).repeat_interleave(len(z0)), dropout_masks=False)
+    carry = _write(model.initial(torch.zeros(rows, dtype=torch.long), episodes), model.start(_tile(z0, members)))
+    return _write(carry, twin)
+
+
+@torch.no_grad()
+def teacher_forced(model: Backend, trajs: Sequence[Trajectory], every: int, samples: int = 0,
+                   seed: int = 0) -> dict[str, Any]:
+    """One step imagined (tau = 0) from the real twin's carry at every step (all episodes at once).
+
+    Returns per-step arrays (b, T) ``reward``, ``p_done``, ``one_step_mse`` (the imagined z_{t+1}
+    against the real one) and ``disagreement``; and the teacher-forced carries (``start_carry``, each
+    entry (M, starts, ...), row m following member m) at the open-loop starts t = 0, every, 2 every, ...
+    (``starts``: (episode, t) pairs).
     """
     z, a, lengths = _pad(trajs)
-    n, big = len(trajs), int(lengths.max())
-    k = model.num_members
-    h = torch.from_numpy(np.stack([t.h0 for t in trajs])).expand(k, -1, -1).contiguous()
-    c = torch.from_numpy(np.stack([t.c0 for t in trajs])).expand(k, -1, -1).contiguous()
-    zeros, member = torch.zeros(n), torch.zeros(n, dtype=torch.long)
-    noise = torch.zeros(n, model.z_dim)
+    n, big, members = len(trajs), int(lengths.max()), _tf_members(model, samples)
+    carry = _start_carry(model, members, z[:, 0], _twin_at(trajs, 0, members), seed)
+    keys, tau = _keys(seed, members * n, 2), torch.zeros(members * n)
     out = {name: np.zeros((n, big)) for name in ("reward", "p_done", "one_step_mse", "disagreement")}
-    starts, start_h, start_c = [], [], []
+    starts, saved = [], []
     for t in range(big):
         if t % every == 0:
             rows = np.flatnonzero(lengths > t)
             starts += [(int(i), t) for i in rows]
-            start_h.append(h[:, rows])
-            start_c.append(c[:, rows])
-        z_pred, h, c, reward, p_done, disagreement = _step(model, z[:, t], h, c, a[:, t], member, zeros, noise, noise)
-        out["reward"][:, t] = reward.numpy()
-        out["p_done"][:, t] = p_done.numpy()
+            saved.append({k: v.reshape(members, n, *v.shape[1:])[:, rows] for k, v in carry.items()})
+        carry, reward, p_done = model.imagine(carry, _tile(a[:, t], members), tau,
+                                              Noise(keys, torch.full((members * n,), t)))
+        z_pred = model.features(carry, "z")[:n]
+        out["reward"][:, t] = reward[:n].numpy()
+        out["p_done"][:, t] = p_done[:n].numpy()
         out["one_step_mse"][:, t] = (z_pred - z[:, t + 1]).pow(2).mean(dim=-1).numpy()
-        out["disagreement"][:, t] = disagreement.numpy()
-    out.update(starts=starts, start_h=torch.cat(start_h, dim=1), start_c=torch.cat(start_c, dim=1))
+        out["disagreement"][:, t] = carry["disagreement"][:n].numpy() if "disagreement" in carry else 0.0
+        carry = _write(carry, _twin_at(trajs, t + 1, members))
+    out.update(starts=starts, start_carry={k: torch.cat([s[k] for s in saved], dim=1) for k in saved[0]})
     return out
 
 
 @torch.no_grad()
-def open_loop(model: WorldModel, trajs: Sequence[Trajectory], forced: dict[str, Any], horizons: Sequence[int],
+def open_loop(model: Backend, trajs: Sequence[Trajectory], forced: dict[str, Any], horizons: Sequence[int],
               temperature: float, samples: int, seed: int) -> dict[str, dict[str, np.ndarray]]:
-    """k-step rollouts from every start of ``forced``, driven by the real actions.
+    """k-step rollouts from every start of ``forced`` (its teacher-forced carries), driven by the real actions.
 
     Row 0 of each start runs at tau = 0 following member 0; rows 1..samples at ``temperature``, row s
-    following member (s - 1) mod K (an ensemble's dream draws one member per episode). Returns, per
+    following member (s - 1) mod K (an ensemble's dream draws one member per episode). z is
+    ``features(carry, "z")``. Returns, per
     horizon k, arrays (starts, 1 + samples) of the latent MSE at t + k and the predicted minus the
     real reward summed over the k steps (the dream's termination ignored; NaN where the episode ends
     before t + k), and (starts,)
@@ -190,26 +257,26 @@ def open_loop(model: WorldModel, trajs: Sequence[Trajectory], forced: dict[str, 
     starts, kmax, reps = forced["starts"], max(horizons), 1 + samples
     n = len(starts)
     z0 = torch.from_numpy(np.stack([trajs[i].z[t] for i, t in starts]))
-    actions = torch.zeros(n, kmax, model.action_dim)
+    actions = torch.zeros(n, kmax, trajs[0].actions.shape[1])
     for row, (i, t) in enumerate(starts):
         steps = trajs[i].actions[t: t + kmax]
         actions[row, : len(steps)] = torch.from_numpy(steps)
     tau = torch.tensor([0.0] + [temperature] * samples).repeat(n)  # (n reps,): start-major rows
-    member = torch.tensor([0] + [s % model.num_members for s in range(samples)]).repeat(n)
-    keys = torch.from_numpy(np.random.default_rng([seed, 0xF1DE]).integers(0, 2**63 - 1, n * reps, dtype=np.int64))
-    pred_z = {q: torch.zeros(n * reps, model.z_dim) for q in horizons}
+    member = torch.tensor([0] + [s % _num_members(model) for s in range(samples)]).repeat(n)
+    keys = _keys(seed, n * reps)
+    pred_z = {q: torch.zeros(n * reps, z0.shape[1]) for q in horizons}
     pred_r = {q: torch.zeros(n * reps) for q in horizons}
     for lo in range(0, n * reps, _CHUNK):
         rows = torch.arange(lo, min(lo + _CHUNK, n * reps))
         src = rows // reps
-        z, h, c = z0[src], forced["start_h"][:, src], forced["start_c"][:, src]
+        carry = {k: v[member[rows], src] for k, v in forced["start_carry"].items()}  # (M, starts, ...) -> (rows, ...)
         total = torch.zeros(len(rows))
         for t in range(kmax):
-            u, eps = rng.uniform_and_normal(keys[rows], torch.full((len(rows),), t), model.z_dim)
-            z, h, c, reward, _, _ = _step(model, z, h, c, actions[src, t], member[rows], tau[rows], u, eps)
+            noise = Noise(keys[rows], torch.full((len(rows),), t))
+            carry, reward, _ = model.imagine(carry, actions[src, t], tau[rows], noise)
             total += reward
             if t + 1 in pred_z:
-                pred_z[t + 1][rows], pred_r[t + 1][rows] = z, total
+                pred_z[t + 1][rows], pred_r[t + 1][rows] = model.features(carry, "z"), total
     result = {}
     for q in horizons:
         valid = np.asarray([t + q <= len(trajs[i]) for i, t in starts])
@@ -225,7 +292,7 @@ def open_loop(model: WorldModel, trajs: Sequence[Trajectory], forced: dict[str, 
 
 
 @torch.no_grad()
-def dream_returns(model: WorldModel, trajs: Sequence[Trajectory]) -> tuple[np.ndarray, np.ndarray]:
+def dream_returns(model: Backend, trajs: Sequence[Trajectory]) -> tuple[np.ndarray, np.ndarray]:
     """The dream's return and length for each episode's actions, at tau = 0 from the real first latent.
 
     The dream is the one agents train in (:class:`~dreamgym.envs.core.DreamBatch`, with the model's own
@@ -281,14 +348,25 @@ def _steps(per_step: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.concatenate([row[:n] for row, n in zip(per_step, lengths)])
 
 
-def reward_section(model: WorldModel, trajs: Sequence[Trajectory], forced: dict[str, Any]) -> dict[str, Any]:
+def _reward_head(model: Backend) -> str:
+    """``"learned"``, or ``"constant r"`` for an MDN-RNN whose ``config.heads`` has no reward head."""
+    heads = getattr(model.config, "heads", None)
+    return "learned" if heads is None or heads.reward else f"constant {heads.constant_reward:g}"
+
+
+def _termination_head(model: Backend) -> bool:
+    """Whether p(done) is learned: an MDN-RNN's ``config.heads.termination``; other backends learn it."""
+    heads = getattr(model.config, "heads", None)
+    return True if heads is None else bool(heads.termination)
+
+
+def reward_section(model: Backend, trajs: Sequence[Trajectory], forced: dict[str, Any]) -> dict[str, Any]:
     lengths = np.asarray([len(t) for t in trajs])
     pred, real = _steps(forced["reward"], lengths), np.concatenate([t.rewards for t in trajs])
     pred_ep = np.asarray([row[:n].sum() for row, n in zip(forced["reward"], lengths)])
     real_ep = np.asarray([t.rewards.sum() for t in trajs])
-    heads = model.config.heads
     return {
-        "head": "learned" if heads.reward else f"constant {heads.constant_reward:g}",
+        "head": _reward_head(model),
         "steps": int(len(real)), "mae": _num(np.abs(pred - real).mean()), "bias": _num((pred - real).mean()),
         "correlation": _corr(pred, real), "real_mean_abs": _num(np.abs(real).mean()),
         "episode": {"predicted": [round(float(x), 3) for x in pred_ep], "real": [round(float(x), 3) for x in real_ep],
@@ -296,9 +374,9 @@ def reward_section(model: WorldModel, trajs: Sequence[Trajectory], forced: dict[
     }
 
 
-def termination_section(model: WorldModel, trajs: Sequence[Trajectory], forced: dict[str, Any]) -> dict[str, Any]:
+def termination_section(model: Backend, trajs: Sequence[Trajectory], forced: dict[str, Any]) -> dict[str, Any]:
     """p(done) against the real terminations: at the terminal step, precision/recall at the threshold."""
-    threshold = model.config.heads.done_threshold
+    threshold = getattr(model, "done_threshold", 0.5)
     lengths = np.asarray([len(t) for t in trajs])
     p = _steps(forced["p_done"], lengths)
     true = np.concatenate([np.arange(len(t)) == len(t) - 1 if t.terminated else np.zeros(len(t), bool) for t in trajs])
@@ -308,7 +386,7 @@ def termination_section(model: WorldModel, trajs: Sequence[Trajectory], forced: 
     near = [bool((forced["p_done"][i, max(0, len(t) - 3): len(t)] > threshold).any())
             for i, t in enumerate(trajs) if t.terminated]
     return {
-        "head": bool(model.config.heads.termination), "threshold": threshold, "terminations": len(at_end),
+        "head": _termination_head(model), "threshold": threshold, "terminations": len(at_end),
         "p_at_terminal": [round(x, 4) for x in at_end], "mean_p_at_terminal": _mean(np.asarray(at_end)),
         "precision": tp / (tp + fp) if tp + fp else None, "recall": tp / (tp + fn) if tp + fn else None,
         "recall_within_2_steps": _mean(np.asarray(near, dtype=float)),
@@ -343,10 +421,10 @@ def dream_return_section(trajs: Sequence[Trajectory], dream: np.ndarray, steps: 
     }
 
 
-def disagreement_section(model: WorldModel, trajs: Sequence[Trajectory], forced: dict[str, Any],
+def disagreement_section(model: Backend, trajs: Sequence[Trajectory], forced: dict[str, Any],
                          rollouts: dict[int, dict[str, np.ndarray]]) -> dict[str, Any] | None:
     """Does the ensemble's disagreement flag where the dream errs? None for a single M."""
-    if model.num_members == 1:
+    if _num_members(model) == 1:
         return None
     lengths = np.asarray([len(t) for t in trajs])
     d, err = _steps(forced["disagreement"], lengths), _steps(forced["one_step_mse"], lengths)
@@ -357,14 +435,14 @@ def disagreement_section(model: WorldModel, trajs: Sequence[Trajectory], forced:
         window = np.asarray([forced["disagreement"][i, t: t + q].mean() for i, t in forced["starts"]])
         windows[str(q)] = _corr(window, r["latent_mse"][:, 0])
     return {
-        "members": model.num_members, "mean": _num(d.mean()), "max": _num(d.max()),
+        "members": _num_members(model), "mean": _num(d.mean()), "max": _num(d.max()),
         "one_step_error_correlation": _corr(d, err),
         "top_decile_error_ratio": _num(err[top].mean() / rest) if rest and np.isfinite(rest) else None,
         "open_loop_error_correlation": windows,
     }
 
 
-def series_section(model: WorldModel, trajs: Sequence[Trajectory], forced: dict[str, Any]) -> list[dict[str, Any]]:
+def series_section(model: Backend, trajs: Sequence[Trajectory], forced: dict[str, Any]) -> list[dict[str, Any]]:
     """Per-step series of the first episodes, for the plot."""
     out = []
     for i, t in enumerate(trajs[:SERIES_EPISODES]):
@@ -372,7 +450,7 @@ def series_section(model: WorldModel, trajs: Sequence[Trajectory], forced: dict[
         row = {"seed": t.seed, "terminated": t.terminated, "real_reward": np.round(t.rewards, 4).tolist()}
         for name, key in (("predicted_reward", "reward"), ("p_done", "p_done"), ("one_step_mse", "one_step_mse")):
             row[name] = np.round(forced[key][i, :n], 5).tolist()
-        if model.num_members > 1:
+        if _num_members(model) > 1:
             row["disagreement"] = np.round(forced["disagreement"][i, :n], 5).tolist()
         out.append(row)
     return out
@@ -406,9 +484,9 @@ def _agent(agent: str | Path, dream_id: str, model_ref: str) -> AgentInfo:
     return agent_info(agent, dream_id, model_ref)
 
 
-def _relative(path: str, model: str | Path | WorldModel) -> str:
+def _relative(path: str, model: str | Path | Backend) -> str:
     """``path`` relative to the model folder when it lies inside it, else as given."""
-    folder = model if not isinstance(model, WorldModel) else model.source.get("path")
+    folder = model if not is_backend(model) else model.source.get("path")
     if path == "random" or not folder or not Path(folder).is_dir():
         return path
     try:
@@ -418,7 +496,7 @@ def _relative(path: str, model: str | Path | WorldModel) -> str:
 
 
 def fidelity_report(
-    model: str | Path | WorldModel,
+    model: str | Path | Backend,
     agent: str | Path,
     episodes: int = 10,
     *,
@@ -434,64 +512,82 @@ def fidelity_report(
 ) -> dict[str, Any]:
     """Play ``agent`` in the real env and measure how far ``model``'s dream strays from what happened.
 
-    :param model: the world model: a checkpoint directory, pretrained name, Hub id, or a WorldModel
-        (played in this process).
+    :param model: the world model of any backend: a checkpoint directory, pretrained name, Hub id, or a
+        loaded model (played in this process).
     :param agent: a controller directory, CMA-ES run, SB3 zip or ``"random"``; it sees reality
         through ``model`` (its obs_type is the agent's own).
     :param episodes: real episodes; episode i is reset with seed + i.
     :param temperature: tau of the sampled open-loop rollouts (None: the model's default).
     :param horizons: open-loop rollout lengths k. :param every: steps between open-loop starts.
     :param samples: sampled rollouts per start at ``temperature`` (besides the tau-0 one).
-    :param sample_z: the real twin draws z from V's posterior instead of its mean.
+    :param sample_z: the real twin draws z from the posterior instead of taking its mean (the MDN-RNN's V;
+        a backend may ignore it: the RSSM's twin takes the posterior's mode).
     :param workers: processes for the real episodes (0: one per core; 1: this process).
     :param out: write the report there as JSON, and the plot beside it (``.png``) if ``plot``.
     :returns: the report: ``reward``, ``termination``, ``latent``, ``open_loop``, ``dream_return``,
-        ``disagreement`` (None for a single M), ``series`` and the settings.
+        ``disagreement`` (None without an ensemble), ``series``, the ``backend`` and the settings.
     """
+    horizons = _check(episodes, horizons, every, samples)
+    start = time.perf_counter()
+    wm, tau, dream_id = _load(model, temperature)
+    model_ref = model if is_backend(model) else str(model)
+    info = _agent(agent, dream_id, model_ref if isinstance(model_ref, str) else wm.source.get("path", ""))
+    trajs = record_trajectories(info, model_ref, episodes, seed, workers, sample_z)
+    report = {**_header(wm, model_ref, dream_id, info), "episodes": episodes, "seed": seed, "sample_z": sample_z,
+              **measure(wm, trajs, horizons=horizons, every=every, temperature=tau, samples=samples, seed=seed),
+              "seconds": round(time.perf_counter() - start, 2)}
+    if out is not None:
+        atomic_write_text(out, json.dumps(report, indent=2, sort_keys=True) + "\n")
+        if plot:
+            plot_fidelity(report, Path(out).with_suffix(".png"))
+    return report
+
+
+def _load(model: str | Path | Backend, temperature: float | None) -> tuple[Backend, float, str]:
+    """The world model, the tau of the sampled rollouts, and the id of the model's dream."""
     from dreamgym.models.resolve import resolve_model
     from dreamgym.models.world_model import check_temperature
     from dreamgym.registry import dream_spec_for_env
 
-    horizons = _check(episodes, horizons, every, samples)
-    start = time.perf_counter()
     wm = resolve_model(model).eval()
     tau = check_temperature(wm.config.default_temperature if temperature is None else temperature)
     spec = dream_spec_for_env(wm.config.env_id)
     if spec is None:
         raise ConfigError(f"{wm.config.env_id} has no registered dream; the lie detector plays agents of the "
                           "registered dreams (dreamgym.registry.DREAMS).")
-    model_ref = model if isinstance(model, WorldModel) else str(model)
-    info = _agent(agent, spec.id, model_ref if isinstance(model_ref, str) else wm.source.get("path", ""))
-    trajs = record_trajectories(info, model if isinstance(model, WorldModel) else model_ref, episodes, seed,
-                                workers, sample_z)
-    forced = teacher_forced(wm, trajs, every)
-    rollouts = open_loop(wm, trajs, forced, horizons, tau, samples, seed)
+    return wm, tau, spec.id
+
+
+def _header(wm: Backend, model_ref: str | Backend, dream_id: str, info: AgentInfo) -> dict[str, Any]:
+    """What was measured: the model, its backend, the dream and the agent."""
+    return {
+        "model": model_ref if isinstance(model_ref, str) else wm.source.get("path", "<in memory>"),
+        # a Hub id's commit, or a pretrained name; no path of the machine that measured it (the file may ship)
+        "model_source": {k: v for k, v in wm.source.items() if k != "path"}, "env_id": wm.config.env_id,
+        "backend": getattr(wm.config, "backend", "mdnrnn"), "dream_id": dream_id, "members": _num_members(wm),
+        "agent": {"path": _relative(info.path, model_ref), "kind": info.kind, "obs_type": info.obs_type,
+                  **({"algo": info.algo} if info.algo else {})},
+    }
+
+
+def measure(wm: Backend, trajs: Sequence[Trajectory], *, horizons: Sequence[int], every: int, temperature: float,
+            samples: int, seed: int) -> dict[str, Any]:
+    """The report's sections for real episodes ``trajs`` (see :func:`fidelity_report`)."""
+    forced = teacher_forced(wm, trajs, every, samples, seed)
+    rollouts = open_loop(wm, trajs, forced, horizons, temperature, samples, seed)
     dream, dream_steps = dream_returns(wm, trajs)
     lengths = np.asarray([len(t) for t in trajs])
     one_step = _steps(forced["one_step_mse"], lengths)
     baseline = np.concatenate([((t.z[1:] - t.z[:-1]) ** 2).mean(-1) for t in trajs])
-    report = {
-        "model": model_ref if isinstance(model_ref, str) else wm.source.get("path", "<in memory>"),
-        # a Hub id's commit, or a pretrained name; no path of the machine that measured it (the file may ship)
-        "model_source": {k: v for k, v in wm.source.items() if k != "path"}, "env_id": wm.config.env_id,
-        "dream_id": spec.id,
-        "agent": {"path": _relative(info.path, model_ref), "kind": info.kind, "obs_type": info.obs_type,
-                  **({"algo": info.algo} if info.algo else {})},
-        "episodes": episodes, "seed": seed, "sample_z": sample_z, "members": wm.num_members,
+    return {
         "reward": reward_section(wm, trajs, forced),
         "termination": termination_section(wm, trajs, forced),
         "latent": {"one_step_mse": _mean(one_step), "baseline_mse": _mean(baseline)},
-        "open_loop": open_loop_section(rollouts, every, tau, samples),
+        "open_loop": open_loop_section(rollouts, every, temperature, samples),
         "dream_return": dream_return_section(trajs, dream, dream_steps),
         "disagreement": disagreement_section(wm, trajs, forced, rollouts),
         "series": series_section(wm, trajs, forced),
-        "seconds": round(time.perf_counter() - start, 2),
     }
-    if out is not None:
-        atomic_write_text(out, json.dumps(report, indent=2, sort_keys=True) + "\n")
-        if plot:
-            plot_fidelity(report, Path(out).with_suffix(".png"))
-    return report
 
 
 def read_report(path: str | Path) -> dict[str, Any]:
@@ -519,7 +615,8 @@ def fidelity_card_lines(report: dict[str, Any]) -> list[str]:
              f"(seed {report['seed']}):", ""]
     lines.append(f"- dream return for the same actions (τ 0): {_f(d['dream_mean'], 4)} vs real {_f(d['real_mean'], 4)} "
                  f"(correlation over episodes {_f(d['correlation'], 2)})")
-    head = "the reward head on the real memory h" if r["head"] == "learned" else f"reward {r['head']}"
+    state = "the real memory h" if report.get("backend", "mdnrnn") == "mdnrnn" else "the real twin's state"
+    head = f"the reward head on {state}" if r["head"] == "learned" else f"reward {r['head']}"
     lines.append(f"- reward per step ({head}): MAE {_f(r['mae'])} "
                  f"(mean real |r| {_f(r['real_mean_abs'])}), correlation {_f(r['correlation'], 2)}; per episode "
                  f"MAE {_f(r['episode']['mae'])}")

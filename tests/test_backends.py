@@ -182,3 +182,24 @@ def test_detect_knows_a_toy_backend_folder_by_its_backend_field(toy_dir):
     (toy_dir / "config.json").write_text(json.dumps(config))
     assert detect(toy_dir) == "world_model"
     assert {p.name for p in push_files(toy_dir)[0]} >= {"config.json", "model.safetensors"}
+
+
+def test_the_lie_detector_measures_a_toy_backend_against_reality(toy_dir):
+    """Teacher-forced through the protocol: the one-step errors are the linear model's, written out by hand."""
+    from dreamgym.evaluate import agent_info
+    from dreamgym.fidelity import fidelity_report, record_trajectories
+
+    report = fidelity_report(toy_dir, "random", 2, horizons=(1, 3), every=1, samples=1, workers=1, plot=False)
+    model = load_backend(toy_dir)
+    trajs = record_trajectories(agent_info("random", "Dream-Pendulum-v0", str(toy_dir)), str(toy_dir), 2, workers=1)
+    errors, sums = [], []
+    with torch.no_grad():
+        for t in trajs:  # x' = A x + B a at tau 0, from the real state x (the twin's carry)
+            pred = torch.from_numpy(t.z[:-1]) @ model.A.T + torch.from_numpy(t.actions) @ model.B.T
+            errors.append(((pred - torch.from_numpy(t.z[1:])) ** 2).mean(-1))
+            sums.append(-(pred ** 2).sum(-1).sum().item())
+    assert report["backend"] == "linear-gaussian-test" and report["disagreement"] is None
+    assert report["latent"]["one_step_mse"] == pytest.approx(torch.cat(errors).mean().item(), rel=1e-5)
+    assert report["open_loop"]["horizons"]["1"]["latent_mse"]["tau0"] == pytest.approx(report["latent"]["one_step_mse"])
+    assert report["reward"]["episode"]["predicted"] == pytest.approx(sums, abs=2e-3)
+    assert report["termination"]["head"] is True and report["termination"]["mean_p_nonterminal"] == 0.0
