@@ -131,9 +131,14 @@ class RSSMWorldModel(
         index = index.to(self.device)
         return {"deter": self.start_deter[index], "stoch": self.start_stoch[index]}
 
+    @torch.no_grad()
     def start(self, latent: torch.Tensor) -> dict[str, torch.Tensor]:
+        """A real episode's first state whose latent is ``latent``: the memory the real twin has after its first
+        observation (one GRU step from zeros with a zero action, as in :meth:`observe`) and this latent."""
         stoch = torch.as_tensor(latent, dtype=torch.float32, device=self.device)
-        return {"deter": torch.zeros(stoch.shape[0], self.config.rssm.deter, device=self.device), "stoch": stoch}
+        b = stoch.shape[0]
+        deter = self.rssm._core(self.rssm.initial(b, self.device), torch.zeros(b, self.action_dim, device=self.device))
+        return {"deter": deter, "stoch": stoch}
 
     @torch.no_grad()
     def imagine(self, carry: dict[str, torch.Tensor], action: torch.Tensor, tau: torch.Tensor, noise: Noise,

@@ -127,3 +127,12 @@ def test_cli_trains_an_rssm(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", str(tmp_path / "d"), "--backend", "rssm", "--ensemble", "3", "--out", str(tmp_path / "x")])
     assert "MDN-RNN options" in capsys.readouterr().err
+
+
+def test_start_from_a_latent_is_the_real_twins_first_state():
+    model = tiny_rssm()
+    obs = np.random.default_rng(0).uniform(-1, 1, (5, 3)).astype(np.float32)
+    first = model.observe(None, obs, None)
+    again = model.start(model.features(first, "z"))
+    for key in ("deter", "stoch"):
+        assert torch.allclose(first[key], again[key])
