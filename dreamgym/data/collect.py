@@ -32,14 +32,13 @@ from dreamgym.data.episodes import (
     write_episode,
     write_meta,
 )
-from dreamgym.data.frames import extract_frames, preprocess_frames
+from dreamgym.data.frames import FRAME_SIZE, extract_frames, preprocess_frames
 from dreamgym.errors import CheckpointError, ConfigError, DatasetError
 from dreamgym.registry import dream_spec_for_env, make_real_env
 from dreamgym.rollout import BrownianPolicy, RandomPolicy, play
 from dreamgym.spaces import space_to_dict
 
 POLICIES = ("random", "brownian", "agent", "held")
-FRAME_SIZE = 64
 LOCK_NAME = ".collect.lock"
 STALE_TMP_GLOBS = (".ep-*.npz.*.tmp", ".dataset.json.*.tmp")  # atomic_write's temp files of killed writers
 HOLD_MAX = 10  # policy "held": each random action lasts 1..HOLD_MAX steps (the paper's Doom data)

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from dreamgym.errors import ConfigError
 
+FRAME_SIZE = 64  # the side of every stored and modelled frame (the paper's 64×64)
+
 
 def extract_frames(obs: Any, frame_key: str | None) -> np.ndarray:
     """The image part of an observation (a dict key for ViZDoom's {'screen': ...})."""

@@ -8,7 +8,7 @@ reading its default HDF5 format also needs ``h5py`` and ``pillow``, creating dat
 ``minari.DataCollector`` needs ``jax``: ``pip install "minari[hdf5,create]" pillow``).
 
 Observations become ``"state"`` (a 1-D Box, stored float32) or ``"frames"`` (an RGB ``(H, W, 3)``
-uint8 Box, alone or as the one image entry of a Dict space, resized to ``frame_size``² uint8 with
+uint8 Box, alone or as the one image entry of a Dict space, resized to 64² uint8 (what every model trains on) with
 :func:`dreamgym.data.frames.preprocess_frames`, after the registered crop when the env is a
 registered dream's real env). Box actions are stored float32, Discrete actions int64.
 
@@ -62,7 +62,7 @@ from dreamgym.data.episodes import (
     write_episode,
     write_meta,
 )
-from dreamgym.data.frames import preprocess_frames
+from dreamgym.data.frames import FRAME_SIZE, preprocess_frames
 from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.registry import dream_spec_for_env
 from dreamgym.spaces import space_to_dict
@@ -75,15 +75,13 @@ IMAGE_KEYS = ("screen", "image", "pixels", "rgb", "frame", "observation")  # pre
 CHUNK = 256  # frames resized per preprocess_frames call, to bound memory on long episodes
 
 
-def import_minari(dataset_id: str, out: str | Path, *, frame_size: int = 64, overwrite: bool = False) -> Path:
+def import_minari(dataset_id: str, out: str | Path, *, overwrite: bool = False) -> Path:
     """Convert a local Minari dataset into a dreamgym episode dataset at ``out``; return ``out``.
 
     :param dataset_id: a Minari dataset id already on disk (``minari list local``); a ``"minari:"``
         prefix is allowed. Nothing is downloaded: run ``minari download ID`` first.
     :param out: the dataset directory to write: new, empty, or (with ``overwrite``) a dreamgym dataset.
-    :param frame_size: side of the square uint8 frames stored for image observations.
     :param overwrite: replace the dataset already at ``out``.
-    :raises ConfigError: ``frame_size`` is not a positive int.
     :raises DependencyNotInstalled: Minari (or the package its storage format needs) is missing.
     :raises DatasetError: the dataset is not local, has no env spec, has spaces dreamgym cannot
         store, holds a bad episode, or ``out`` is not a place to write a dataset.
@@ -92,9 +90,7 @@ def import_minari(dataset_id: str, out: str | Path, *, frame_size: int = 64, ove
     import leaves no ``dataset.json`` (an invalid dataset, never a silently partial one); running
     it again finishes the job. Overwriting removes the old ``dataset.json`` before the first shard.
     """
-    if not isinstance(frame_size, (int, np.integer)) or isinstance(frame_size, bool) or frame_size < 1:
-        raise ConfigError(f"Expected frame_size to be a positive int (64 for dreamgym's models), got {frame_size!r}.")
-    frame_size = int(frame_size)
+    frame_size = FRAME_SIZE  # the size every dreamgym model trains on (collect stores the same)
     dataset_id = str(dataset_id).removeprefix("minari:")
     out = Path(out)
     _check_out(out, overwrite)

@@ -24,7 +24,7 @@ from torch import nn
 
 from dreamgym.backends import Noise, register_backend
 from dreamgym.checkpoint import parse_checkpoint_config
-from dreamgym.data.frames import extract_frames, preprocess_frames
+from dreamgym.data.frames import FRAME_SIZE, extract_frames, preprocess_frames
 from dreamgym.errors import ConfigError
 from dreamgym.models.hub_mixin import StrictHubMixin
 from dreamgym.models.rssm import RSSM, RSSMConfig
@@ -150,7 +150,7 @@ class RSSMWorldModel(
         """A batch of real observations -> the encoder's input (64×64×3 uint8 frames, or float states)."""
         if self.config.pixels:
             frames = extract_frames(obs, self.config.frame_key)
-            return preprocess_frames(frames, self.config.frame_crop, 64).to(self.device)
+            return preprocess_frames(frames, self.config.frame_crop, FRAME_SIZE).to(self.device)
         return torch.as_tensor(np.asarray(obs, dtype=np.float32), device=self.device)
 
     @torch.no_grad()

@@ -217,15 +217,15 @@ def test_frames_round_trip(tmp_path: Path, data_format: str, jpeg: bool) -> None
 
 def test_dict_frames_and_env_kwargs(tmp_path: Path) -> None:
     make_dataset(gym.make(NOISE_ID, dict_obs=True), "dreamgym/noise-dict-v0", episodes=1)
-    out = import_minari("minari:dreamgym/noise-dict-v0", tmp_path / "out", frame_size=32)
+    out = import_minari("minari:dreamgym/noise-dict-v0", tmp_path / "out")
     meta = read_meta(out)
     assert meta.source == "minari:dreamgym/noise-dict-v0"
-    assert (meta.obs_kind, meta.frame_key, meta.obs_shape) == ("frames", "screen", [32, 32, 3])
+    assert (meta.obs_kind, meta.frame_key, meta.obs_shape) == ("frames", "screen", [64, 64, 3])
     assert meta.env_kwargs == {"dict_obs": True}
     assert set(meta.observation_space["spaces"]) == {"screen", "health"}
     (ep,) = minari_episodes("dreamgym/noise-dict-v0")
     got = read_episode(shard_paths(out)[0])
-    np.testing.assert_array_equal(got.obs, preprocess_frames(ep.observations["screen"], None, 32).numpy())
+    np.testing.assert_array_equal(got.obs, preprocess_frames(ep.observations["screen"], None, 64).numpy())
 
 
 def test_registered_crop(tmp_path: Path) -> None:
