@@ -69,6 +69,8 @@ def _real_env(env_id: str) -> str:
 
 
 # ----- world models -----------------------------------------------------------------------------
+BACKEND_PAPERS = {"mdnrnn": "Ha & Schmidhuber, *World Models*, 2018", "rssm": "an RSSM as in Hafner et al., DreamerV3, 2023"}
+
 def _world_model_card(model: "WorldModel", evals: list[dict[str, Any]], media: list[str],
                           repo_id: str | None) -> ModelCard:
     from dreamgym.registry import dream_spec_for_env
@@ -80,7 +82,8 @@ def _world_model_card(model: "WorldModel", evals: list[dict[str, Any]], media: l
         f"# Dream of {cfg.env_id}",
         "",
         f"A [dreamgym](https://github.com/dreamgym/dreamgym) world model of `{cfg.env_id}` "
-        "(Ha & Schmidhuber, *World Models*, 2018): a Gymnasium environment an agent can train in.",
+        f"({BACKEND_PAPERS.get(getattr(cfg, 'backend', 'mdnrnn'), 'a dreamgym backend')}): a Gymnasium environment "
+        "an agent can train in.",
         "",
         "```python",
         "import gymnasium as gym, dreamgym",
@@ -106,6 +109,8 @@ def _world_model_card(model: "WorldModel", evals: list[dict[str, Any]], media: l
 
 
 def _architecture_lines(model: "WorldModel") -> list[str]:
+    if hasattr(model, "architecture_lines"):  # another backend describes itself
+        return model.architecture_lines()
     cfg = model.config
     return [
         "## Architecture",

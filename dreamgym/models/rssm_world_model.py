@@ -19,10 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from huggingface_hub import ModelCard
 from torch import nn
 
-from dreamgym.backends import Noise, register_backend
+from dreamgym.backends import Noise
 from dreamgym.checkpoint import parse_checkpoint_config
 from dreamgym.data.frames import FRAME_SIZE, extract_frames, preprocess_frames
 from dreamgym.errors import ConfigError
@@ -208,14 +207,14 @@ class RSSMWorldModel(
         self.start_deter.copy_(carry["deter"][rows])
         self.start_stoch.copy_(carry["stoch"][rows])
 
-    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
-        c = self.config
-        lines = [f"# RSSM world model of {c.env_id}", "",
-                 f"A Dreamer-style recurrent state-space model (GRU {c.rssm.deter}, {c.rssm.groups} categoricals × "
-                 f"{c.rssm.classes} classes) seeing {c.obs_kind}; load it as a dream with "
-                 f"`gym.make(\"Dream-...-v0\", model=<this folder or repo>)` (dreamgym).", ""]
-        lines += [f"- {k}: {v}" for k, v in sorted(c.summary.items())] or ["- no results recorded"]
-        return ModelCard("---\nlibrary_name: dreamgym\ntags: [world-model, rssm, dreamgym]\n---\n" + "\n".join(lines))
+    def architecture_lines(self) -> list[str]:
+        """The model card's architecture section (:mod:`dreamgym.cards`)."""
+        c, r = self.config, self.config.rssm
+        return ["## Architecture",
+                f"- RSSM (backend `rssm`): GRU {r.deter} units, {r.groups} categoricals × {r.classes} classes, "
+                f"MLPs of {r.layers} × {r.hidden}; sees {c.obs_kind}" + (f" of size {c.obs_dim}" if c.obs_dim else ""),
+                f"- heads: two-hot reward ({r.reward_bins} bins, symlog), continue (p(done) = 1 - p(continue))",
+                f"- temperature divides the prior's logits (0: each categorical's mode); default "
+                f"{c.default_temperature}; time limit: {c.max_episode_steps} steps",
+                f"- weights on disk: {c.storage_dtype}"]
 
-
-register_backend(BACKEND, RSSMWorldModel)
