@@ -74,7 +74,7 @@ class ShipConfig:
 
 def ship(cfg: ShipConfig) -> Path:
     """Write ``cfg.out`` (see the module's docstring); return its path."""
-    from dreamgym.models.world_model import WorldModel
+    from dreamgym.backends import load_backend
 
     cfg.validate()
     out = Path(cfg.out)
@@ -84,7 +84,7 @@ def ship(cfg: ShipConfig) -> Path:
     try:
         source = _ship_controller(cfg, tmp)
         evals = _ship_evals(cfg, tmp, source)
-        model = WorldModel.from_pretrained(tmp)
+        model = load_backend(tmp)  # any backend: config.json's "backend" picks the class
         if cfg.termination is not None:
             model.config.dream.termination = cfg.termination
         model.config.summary.update(cfg.summary)
@@ -92,7 +92,7 @@ def ship(cfg: ShipConfig) -> Path:
         (tmp / "README.md").unlink()
         media = [VIDEO_NAME] if _ship_video(cfg, tmp) else [m for m in (VIDEO_NAME,) if (tmp / m).is_file()]
         model.save_pretrained(tmp, model_card_kwargs={"eval_results": evals, "media": media})
-        WorldModel.from_pretrained(tmp)  # strict loads before the new folder replaces the old
+        load_backend(tmp)  # strict loads before the new folder replaces the old
         if (tmp / "controller").is_dir():
             from dreamgym.agents.controller import LinearController
 

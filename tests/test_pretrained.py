@@ -7,6 +7,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
+from dreamgym.backends import load_backend
+
 from dreamgym import CheckpointError, WorldModel
 from dreamgym.evaluate import agent_info, evaluate_dream
 from dreamgym.models.resolve import pretrained_path
@@ -29,7 +31,7 @@ def test_shipped_checkpoints_are_small_and_carry_their_numbers(folder):
     weights = sum(p.stat().st_size for p in folder.rglob("*.safetensors"))
     assert weights <= 15 * 2**20  # the checkpoint budget
     assert sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) <= 20 * 2**20  # with card, GIF, evals
-    WorldModel.from_pretrained(folder)  # strict
+    load_backend(folder)  # strict, with the class config.json's backend names
     card = (folder / "README.md").read_text()
     assert "library_name: dreamgym" in card and "model-index" in card
     evals = [json.loads(p.read_text()) for p in folder.glob("eval*.json")]
@@ -88,3 +90,14 @@ def test_ship_result_writes_paths_relative_to_the_model(tmp_path):
     assert json.loads((tmp_path / "eval.json").read_text()) == out
     assert ship_result(result, tmp_path / "e2.json", agent="controller")["agent"]["path"] == "controller"
     assert result["agent"]["path"].startswith("/home")  # the caller's dict is not changed
+
+
+def test_the_shipped_rssm_dream_loads_by_name_with_its_dreamer_controller():
+    env = gym.make("Dream-Pendulum-v0", model="pendulum-rssm")  # pretrained/pendulum-rssm, offline
+    obs, info = env.reset(seed=0)
+    assert type(env.unwrapped.model).__name__ == "RSSMWorldModel" and info["model_source"]["pretrained"] == "pendulum-rssm"
+    assert env.observation_space.contains(obs)
+    info = agent_info(ROOT / "pendulum-rssm" / "controller")
+    assert info.world_model == "pendulum-rssm" and info.env_id == "Dream-Pendulum-v0"
+    returns = evaluate_dream(info, episodes=4, seed=0, max_steps=50)
+    assert returns.shape == (4,) and np.isfinite(returns).all()

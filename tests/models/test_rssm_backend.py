@@ -136,3 +136,14 @@ def test_start_from_a_latent_is_the_real_twins_first_state():
     again = model.start(model.features(first, "z"))
     for key in ("deter", "stoch"):
         assert torch.allclose(first[key], again[key])
+
+
+def test_ships_like_any_world_model(rssm_dir, tmp_path):
+    from dreamgym.backends import load_backend
+    from dreamgym.ship import ShipConfig, ship
+
+    out = ship(ShipConfig(world_model=str(rssm_dir), out=str(tmp_path / "shipped"), video_steps=0,
+                          summary={"note": "tiny"}))
+    model = load_backend(out)
+    assert isinstance(model, RSSMWorldModel) and model.config.summary["note"] == "tiny"
+    assert "RSSM (backend `rssm`)" in (out / "README.md").read_text()
