@@ -39,7 +39,7 @@ class RSSMRecipe:
 
     preset: str = "cpu"
     rssm: dict[str, Any] = field(default_factory=dict)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=16, lr=3e-4,
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=16, lr=6e-4,
                                                                     val_every=250, checkpoint_every=250))
     seq_len: int = 64
     val_fraction: float = 0.1
