@@ -52,7 +52,8 @@ class IterateConfig:
     :param warm_start: rounds after the first continue the last round's world model (V kept, M and the
         heads trained ``recipe.memory.steps`` more steps on all data) and start CMA-ES from its controller,
         instead of starting both from scratch.
-    :param warm_start_agent: False: a warm round's CMA-ES still starts from ``cmaes.init`` (only M continues).
+    :param warm_start_agent: False: a warm round's CMA-ES still starts from ``cmaes.init`` and its dreamer from
+        ``dreamer.init`` (only the world model continues).
     :param vision_steps: / :param memory_steps: the world model's V and M steps (None: ``recipe``'s).
     :param generations: CMA-ES generations (None: ``cmaes.generations``).
     :param collect_seed: round k's collection seeds from this (None: ``seed + 1_000_000 * k``).
@@ -62,7 +63,7 @@ class IterateConfig:
         ``rssm``, one stage: ``memory_steps`` sets its steps; a warm round continues the last round's RSSM,
         every weight, through :attr:`RSSMRecipe.init_from`).
     :param algo: the agent: ``"cmaes"`` (``cmaes``) or ``"dreamer"`` (``dreamer``; env_id, model, seed and
-        updates are set per round, and each round's actor starts afresh: ``warm_start_agent`` is CMA-ES's).
+        updates are set per round; with ``warm_start_agent`` a warm round's actor starts from the last round's).
     :param train_ratio: dreamer: imagined steps trained per real step collected. Round k, which collected
         ``real_steps`` steps, trains ``ceil(train_ratio * real_steps / (dreamer.num_envs * dreamer.horizon))``
         updates (each imagines ``num_envs * horizon`` steps). The default 512 is DreamerV3's number (which
@@ -235,8 +236,10 @@ def _train_dreamer_round(cfg: IterateConfig, out: Path, k: int, dream_id: str, p
         if json.loads(controller.read_text()).get("summary", {}).get("updates") == updates:
             return
     seed = cfg.seed + k if cfg.agent_seed is None else at(cfg.agent_seed, k)
+    warm = cfg.warm(k) and cfg.warm_start_agent  # the last round's actor goes on, as CMA-ES's mean does
+    init = str(out / f"round{k - 1}" / "agent" / "controller") if warm else cfg.dreamer.init
     dreamer = replace(cfg.dreamer, env_id=dream_id, model=str(out / f"round{k}" / "world_model"), seed=seed,
-                      updates=updates)
+                      updates=updates, init=init)
     trainer = DreamerTrainer(dreamer, agent)
     trainer.load()
     trainer.train(progress=progress)

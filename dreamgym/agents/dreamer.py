@@ -58,6 +58,8 @@ class DreamerConfig:
     The defaults are what trained Pendulum in an RSSM dream (pretrained/pendulum-rssm): learning rates
     of 1e-3 (3e-4 learned several times slower there) and 1500 updates, about 4-5 minutes on one core.
     :param dream_options: :class:`~dreamgym.models.world_model.DreamOptions` overrides.
+    :param init: start the actor from this controller (a dreamer run or its ``controller/``, same sizes), e.g.
+        the previous Dyna round's; None: a fresh actor. The critic always starts afresh.
     """
 
     env_id: str
@@ -81,6 +83,7 @@ class DreamerConfig:
     seed: int = 0
     device: str = "cpu"
     dream_options: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
 
     def validate(self) -> None:
         for name in ("num_envs", "horizon", "updates", "chunk", "hidden", "layers", "checkpoint_every"):
@@ -165,6 +168,8 @@ class DreamerTrainer:
         torch.manual_seed(config.seed)
         self.actor = Actor(space.shape[0], self.env.single_action_space, config.hidden, config.layers,
                            env_id=dream_id, obs_type=config.obs_type, world_model=str(model_name)).to(self.device)
+        if config.init is not None:
+            self._init_actor(config.init)
         self.twohot = TwoHot(255).to(self.device)
         self.critic = mlp(space.shape[0], config.hidden, 255, config.layers).to(self.device)
         nn.init.zeros_(self.critic[-1].weight)
@@ -175,6 +180,20 @@ class DreamerTrainer:
         self.scale = torch.zeros((), device=self.device)  # EMA of the returns' 95th - 5th percentile range
         self.update = 0
         self.history: list[dict[str, float]] = []
+
+    def _init_actor(self, path: str) -> None:
+        """The actor's mean from a saved controller of the same sizes (its std head starts afresh)."""
+        from dreamgym.agents import locate_agent
+
+        kind, folder = locate_agent(path)
+        given = LinearController.from_pretrained(folder) if kind == "controller" else None
+        mine = self.actor.policy
+        if given is None or given.config.hidden != mine.config.hidden or given.config.obs_dim != mine.config.obs_dim \
+                or given.action_space != mine.action_space:
+            raise ConfigError(f"init={path!r} must be a dreamer controller of the same sizes (obs {mine.config.obs_dim}, "
+                              f"hidden {mine.config.hidden}, actions {mine.action_space}); got "
+                              f"{'an SB3 agent' if given is None else f'obs {given.config.obs_dim}, hidden {given.config.hidden}'}.")
+        mine.load_state_dict(given.state_dict())
 
     # ----- one update --------------------------------------------------------------------------
     def _value(self, net: nn.Module, obs: torch.Tensor) -> torch.Tensor:

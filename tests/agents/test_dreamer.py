@@ -93,3 +93,13 @@ def test_cli(model_dirs, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(args[:-6] + ["--algo-kwargs", '{"x": 1}'])
     assert "not dreamer" in capsys.readouterr().err
+
+
+def test_init_starts_the_actor_from_a_saved_controller(model_dirs, tmp_path):
+    first = DreamerTrainer(_cfg(model_dirs, updates=2), tmp_path / "a")
+    first.train(progress=False)
+    second = DreamerTrainer(_cfg(model_dirs, init=str(tmp_path / "a")), tmp_path / "b")
+    for p, q in zip(first.actor.policy.parameters(), second.actor.policy.parameters()):
+        assert torch.equal(p, q)
+    with pytest.raises(ConfigError, match="same sizes"):
+        DreamerTrainer(_cfg(model_dirs, hidden=4, init=str(tmp_path / "a")), tmp_path / "c")

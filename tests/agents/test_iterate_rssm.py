@@ -78,6 +78,8 @@ def test_dreamer_outer_loop_collect_train_act(tmp_path):
     r0, r1 = tmp_path / "d" / "round0", tmp_path / "d" / "round1"
     summaries = [json.loads((r / "world_model" / "config.json").read_text())["summary"] for r in (r0, r1)]
     assert "init_from" not in summaries[0] and summaries[1]["init_from"] == str(r0 / "world_model")
+    inits = [json.loads((r / "agent" / "dreamer.json").read_text())["init"] for r in (r0, r1)]
+    assert inits == [None, str(r0 / "agent" / "controller")]  # the warm round's actor goes on from the last one
     meta = json.loads((r1 / "data" / "dataset.json").read_text())
     assert meta["policy"]["name"] == "agent" and meta["policy"]["agent"] == str(r0 / "agent" / "controller")
     assert iterate(cfg, tmp_path / "d", progress=False) == rows  # everything done: nothing is redone
