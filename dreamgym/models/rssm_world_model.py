@@ -28,7 +28,7 @@ from dreamgym.errors import ConfigError
 from dreamgym.models.hub_mixin import StrictHubMixin
 from dreamgym.models.rssm import RSSM, RSSMConfig
 from dreamgym.models.world_model import DreamOptions, check_temperature
-from dreamgym.spaces import ActionAdapter, action_dim, space_from_dict
+from dreamgym.spaces import action_dim, space_from_dict
 
 BACKEND = "rssm"
 
@@ -193,15 +193,13 @@ class RSSMWorldModel(
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         return self.rssm.loss(batch)
 
-    def encode_actions(self, actions: np.ndarray) -> np.ndarray:
-        return ActionAdapter(self.action_space, torch.device("cpu")).encode(actions)
-
     @torch.no_grad()
     def set_start_states(self, obs: torch.Tensor) -> None:
-        """Posterior states after each real episode's first observation ``obs`` (n, ...), cycled to fill."""
-        carry = self.observe(None, obs.cpu().numpy(), None) if not self.config.pixels else self.rssm.observe(
-            self.rssm.initial(obs.shape[0], self.device), obs.to(self.device),
-            torch.zeros(obs.shape[0], self.action_dim, device=self.device))
+        """Posterior states after each real episode's first stored observation ``obs`` (n, ...), cycled to fill.
+        Stored observations are already what the encoder takes (64×64 frames, or states)."""
+        b = obs.shape[0]
+        carry = self.rssm.observe(self.rssm.initial(b, self.device), obs.to(self.device),
+                                  torch.zeros(b, self.action_dim, device=self.device))
         n = self.config.num_start_states
         rows = torch.arange(n) % carry["deter"].shape[0]
         self.start_deter.copy_(carry["deter"][rows])

@@ -20,6 +20,7 @@ from dreamgym.errors import ConfigError
 from dreamgym.models.rssm import RSSMConfig
 from dreamgym.models.rssm_world_model import RSSMWorldModel, RSSMWorldModelConfig
 from dreamgym.registry import dream_spec_for_env
+from dreamgym.spaces import encode_actions
 from dreamgym.train.trainer import TrainConfig, Trainer, distributed
 from dreamgym.utils import atomic_write_text
 
@@ -67,7 +68,7 @@ class WindowDataset(torch.utils.data.Dataset):
         starts, offset = [], 0
         for ep, n in zip(episodes, lengths):
             self.obs[offset: offset + n + 1] = torch.from_numpy(ep.obs)
-            self.action[offset: offset + n] = torch.from_numpy(model.encode_actions(ep.actions).astype(np.float32))
+            self.action[offset: offset + n] = torch.from_numpy(encode_actions(ep.actions, model.action_space))
             self.reward[offset: offset + n] = torch.from_numpy(ep.rewards.astype(np.float32))
             self.terminated[offset: offset + n] = torch.from_numpy(ep.terminated.astype(np.float32))
             self.mask[offset: offset + n] = 1.0
