@@ -313,7 +313,7 @@ class RSSM(nn.Module):
         states = self.observe_sequence(obs, batch["action"])
         feat = torch.cat([states["deter"], states["stoch"]], dim=-1)
         obs_mask = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)  # obs 0 is always real
-        recon = self.decoder(feat.flatten(0, 1)).view(*obs.shape[:2], -1)
+        recon = self.decoder(feat.flatten(0, 1)).reshape(*obs.shape[:2], -1)
         if self.obs_kind == "frames":
             target = obs.float().flatten(2) / 255.0
         else:
