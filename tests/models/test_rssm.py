@@ -118,3 +118,25 @@ def test_learns_a_linear_system_and_its_reward():
         opt.step()
         first = first or metrics
     assert metrics["decoder"] < 0.3 * first["decoder"] and metrics["reward"] < 0.5 * first["reward"]
+
+
+def test_frames_loss_and_decoder_shapes():
+    """64×64×3 uint8 frames go through the conv encoder, the loss and the decoder (the loss once crashed
+    reshaping the channels-last decoder output), and a few steps lower the reconstruction error."""
+    m = _model(kind="frames", obs_dim=0, action_dim=3)
+    gen = torch.Generator().manual_seed(0)
+    frames = torch.randint(0, 256, (2, 5, 64, 64, 3), dtype=torch.uint8, generator=gen)
+    frames[..., 0] = 200  # a learnable constant channel
+    batch = {"obs": frames, "action": torch.randn(2, 4, 3, generator=gen), "reward": torch.ones(2, 4),
+             "terminated": torch.zeros(2, 4), "mask": torch.ones(2, 4)}
+    opt = torch.optim.Adam(m.parameters(), 3e-3)
+    first = None
+    for _ in range(15):
+        loss, metrics = m.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first or metrics
+    assert torch.isfinite(loss) and metrics["decoder"] < first["decoder"]
+    carry = m.initial(2)
+    assert m.decode(carry).shape == (2, 64, 64, 3)
