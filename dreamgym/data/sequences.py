@@ -31,46 +31,41 @@ class FrameDataset(torch.utils.data.Dataset):
         return {"obs": self.obs[index]}
 
 
-class SequenceDataset(torch.utils.data.Dataset):
-    """Windows of ``seq_len`` steps from latent episodes, for training M and the heads.
+class PaddedWindows(torch.utils.data.Dataset):
+    """Windows of ``seq_len`` steps over whole episodes, in one flat buffer per field with each episode
+    followed by ``seq_len`` padded steps; short episodes are padded and masked.
 
-    Item i is (episode e, start t): ``mu``/``logvar`` (L+1, z) for z_t..z_{t+L}, ``action`` (L, a),
-    ``reward``, ``terminated`` and ``mask`` (L,). Episodes shorter than L are padded and masked.
-    Windows start every ``stride`` steps.
+    ``states`` name the per-state fields (``T + 1`` rows an episode: observations or latents) as
+    ``name: (arrays, fill)``; arrays None fills the field with ``fill`` in the first field's shape.
+    Item i is a window: each state field (L+1, ...), ``action`` (L, a), ``reward``, ``terminated`` and
+    ``mask`` (L,). Windows start every ``stride`` steps (default ``seq_len // 2``).
     """
 
-    def __init__(
-        self,
-        mu: Sequence[np.ndarray],
-        logvar: Sequence[np.ndarray] | None,
-        episodes: Sequence[Episode],
-        action_space: spaces.Space,
-        seq_len: int,
-        stride: int | None = None,
-    ) -> None:
+    def __init__(self, states: dict[str, tuple[Sequence[np.ndarray] | None, float]], episodes: Sequence[Episode],
+                 action_space: spaces.Space, seq_len: int, stride: int | None = None) -> None:
+        if not episodes:
+            raise ConfigError("No episodes to train on.")
         stride = stride or max(seq_len // 2, 1)
         self.seq_len = seq_len
         lengths = [len(ep) for ep in episodes]
         total = sum(n + seq_len for n in lengths)
-        z_dim = mu[0].shape[1]
+        first = next(iter(states.values()))[0][0]
+        self.states: dict[str, torch.Tensor] = {}
+        for name, (arrays, fill) in states.items():
+            ref = first if arrays is None else arrays[0]
+            self.states[name] = torch.full((total + 1, *ref.shape[1:]), fill, dtype=torch.from_numpy(ref[:1]).dtype)
         a_dim = encode_actions(episodes[0].actions[:1], action_space).shape[1]
-        # one flat buffer per field, each episode followed by seq_len steps of padding
-        self.mu = torch.zeros(total + 1, z_dim)
-        self.logvar = torch.full((total + 1, z_dim), -30.0)  # padding: no sampling noise
-        self.action = torch.zeros(total, a_dim)
-        self.reward = torch.zeros(total)
-        self.terminated = torch.zeros(total)
-        self.mask = torch.zeros(total)
+        self.action, self.reward = torch.zeros(total, a_dim), torch.zeros(total)
+        self.terminated, self.mask = torch.zeros(total), torch.zeros(total)
         starts, offset = [], 0
-        for e, ep in enumerate(episodes):
-            n = lengths[e]
-            self.mu[offset : offset + n + 1] = torch.from_numpy(mu[e])
-            if logvar is not None:
-                self.logvar[offset : offset + n + 1] = torch.from_numpy(logvar[e])
-            self.action[offset : offset + n] = torch.from_numpy(encode_actions(ep.actions, action_space))
-            self.reward[offset : offset + n] = torch.from_numpy(ep.rewards.astype(np.float32))
-            self.terminated[offset : offset + n] = torch.from_numpy(ep.terminated.astype(np.float32))
-            self.mask[offset : offset + n] = 1.0
+        for e, (ep, n) in enumerate(zip(episodes, lengths)):
+            for name, (arrays, _) in states.items():
+                if arrays is not None:
+                    self.states[name][offset: offset + n + 1] = torch.from_numpy(arrays[e])
+            self.action[offset: offset + n] = torch.from_numpy(encode_actions(ep.actions, action_space))
+            self.reward[offset: offset + n] = torch.from_numpy(ep.rewards.astype(np.float32))
+            self.terminated[offset: offset + n] = torch.from_numpy(ep.terminated.astype(np.float32))
+            self.mask[offset: offset + n] = 1.0
             starts += [offset + t for t in range(0, max(n - seq_len, 0) + 1, stride)]
             offset += n + seq_len
         self.starts = torch.tensor(starts, dtype=torch.long)
@@ -81,15 +76,27 @@ class SequenceDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
         rows = self.starts[index][:, None] + self._steps  # (b, L)
-        z_rows = torch.cat([rows, rows[:, -1:] + 1], dim=1)  # (b, L+1)
-        return {
-            "mu": self.mu[z_rows],
-            "logvar": self.logvar[z_rows],
-            "action": self.action[rows],
-            "reward": self.reward[rows],
-            "terminated": self.terminated[rows],
-            "mask": self.mask[rows],
-        }
+        state_rows = torch.cat([rows, rows[:, -1:] + 1], dim=1)  # (b, L+1)
+        return {**{name: buf[state_rows] for name, buf in self.states.items()},
+                "action": self.action[rows], "reward": self.reward[rows],
+                "terminated": self.terminated[rows], "mask": self.mask[rows]}
+
+
+class SequenceDataset(PaddedWindows):
+    """Windows of ``seq_len`` steps from latent episodes, for training M and the heads.
+
+    Item i is (episode e, start t): ``mu``/``logvar`` (L+1, z) for z_t..z_{t+L}, ``action`` (L, a),
+    ``reward``, ``terminated`` and ``mask`` (L,). Episodes shorter than L are padded and masked.
+    Windows start every ``stride`` steps. Training uses :class:`LatentSequenceDataset` (no padding
+    in memory); this one is its reference.
+    """
+
+    def __init__(self, mu: Sequence[np.ndarray], logvar: Sequence[np.ndarray] | None, episodes: Sequence[Episode],
+                 action_space: spaces.Space, seq_len: int, stride: int | None = None) -> None:
+        f32 = lambda xs: None if xs is None else [np.asarray(x, dtype=np.float32) for x in xs]  # noqa: E731
+        # padding: logvar -30, no sampling noise
+        super().__init__({"mu": (f32(mu), 0.0), "logvar": (f32(logvar), -30.0)}, episodes, action_space, seq_len, stride)
+        self.mu, self.logvar = self.states["mu"], self.states["logvar"]
 
 
 class FrameReservoir(torch.utils.data.Dataset):

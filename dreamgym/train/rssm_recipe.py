@@ -16,11 +16,11 @@ import numpy as np
 import torch
 
 from dreamgym.data.episodes import Episode, load_dataset
+from dreamgym.data.sequences import PaddedWindows
 from dreamgym.errors import ConfigError
 from dreamgym.models.rssm import RSSMConfig
 from dreamgym.models.rssm_world_model import RSSMWorldModel, RSSMWorldModelConfig
 from dreamgym.registry import dream_spec_for_env
-from dreamgym.spaces import encode_actions
 from dreamgym.train.trainer import TrainConfig, Trainer, distributed
 from dreamgym.utils import atomic_write_text
 
@@ -51,41 +51,12 @@ class RSSMRecipe:
     init_from: str | None = None
 
 
-class WindowDataset(torch.utils.data.Dataset):
-    """Windows of ``seq_len`` steps of raw observations (uint8 frames or float states), actions,
-    rewards and terminations; short episodes are padded and masked. Indexed by a batch of indices."""
+class WindowDataset(PaddedWindows):
+    """Windows of ``seq_len`` steps of raw observations (uint8 frames or float states) as ``obs`` (L+1, ...),
+    with actions, rewards and terminations; short episodes are padded and masked."""
 
     def __init__(self, episodes: Sequence[Episode], model: RSSMWorldModel, seq_len: int) -> None:
-        if not episodes:
-            raise ConfigError("No episodes to train on.")
-        lengths = [len(ep) for ep in episodes]
-        total = sum(n + seq_len for n in lengths)
-        first = episodes[0].obs
-        self.obs = torch.zeros((total + 1, *first.shape[1:]), dtype=torch.from_numpy(first[:1]).dtype)
-        a_dim = model.action_dim
-        self.action, self.reward = torch.zeros(total, a_dim), torch.zeros(total)
-        self.terminated, self.mask = torch.zeros(total), torch.zeros(total)
-        starts, offset = [], 0
-        for ep, n in zip(episodes, lengths):
-            self.obs[offset: offset + n + 1] = torch.from_numpy(ep.obs)
-            self.action[offset: offset + n] = torch.from_numpy(encode_actions(ep.actions, model.action_space))
-            self.reward[offset: offset + n] = torch.from_numpy(ep.rewards.astype(np.float32))
-            self.terminated[offset: offset + n] = torch.from_numpy(ep.terminated.astype(np.float32))
-            self.mask[offset: offset + n] = 1.0
-            starts += [offset + t for t in range(0, max(n - seq_len, 0) + 1, max(seq_len // 2, 1))]
-            offset += n + seq_len
-        self.starts = torch.tensor(starts, dtype=torch.long)
-        self._steps = torch.arange(seq_len)
-
-    def __len__(self) -> int:
-        return len(self.starts)
-
-    def __getitem__(self, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        rows = self.starts[index][:, None] + self._steps
-        obs_rows = torch.cat([rows, rows[:, -1:] + 1], dim=1)
-        return {"obs": self.obs[obs_rows], "action": self.action[rows], "reward": self.reward[rows],
-                "terminated": self.terminated[rows], "mask": self.mask[rows]}
-
+        super().__init__({"obs": ([ep.obs for ep in episodes], 0)}, episodes, model.action_space, seq_len)
 
 def rssm_config(meta: Any, recipe: RSSMRecipe) -> RSSMWorldModelConfig:
     """The world model's config for a dataset: the env's time limit and render rate where it is registered."""
