@@ -123,10 +123,12 @@ def rssm_recipe_from_args(args: argparse.Namespace):
     recipe = RSSMRecipe(preset="tiny" if args.preset == "tiny" else args.rssm_preset)
     train = {k: v for k, v in {"steps": args.memory_steps, "batch_size": args.memory_batch, "lr": args.lr,
                                "seed": args.seed, "tensorboard": args.tensorboard}.items() if v is not None}
-    top = {k: v for k, v in {"seq_len": args.seq_len, "seed": args.seed,
-                             "default_temperature": args.temperature}.items() if v is not None}
+    top = {k: v for k, v in {"seq_len": args.seq_len, "seed": args.seed, "default_temperature": args.temperature,
+                             "init_from": getattr(args, "init_from", None)}.items() if v is not None}
     if args.fp16:
         top["storage_dtype"] = "float16"
+    if args.rssm_heads_input is not None:
+        top["rssm"] = {**recipe.rssm, "heads_input": args.rssm_heads_input}
     return replace(recipe, train=replace(recipe.train, **train), **top)
 
 
@@ -135,8 +137,8 @@ def _train(args: argparse.Namespace) -> None:
     if args.backend == "rssm":
         from dreamgym.train.rssm_recipe import train_rssm
 
-        if args.init_from or args.keep_vision or args.ensemble or args.dropout:
-            raise ConfigError("--init-from, --keep-vision, --ensemble and --dropout are MDN-RNN options; "
+        if args.keep_vision or args.ensemble or args.dropout:
+            raise ConfigError("--keep-vision, --ensemble and --dropout are MDN-RNN options; "
                               "drop them with --backend rssm.")
         model = train_rssm(_data_dirs(args.data, out), out, rssm_recipe_from_args(args), resume=args.resume,
                            device=args.device)
@@ -418,6 +420,10 @@ def _add_rssm_preset(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rssm-preset", choices=["tiny", "cpu", "paper"], default="cpu",
                    help="rssm sizes: cpu trains Pendulum in minutes on 2 cores; paper is DreamerV3-like, for a GPU "
                         "(--preset tiny: tiny)")
+    p.add_argument("--rssm-heads-input", choices=["posterior", "prior"], default=None,
+                   help="rssm: what the reward and continue heads learn from: posterior (DreamerV3) or prior (the "
+                        "state a dream gives them; for envs whose terminal frame gives deaths away, e.g. ViZDoom's "
+                        "black one) (default: posterior)")
 
 
 def _add_train_agent_parser(sub: Any) -> None:

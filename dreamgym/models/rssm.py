@@ -42,6 +42,11 @@ class RSSMConfig:
     :param unimix: uniform mixture added to every categorical (DreamerV3: 0.01).
     :param free_nats: KL free bits, in nats. :param dyn_scale, rep_scale: KL balancing weights.
     :param reward_bins: bins of the two-hot reward head (symlog space, -20..20).
+    :param heads_input: what the reward and continue heads learn from. ``"posterior"`` (DreamerV3): the
+        state after seeing the next observation. ``"prior"``: the GRU state after the action and a sample of
+        the prior, the state a dream hands them. Use it where the posterior makes the heads' job trivial
+        and the prior never learns it: ViZDoom's terminal frame is black, so a posterior-trained continue
+        head reads deaths off the black frame, and a dream whose prior rarely draws one never dies.
     """
 
     deter: int = 256
@@ -55,6 +60,7 @@ class RSSMConfig:
     dyn_scale: float = 0.5
     rep_scale: float = 0.1
     reward_bins: int = 255
+    heads_input: str = "posterior"
 
     PRESETS = {
         "tiny": dict(deter=16, groups=4, classes=4, hidden=16, layers=1, depth=4, reward_bins=31),
@@ -87,6 +93,8 @@ class RSSMConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"rssm.{name} must be a finite number >= 0, got {v!r}.")
+        if self.heads_input not in ("posterior", "prior"):
+            raise ConfigError(f"rssm.heads_input must be 'posterior' or 'prior', got {self.heads_input!r}.")
         if self.reward_bins < 3:
             raise ConfigError(f"rssm.reward_bins must be >= 3, got {self.reward_bins}.")
 
@@ -321,6 +329,8 @@ class RSSM(nn.Module):
         dec = ((recon - target) ** 2).sum(-1)
         dec = (dec * obs_mask).sum() / obs_mask.sum()
         nxt = feat[:, 1:]
+        if c.heads_input == "prior":  # the heads see what a dream gives them: GRU state + a prior sample
+            nxt = torch.cat([states["deter"][:, 1:], self._sample_st(states["prior"][:, 1:]).detach()], dim=-1)
         rew = (self.twohot.loss(self.reward(nxt), batch["reward"].float()) * mask).sum() / mask.sum().clamp(min=1)
         cont_target = 1.0 - batch["terminated"].float()
         cont = F.binary_cross_entropy_with_logits(self.cont(nxt)[..., 0], cont_target, reduction="none")

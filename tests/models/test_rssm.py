@@ -140,3 +140,24 @@ def test_frames_loss_and_decoder_shapes():
     assert torch.isfinite(loss) and metrics["decoder"] < first["decoder"]
     carry = m.initial(2)
     assert m.decode(carry).shape == (2, 64, 64, 3)
+
+
+@pytest.mark.parametrize("heads_input", ["posterior", "prior"])
+def test_heads_input_prior_does_not_read_the_next_observation(heads_input):
+    """heads_input='prior': the continue head learns p(done) from the GRU state and a prior sample, as a dream
+    asks it, so the terminal observation (ViZDoom's black frame) cannot give the death away."""
+    m = _model(heads_input=heads_input)
+    obs = torch.randn(2, 4, 3)
+    batch = {"obs": obs, "action": torch.randn(2, 3, 2), "reward": torch.zeros(2, 3),
+             "terminated": torch.tensor([[0.0, 0.0, 1.0]] * 2), "mask": torch.ones(2, 3)}
+    losses = []
+    for last in (0.0, 50.0):  # only the terminal observation differs
+        obs[:, -1] = last
+        torch.manual_seed(1)
+        losses.append(m.loss(batch)[1]["continue"])
+    assert (losses[0] == losses[1]) == (heads_input == "prior")
+
+
+def test_heads_input_is_checked():
+    with pytest.raises(ConfigError, match="heads_input"):
+        RSSMConfig.preset("tiny", heads_input="next").validate()
