@@ -94,8 +94,8 @@ class SequenceDataset(PaddedWindows):
     def __init__(self, mu: Sequence[np.ndarray], logvar: Sequence[np.ndarray] | None, episodes: Sequence[Episode],
                  action_space: spaces.Space, seq_len: int, stride: int | None = None) -> None:
         f32 = lambda xs: None if xs is None else [np.asarray(x, dtype=np.float32) for x in xs]  # noqa: E731
-        # padding: logvar -30, no sampling noise
-        super().__init__({"mu": (f32(mu), 0.0), "logvar": (f32(logvar), -30.0)}, episodes, action_space, seq_len, stride)
+        states = {"mu": (f32(mu), 0.0), "logvar": (f32(logvar), -30.0)}  # padding: logvar -30, no sampling noise
+        super().__init__(states, episodes, action_space, seq_len, stride)
         self.mu, self.logvar = self.states["mu"], self.states["logvar"]
 
 

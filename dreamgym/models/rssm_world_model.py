@@ -208,10 +208,13 @@ class RSSMWorldModel(
     def architecture_lines(self) -> list[str]:
         """The model card's architecture section (:mod:`dreamgym.cards`)."""
         c, r = self.config, self.config.rssm
+        source = ("the posterior state (DreamerV3)" if r.heads_input == "posterior"
+                  else "the GRU state and a prior sample, as dreams give them")
         return ["## Architecture",
                 f"- RSSM (backend `rssm`): GRU {r.deter} units, {r.groups} categoricals × {r.classes} classes, "
                 f"MLPs of {r.layers} × {r.hidden}; sees {c.obs_kind}" + (f" of size {c.obs_dim}" if c.obs_dim else ""),
-                f"- heads: two-hot reward ({r.reward_bins} bins, symlog), continue (p(done) = 1 - p(continue))",
+                f"- heads: two-hot reward ({r.reward_bins} bins, symlog), continue (p(done) = 1 - p(continue)), "
+                f"learned from {source}",
                 f"- temperature divides the prior's logits (0: each categorical's mode); default "
                 f"{c.default_temperature}; time limit: {c.max_episode_steps} steps",
                 f"- weights on disk: {c.storage_dtype}"]

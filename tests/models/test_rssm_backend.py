@@ -147,3 +147,23 @@ def test_ships_like_any_world_model(rssm_dir, tmp_path):
     model = load_backend(out)
     assert isinstance(model, RSSMWorldModel) and model.config.summary["note"] == "tiny"
     assert "RSSM (backend `rssm`)" in (out / "README.md").read_text()
+
+
+def test_cli_continues_an_rssm_with_prior_heads(rssm_dir, tmp_path, capsys):
+    """`train --backend rssm --init-from X --rssm-heads-input prior`: every weight starts from X, the card says
+    what the heads learn from; an MDN-RNN option is still refused."""
+    from dreamgym.cli import main
+
+    collect(CollectConfig(env_id="Pendulum-v1", out=str(tmp_path / "d"), episodes=3, max_steps=24, workers=1),
+            progress=False)
+    out, init = tmp_path / "cont", ["--init-from", str(rssm_dir)]
+    main(["train", str(tmp_path / "d"), "--backend", "rssm", "--preset", "tiny", "--memory-steps", "1", "--lr", "1e-12", "--seed", "5",
+          "--memory-batch", "2", "--seq-len", "8", *init, "--rssm-heads-input", "prior",
+          "--out", str(out)])
+    model, given = RSSMWorldModel.from_pretrained(out), RSSMWorldModel.from_pretrained(rssm_dir)
+    assert model.config.rssm.heads_input == "prior"
+    assert torch.allclose(model.rssm.gru.weight_ih, given.rssm.gru.weight_ih, atol=1e-6)
+    assert "a prior sample" in (out / "README.md").read_text()
+    with pytest.raises(SystemExit):
+        main(["train", str(tmp_path / "d"), "--backend", "rssm", "--keep-vision", "--out", str(tmp_path / "x")])
+    assert "MDN-RNN options" in capsys.readouterr().err
