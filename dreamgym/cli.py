@@ -127,8 +127,10 @@ def rssm_recipe_from_args(args: argparse.Namespace):
                              "init_from": getattr(args, "init_from", None)}.items() if v is not None}
     if args.fp16:
         top["storage_dtype"] = "float16"
-    if args.rssm_heads_input is not None:
-        top["rssm"] = {**recipe.rssm, "heads_input": args.rssm_heads_input}
+    rssm = {k: v for k, v in {"heads_input": args.rssm_heads_input,
+                              "continue_pos_weight": args.rssm_continue_pos_weight}.items() if v is not None}
+    if rssm:
+        top["rssm"] = {**recipe.rssm, **rssm}
     return replace(recipe, train=replace(recipe.train, **train), **top)
 
 
@@ -424,6 +426,9 @@ def _add_rssm_preset(p: argparse.ArgumentParser) -> None:
                    help="rssm: what the reward and continue heads learn from: posterior (DreamerV3) or prior (the "
                         "state a dream gives them; for envs whose terminal frame gives deaths away, e.g. ViZDoom's "
                         "black one) (default: posterior)")
+    p.add_argument("--rssm-continue-pos-weight", type=float, default=None,
+                   help="rssm: weight of terminal steps in the continue loss; dreams with --termination sample "
+                        "divide it back out (default: 1)")
 
 
 def _add_train_agent_parser(sub: Any) -> None:

@@ -47,6 +47,9 @@ class RSSMConfig:
         the prior, the state a dream hands them. Use it where the posterior makes the heads' job trivial
         and the prior never learns it: ViZDoom's terminal frame is black, so a posterior-trained continue
         head reads deaths off the black frame, and a dream whose prior rarely draws one never dies.
+    :param continue_pos_weight: weight of terminal steps in the continue loss (rare deaths learned
+        harder, as the MDN-RNN's ``termination_pos_weight``); it moves the head's done-logit up by
+        log(weight), and dreams that sample termination take it back off, so p(done) stays calibrated.
     """
 
     deter: int = 256
@@ -61,6 +64,7 @@ class RSSMConfig:
     rep_scale: float = 0.1
     reward_bins: int = 255
     heads_input: str = "posterior"
+    continue_pos_weight: float = 1.0
 
     PRESETS = {
         "tiny": dict(deter=16, groups=4, classes=4, hidden=16, layers=1, depth=4, reward_bins=31),
@@ -89,6 +93,9 @@ class RSSMConfig:
                 raise ConfigError(f"rssm.{f.name} must be an integer >= 1, got {v!r}.")
         if not 0.0 <= self.unimix < 1.0:
             raise ConfigError(f"rssm.unimix must be in [0, 1), got {self.unimix}.")
+        w = self.continue_pos_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w >= 1):
+            raise ConfigError(f"rssm.continue_pos_weight must be a finite number >= 1, got {w!r}.")
         for name in ("free_nats", "dyn_scale", "rep_scale"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
@@ -333,7 +340,8 @@ class RSSM(nn.Module):
             nxt = torch.cat([states["deter"][:, 1:], self._sample_st(states["prior"][:, 1:]).detach()], dim=-1)
         rew = (self.twohot.loss(self.reward(nxt), batch["reward"].float()) * mask).sum() / mask.sum().clamp(min=1)
         cont_target = 1.0 - batch["terminated"].float()
-        cont = F.binary_cross_entropy_with_logits(self.cont(nxt)[..., 0], cont_target, reduction="none")
+        weight = 1.0 + (c.continue_pos_weight - 1.0) * batch["terminated"].float()
+        cont = F.binary_cross_entropy_with_logits(self.cont(nxt)[..., 0], cont_target, weight, reduction="none")
         cont = (cont * mask).sum() / mask.sum().clamp(min=1)
         dyn = self._kl(states["post"].detach(), states["prior"])
         rep = self._kl(states["post"], states["prior"].detach())

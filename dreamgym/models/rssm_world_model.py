@@ -105,7 +105,6 @@ class RSSMWorldModel(
     config_class = RSSMWorldModelConfig
     kind = "world_model"
     done_threshold = 0.5
-    termination_pos_weight = 1.0  # the continue head is trained unweighted: p(done) is a probability
 
     def __init__(self, config: RSSMWorldModelConfig | dict) -> None:
         super().__init__()
@@ -124,6 +123,11 @@ class RSSMWorldModel(
     @property
     def device(self) -> torch.device:
         return self.start_deter.device
+
+    @property
+    def termination_pos_weight(self) -> float:
+        """How much terminal steps weighed in the continue loss: sampled termination divides it back out."""
+        return float(self.config.rssm.continue_pos_weight)
 
     # ----- the protocol --------------------------------------------------------------------------
     def initial(self, index: torch.Tensor, episodes: Any = None) -> dict[str, torch.Tensor]:
@@ -214,7 +218,9 @@ class RSSMWorldModel(
                 f"- RSSM (backend `rssm`): GRU {r.deter} units, {r.groups} categoricals × {r.classes} classes, "
                 f"MLPs of {r.layers} × {r.hidden}; sees {c.obs_kind}" + (f" of size {c.obs_dim}" if c.obs_dim else ""),
                 f"- heads: two-hot reward ({r.reward_bins} bins, symlog), continue (p(done) = 1 - p(continue)), "
-                f"learned from {source}",
+                f"learned from {source}" + (f"; terminal steps weigh ×{r.continue_pos_weight:g} in the continue loss "
+                                            "(sampled termination divides it back out)"
+                                            if r.continue_pos_weight != 1 else ""),
                 f"- temperature divides the prior's logits (0: each categorical's mode); default "
                 f"{c.default_temperature}; time limit: {c.max_episode_steps} steps",
                 f"- weights on disk: {c.storage_dtype}"]

@@ -161,3 +161,25 @@ def test_heads_input_prior_does_not_read_the_next_observation(heads_input):
 def test_heads_input_is_checked():
     with pytest.raises(ConfigError, match="heads_input"):
         RSSMConfig.preset("tiny", heads_input="next").validate()
+
+
+def test_continue_pos_weight_scales_terminal_steps_and_calibrates_the_dream():
+    """Terminal steps weigh ``continue_pos_weight`` in the continue loss; the world model reports it as its
+    termination_pos_weight, which sampled dream termination divides back out."""
+    from dreamgym.models.rssm_world_model import RSSMWorldModel, RSSMWorldModelConfig
+
+    batch = {"obs": torch.randn(2, 4, 3), "action": torch.randn(2, 3, 2), "reward": torch.zeros(2, 3),
+             "terminated": torch.ones(2, 3), "mask": torch.ones(2, 3)}
+    losses = []
+    for w in (1.0, 5.0):
+        m = _model(continue_pos_weight=w)
+        torch.manual_seed(1)
+        losses.append(m.loss(batch)[1]["continue"])
+    assert losses[1] == pytest.approx(5.0 * losses[0], rel=1e-5)
+    with pytest.raises(ConfigError, match="continue_pos_weight"):
+        RSSMConfig.preset("tiny", continue_pos_weight=0.5).validate()
+    space = {"type": "Box", "low": -1.0, "high": 1.0, "shape": [2], "dtype": "float32"}
+    cfg = RSSMWorldModelConfig(env_id="Pendulum-v1", action_space=space, observation_space=space, obs_dim=2,
+                               rssm=RSSMConfig.preset("tiny", continue_pos_weight=100.0))
+    model = RSSMWorldModel(cfg)
+    assert model.termination_pos_weight == 100.0 and "×100" in "\n".join(model.architecture_lines())
