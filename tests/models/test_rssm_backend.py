@@ -167,3 +167,27 @@ def test_cli_continues_an_rssm_with_prior_heads(rssm_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", str(tmp_path / "d"), "--backend", "rssm", "--keep-vision", "--out", str(tmp_path / "x")])
     assert "MDN-RNN options" in capsys.readouterr().err
+
+
+DOOM_OBS = {"type": "Dict", "spaces": {
+    "screen": {"type": "Box", "low": 0, "high": 255, "shape": [240, 320, 3], "dtype": "uint8"},
+    "gamevariables": {"type": "Box", "low": -1e30, "high": 1e30, "shape": [1], "dtype": "float32"}}}
+
+
+@pytest.mark.parametrize("obs_type", ["latent", "pixels"])
+def test_a_frame_rssm_dream_passes_both_checkers(tmp_path, obs_type):
+    """A frames RSSM (conv encoder and decoder) with Discrete actions: Dream-DoomTakeCover-v0 from features or
+    from decoded 64×64 frames, without ViZDoom installed."""
+    torch.manual_seed(0)
+    cfg = RSSMWorldModelConfig(env_id="VizdoomTakeCover-v1", action_space={"type": "Discrete", "n": 3},
+                               observation_space=DOOM_OBS, rssm=RSSMConfig.preset("tiny"), obs_kind="frames",
+                               frame_key="screen", max_episode_steps=2100, num_start_states=2)
+    model = RSSMWorldModel(cfg)
+    model.set_start_states(torch.randint(0, 256, (2, 64, 64, 3), dtype=torch.uint8))
+    model.save_pretrained(tmp_path / "doom")
+    env = gym.make("Dream-DoomTakeCover-v0", model=str(tmp_path / "doom"), obs_type=obs_type)
+    assert env.observation_space.shape == ((64, 64, 3) if obs_type == "pixels" else (cfg.rssm.feature_dim,))
+    gym_check_env(env.unwrapped)
+    sb3_check_env(env.unwrapped, warn=True)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(env.step(2)[0])
