@@ -18,6 +18,7 @@ Each part skips what is done, so the parts can run as separate processes (sessio
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,8 +90,10 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
                     if (run / "eval.json").is_file():
                         continue
                     extra = ["--dtype", "bfloat16"] if algo == "cmaes" and name == "mdn" else []
+                    start = time.perf_counter()
                     main(["train-agent", "Dream-CarRacing-v0", "--algo", algo, "--model", str(models[name]),
                           "--temperature", TAU[name], "--seed", str(seed), "--out", str(run), *AGENT_FLAGS[algo],
                           *extra])
+                    (run / "train_seconds.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
                     main(["evaluate", str(run), "--episodes", str(args.episodes), "--seed", "1000", "--temperature",
                           TAU[name], "--workers", "1"])
