@@ -58,15 +58,15 @@ TAU = {"mdn": "1.15", "rssm": "1.0"}
 if __name__ == "__main__":  # real episodes may run in worker processes, which re-import this file
     args = parse_cli(Args, description=__doc__)
     work = Path(args.work)
-    data = work / "data"
+    data = [work / "data-brownian", work / "data-agent"]  # one dataset per policy
     models = {"mdn": work / "mdnrnn", "rssm": work / "rssm"}
 
     if "data" in args.only:  # collect only writes what is missing
         main(["collect", "CarRacing-v3", "--episodes", "60", "--policy", "brownian", "--workers", "2", "--seed", "0",
-              "--out", str(data)])
+              "--out", str(data[0])])
         main(["collect", "CarRacing-v3", "--episodes", "120", "--policy", "agent", "--agent",
               "pretrained/carracing/controller", "--agent-model", "pretrained/carracing", "--noise", "0.2",
-              "--workers", "2", "--seed", "100000", "--out", str(data)])
+              "--workers", "2", "--seed", "100000", "--out", str(data[1])])
 
     mdn = models["mdn"]
     if "mdn" in args.only and not (mdn / "config.json").is_file():
@@ -74,11 +74,11 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
         recipe = RecipeConfig(vision=TrainConfig(steps=3000, batch_size=100, **stage),
                               memory=TrainConfig(steps=3000, batch_size=64, **stage), seq_len=64,
                               num_start_states=256, storage_dtype="float16", default_temperature=1.15, seed=0)
-        train_world_model([data], mdn, recipe, resume=(mdn / "stages").exists())
+        train_world_model(data, mdn, recipe, resume=(mdn / "stages").exists())
 
     rssm = models["rssm"]
     if "rssm" in args.only and not (rssm / "config.json").is_file():
-        main(["train", str(data), "--out", str(rssm), "--backend", "rssm", "--rssm-preset", "cpu", "--memory-steps",
+        main(["train", *map(str, data), "--out", str(rssm), "--backend", "rssm", "--rssm-preset", "cpu", "--memory-steps",
               str(args.rssm_steps), "--memory-batch", "16", "--seq-len", "32", "--seed", "0",
               "--rssm-heads-input", "prior"] + (["--resume"] if (rssm / "stages").exists() else []))
 
