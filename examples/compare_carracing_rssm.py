@@ -64,7 +64,7 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
     if "data" in args.only:  # collect only writes what is missing
         main(["collect", "CarRacing-v3", "--episodes", "60", "--policy", "brownian", "--workers", "2", "--seed", "0",
               "--out", str(data[0])])
-        main(["collect", "CarRacing-v3", "--episodes", "120", "--policy", "agent", "--agent",
+        main(["collect", "CarRacing-v3", "--episodes", "60", "--policy", "agent", "--agent",
               "pretrained/carracing/controller", "--agent-model", "pretrained/carracing", "--noise", "0.2",
               "--workers", "2", "--seed", "100000", "--out", str(data[1])])
 
