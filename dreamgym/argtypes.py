@@ -129,6 +129,10 @@ def out_dir(text: str) -> str:
     if path.exists() and not path.is_dir():
         raise argparse.ArgumentTypeError(f"expected a directory (new or existing), got {text!r}, which is a file; "
                                          "pass another path, e.g. runs/my-run")
+    if path.is_symlink() and not path.exists():
+        raise argparse.ArgumentTypeError(f"expected a directory (new or existing), got {text!r}, a link to "
+                                         f"{str(path.readlink())!r}, which does not exist; create the link's target "
+                                         "first, or pass another path")
     return text
 
 

@@ -99,6 +99,15 @@ def test_out_pointing_at_an_existing_file_is_refused(tmp_path, capsys):
     assert build_parser().parse_args(["train", "d", "--out", str(tmp_path)]).out == str(tmp_path)  # a dir is fine
 
 
+def test_out_linking_to_nothing_is_refused(tmp_path, capsys):
+    """A dangling link used to reach mkdir and end in a bare FileExistsError traceback."""
+    link = tmp_path / "data"
+    link.symlink_to(tmp_path / "gone")
+    _fails(["collect", "Pendulum-v1", "--out", str(link)], capsys, "argument --out", "does not exist")
+    (tmp_path / "gone").mkdir()
+    assert build_parser().parse_args(["collect", "Pendulum-v1", "--out", str(link)]).out == str(link)
+
+
 def test_env_kwargs_the_env_does_not_take_name_the_kwarg(tmp_path, capsys):
     out = tmp_path / "data"
     err = _fails(["collect", "Pendulum-v1", "--out", str(out), "--env-kwargs", '{"bogus": 1, "g": 9.8}'], capsys,

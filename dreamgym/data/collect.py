@@ -282,6 +282,9 @@ def _locked(out: Path) -> Iterator[None]:
     """Hold ``out/.collect.lock`` for the whole run: two collects into one folder would race on dataset.json."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"out={str(out)!r} is a file; collect needs a dataset directory. Pass another --out.")
+    if out.is_symlink() and not out.exists():
+        raise ConfigError(f"out={str(out)!r} is a link to {str(out.readlink())!r}, which does not exist; collect needs "
+                          "a dataset directory. Create the link's target first, or pass another --out.")
     out.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl

@@ -230,6 +230,9 @@ def test_temp_files_of_killed_workers_are_removed(tmp_path):
     assert not any(p.exists() for p in stale) and len(shard_paths(out)) == 2
     with pytest.raises(ConfigError, match="is a file"):
         collect(_cfg(out / "dataset.json"), progress=False)
+    (tmp_path / "link").symlink_to(tmp_path / "gone")
+    with pytest.raises(ConfigError, match="does not exist"):
+        collect(_cfg(tmp_path / "link"), progress=False)
 
 
 def test_interrupt_message_counts_the_shards_on_disk(tmp_path, monkeypatch, capsys):
