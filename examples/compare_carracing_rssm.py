@@ -4,16 +4,16 @@ Run: python examples/compare_carracing_rssm.py [--work runs/carracing-compare] [
 
 Each part skips what is done, so the parts can run as separate processes (session 7 ran ``--only mdn``, then
 ``--only agents --dreams mdn``, beside ``--only rssm``, then ``--only agents --dreams rssm``, each with
-``OMP_NUM_THREADS=1``). Steps (times and the table are in pretrained/README.md):
+``OMP_NUM_THREADS=1``; 1 h 40 min in all on 2 cores). Steps (times and the table are in pretrained/README.md):
 1. data: 60 brownian episodes, then 60 driven by the shipped controller (``pretrained/carracing``) with action
-   noise 0.2: the shipped model's data mix at half its size, 120,000 steps
+   noise 0.2: the shipped model's data mix at half its size, 120,000 steps (about 10 min)
 2. the MDN-RNN dream, from scratch on these episodes: the shipped recipe (VAE 3000 steps of 100 frames, M + heads
-   3000 steps of 64 sequences of 64 steps), temperature 1.15
+   3000 steps of 64 sequences of 64 steps), temperature 1.15 (38 min on one thread)
 3. the RSSM dream, ``cpu`` preset, from scratch on the same episodes; its heads learn from the prior's state
-   (``--rssm-heads-input prior``, which is what a dream hands them: session 6's Doom lesson)
+   (``--rssm-heads-input prior``, which is what a dream hands them: session 6's Doom lesson; 45 min on one thread)
 4. per dream, seed and agent (dreamer, CMA-ES, PPO), trained only in the dream, then scored over ``--episodes``
    real episodes (seeds 1000 onward) and as many dream episodes; seeds run outermost, so a cut-short run still
-   has every agent at its first seeds
+   has every agent at its first seeds (about 6-8 min per agent and score, one thread)
 """
 
 from __future__ import annotations
