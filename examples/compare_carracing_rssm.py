@@ -32,13 +32,15 @@ from dreamgym.train.trainer import TrainConfig
 class Args:
     work: str = "runs/carracing-compare"
     """run directory: data, both world models and every agent"""
-    only: list[str] = field(default_factory=lambda: ["data", "mdn", "rssm", "agents"])
+    only: list[str] = field(default_factory=lambda: ["data", "mdn", "rssm", "agents"],
+                            metadata={"choices": ("data", "mdn", "rssm", "agents")})
     """which parts to run"""
-    dreams: list[str] = field(default_factory=lambda: ["mdn", "rssm"])
+    dreams: list[str] = field(default_factory=lambda: ["mdn", "rssm"], metadata={"choices": ("mdn", "rssm")})
     """the dreams the agents part trains in"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """one run per agent and seed"""
-    algos: list[str] = field(default_factory=lambda: ["dreamer", "cmaes", "ppo"])
+    algos: list[str] = field(default_factory=lambda: ["dreamer", "cmaes", "ppo"],
+                             metadata={"choices": ("dreamer", "cmaes", "ppo")})
     """the agents"""
     rssm_steps: int = 2500
     """RSSM optimiser steps (16 windows of 32 frames each)"""
