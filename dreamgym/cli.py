@@ -112,6 +112,10 @@ def recipe_from_args(args: argparse.Namespace):
         top["init_from"] = args.init_from
     if getattr(args, "keep_vision", False):
         top["train_vision"] = False
+    if getattr(args, "fresh_memory", False):
+        top["fresh_memory"] = True
+    if args.memory_z is not None:
+        top["sample_z"] = args.memory_z == "sample"
     top.update({k: v for k, v in {"ensemble": args.ensemble, "dropout": args.dropout}.items() if v is not None})
     return replace(cfg, vision=replace(cfg.vision, **vision), memory=replace(cfg.memory, **memory), **top)
 
@@ -139,8 +143,8 @@ def _train(args: argparse.Namespace) -> None:
     if args.backend == "rssm":
         from dreamgym.train.rssm_recipe import train_rssm
 
-        if args.keep_vision or args.ensemble or args.dropout:
-            raise ConfigError("--keep-vision, --ensemble and --dropout are MDN-RNN options; "
+        if args.keep_vision or args.fresh_memory or args.ensemble or args.dropout or args.memory_z:
+            raise ConfigError("--keep-vision, --fresh-memory, --memory-z, --ensemble and --dropout are MDN-RNN options; "
                               "drop them with --backend rssm.")
         model = train_rssm(_data_dirs(args.data, out), out, rssm_recipe_from_args(args), resume=args.resume,
                            device=args.device)
@@ -264,7 +268,7 @@ def _iterate(args: argparse.Namespace) -> None:
     print(format_rounds(iterate(cfg, args.out)))
 
 
-MDNRNN_ONLY = ("vision_steps", "vision_batch", "z_dim", "hidden_size", "ensemble", "dropout")
+MDNRNN_ONLY = ("vision_steps", "vision_batch", "z_dim", "hidden_size", "ensemble", "dropout", "memory_z")
 
 
 def _iterate_dreamer_line(args: argparse.Namespace, flat: argparse.Namespace) -> dict[str, Any]:
@@ -327,6 +331,8 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True, schedule: bool
         p.add_argument("--init-from", help="start from this world model's weights (same sizes), e.g. a Dyna round's "
                                            "(default: random init)")
         p.add_argument("--keep-vision", action="store_true", help="with --init-from: keep its V, train only M + heads")
+        p.add_argument("--fresh-memory", action="store_true", help="with --init-from: take only its V; M and the heads "
+                                                                   "start from a random init")
     p.add_argument("--preset", choices=["paper", "tiny"], default="paper", help="paper sizes, or tiny for smoke runs")
     p.add_argument("--vision-steps", type=positive_int, **each,
                    help="V (VAE) optimiser steps" + more + " (default: the preset's)")
@@ -340,6 +346,8 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True, schedule: bool
     p.add_argument("--z-dim", type=positive_int, help="latent size of V (default: the env's, else 32)")
     p.add_argument("--hidden-size", type=positive_int, help="LSTM size of M (default: the env's, else 256)")
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (half the file)")
+    p.add_argument("--memory-z", choices=["sample", "mean"], help="M learns z sampled from V's posterior (the paper) "
+                   "or its mean, which the real twin shows agents (default: sample)")
     p.add_argument("--ensemble", type=positive_int, help="members of M + heads, each on a bootstrap resample; dreams "
                    "draw one per episode and report their disagreement (default: 1, a single M)")
     p.add_argument("--dropout", type=nonneg_float, help="dropout on M's output in training; dreams draw a fresh mask "

@@ -51,6 +51,8 @@ class RecipeConfig:
     :param init_from: a world-model checkpoint directory of the same sizes and spaces to start from
         (a Dyna round continuing the last round's model) instead of a random init.
     :param train_vision: False keeps V as it is (``init_from``'s V): only M and the heads train.
+    :param fresh_memory: with ``init_from``: take only its V; M and the heads start from a random init (a new M on an
+        existing V, e.g. to compare M recipes on one V).
     :param heads: overrides of the env's registered heads settings, e.g. ``{"termination_pos_weight": 100}``
         when deaths are rare in the data.
     :param ensemble: members of M + heads (bootstrap ensemble; 1: one M). :param dropout: dropout on
@@ -75,6 +77,7 @@ class RecipeConfig:
     seed: int = 0
     init_from: str | None = None
     train_vision: bool = True
+    fresh_memory: bool = False
     heads: dict[str, Any] | None = None
     ensemble: int = 1
     dropout: float = 0.0
@@ -361,8 +364,9 @@ def _check_resumed_steps(trainer: Trainer, flag: str) -> None:
         )
 
 
-def _init_from(model: WorldModel, path: str | Path) -> None:
-    """Copy a checkpoint's weights into ``model``; its sizes and spaces must be the same."""
+def _init_from(model: WorldModel, path: str | Path, fresh_memory: bool = False) -> None:
+    """Copy a checkpoint's weights into ``model``; its sizes and spaces must be the same. ``fresh_memory``: copy
+    only V's, keeping ``model``'s own (random) M and heads."""
     old = WorldModel.from_pretrained(path)
     mine, theirs = model.config, old.config
     differ = [k for k in ("env_id", "action_space", "observation_space", "vision", "frame_key",
@@ -382,7 +386,8 @@ def _init_from(model: WorldModel, path: str | Path) -> None:
         if key.startswith("ensemble.") and key not in state:
             base = key.split(".", 2)[2]  # ensemble.<i>.memory.lstm... -> memory.lstm...
             state[key] = state[base].clone()
-    state = {k: v for k, v in state.items() if k in own}
+    state = {k: v for k, v in state.items() if k in own and (not fresh_memory or k.startswith("vision."))}
+    state = {**own, **state} if fresh_memory else state
     # start states are per-dataset: keep this model's buffer shapes, everything else must match exactly
     state = {k: (v if v.shape == own[k].shape else own[k]) for k, v in state.items()}
     model.load_state_dict(state, strict=True)
@@ -455,9 +460,10 @@ def train_world_model(
     torch.manual_seed(cfg.seed)
     model = WorldModel(model_config(meta, cfg))
     if cfg.init_from is not None:
-        _init_from(model, cfg.init_from)
-    elif not cfg.train_vision:
-        raise ConfigError("train_vision=False keeps an existing V: pass init_from=<world model directory> too.")
+        _init_from(model, cfg.init_from, cfg.fresh_memory)
+    elif not cfg.train_vision or cfg.fresh_memory:
+        raise ConfigError(f"{'train_vision=False' if not cfg.train_vision else 'fresh_memory=True'} keeps an existing "
+                          "V: pass init_from=<world model directory> too.")
     model = model.to(device)
     train_eps, val_eps = split(episodes, cfg.val_fraction, cfg.seed)
     run = _Run(model, cfg, out, resume, device, progress, rank, episodes, train_eps, val_eps)
@@ -544,7 +550,8 @@ def _finish(run: _Run, meta: DatasetMeta, train_seq: LatentSequenceDataset, val_
         "data": {"episodes": len(episodes), "steps": int(sum(len(e) for e in episodes)), "policy": meta.policy.get("name"),
                  "source": meta.source, "train_episodes": len(run.train_eps), "val_episodes": len(run.val_eps)},
         "training": {"vision_steps": cfg.vision.steps if model.config.pixels and cfg.train_vision else 0,
-                     "memory_steps": cfg.memory.steps, **({"init_from": str(cfg.init_from)} if cfg.init_from else {}),
+                     "memory_steps": cfg.memory.steps, "memory_z": "sample" if cfg.sample_z else "mean",
+                     **({"fresh_memory": True} if cfg.fresh_memory else {}), **({"init_from": str(cfg.init_from)} if cfg.init_from else {}),
                      **{k: round(v, 1) for k, v in timings.items()}},
         "fidelity": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in fid.items()},
     }

@@ -68,6 +68,27 @@ def test_a_dyna_round_continues_the_last_model(tmp_path, carracing_data):
         train_world_model(carracing_data, tmp_path / "r5", RecipeConfig.tiny(heads={"pos_weight": 3}), progress=False)
 
 
+def test_a_fresh_memory_on_a_kept_vision_learns_posterior_means(tmp_path, carracing_data):
+    import torch
+
+    first = train_world_model(carracing_data, tmp_path / "r0", RecipeConfig.tiny(), progress=False)
+    main(["train", str(carracing_data), "--out", str(tmp_path / "r1"), "--preset", "tiny", "--init-from",
+          str(tmp_path / "r0"), "--keep-vision", "--fresh-memory", "--memory-z", "mean", "--memory-steps", "1",
+          "--lr", "1e-9", "--seed", "7"])
+    second = WorldModel.from_pretrained(tmp_path / "r1")
+    for (name, a), b in zip(first.vision.state_dict().items(), second.vision.state_dict().values()):
+        assert torch.equal(a, b), name  # V kept
+    # M and the heads are a new random init, not round 0's (one step at lr 1e-9 barely moves them)
+    moved = [not torch.allclose(a, b, atol=1e-3) for a, b in
+             zip(first.memory.state_dict().values(), second.memory.state_dict().values())]
+    assert all(moved)
+    training = json.loads((tmp_path / "r1" / "config.json").read_text())["summary"]["training"]
+    assert training["memory_z"] == "mean" and training["fresh_memory"] and training["vision_steps"] == 0
+    assert json.loads((tmp_path / "r1" / "recipe.json").read_text())["sample_z"] is False
+    with pytest.raises(ConfigError, match="fresh_memory=True keeps an existing V"):
+        train_world_model(carracing_data, tmp_path / "r2", RecipeConfig.tiny(fresh_memory=True), progress=False)
+
+
 def test_memory_training_lowers_the_loss(tmp_path):
     collect(CollectConfig("Pendulum-v1", out=str(tmp_path / "d"), episodes=6, max_steps=50, workers=1), progress=False)
     cfg = RecipeConfig.tiny()
