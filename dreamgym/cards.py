@@ -119,6 +119,8 @@ def _architecture_lines(model: "WorldModel") -> list[str]:
         f"- heads: reward {'learned' if cfg.heads.reward else f'constant {cfg.heads.constant_reward}'}, "
         f"termination {'learned (p > ' + str(cfg.heads.done_threshold) + ')' if cfg.heads.termination else 'none'}",
         f"- default temperature: {cfg.default_temperature}; time limit: {cfg.max_episode_steps} steps",
+        *([f"- the real twin's z: {'a draw from' if cfg.real_sample_z else 'the mean of'} V's posterior"]
+          if cfg.pixels else []),
         f"- weights on disk: {cfg.storage_dtype}",
     ]
 

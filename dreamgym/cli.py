@@ -116,6 +116,8 @@ def recipe_from_args(args: argparse.Namespace):
         top["fresh_memory"] = True
     if args.memory_z is not None:
         top["sample_z"] = args.memory_z == "sample"
+    if args.real_z is not None:
+        top["real_sample_z"] = args.real_z == "sample"
     top.update({k: v for k, v in {"ensemble": args.ensemble, "dropout": args.dropout}.items() if v is not None})
     return replace(cfg, vision=replace(cfg.vision, **vision), memory=replace(cfg.memory, **memory), **top)
 
@@ -143,8 +145,9 @@ def _train(args: argparse.Namespace) -> None:
     if args.backend == "rssm":
         from dreamgym.train.rssm_recipe import train_rssm
 
-        if args.keep_vision or args.fresh_memory or args.ensemble or args.dropout or args.memory_z:
-            raise ConfigError("--keep-vision, --fresh-memory, --memory-z, --ensemble and --dropout are MDN-RNN options; "
+        if args.keep_vision or args.fresh_memory or args.ensemble or args.dropout or args.memory_z or args.real_z:
+            raise ConfigError("--keep-vision, --fresh-memory, --memory-z, --real-z, --ensemble and --dropout are MDN-RNN "
+                              "options; "
                               "drop them with --backend rssm.")
         model = train_rssm(_data_dirs(args.data, out), out, rssm_recipe_from_args(args), resume=args.resume,
                            device=args.device)
@@ -268,7 +271,7 @@ def _iterate(args: argparse.Namespace) -> None:
     print(format_rounds(iterate(cfg, args.out)))
 
 
-MDNRNN_ONLY = ("vision_steps", "vision_batch", "z_dim", "hidden_size", "ensemble", "dropout", "memory_z")
+MDNRNN_ONLY = ("vision_steps", "vision_batch", "z_dim", "hidden_size", "ensemble", "dropout", "memory_z", "real_z")
 
 
 def _iterate_dreamer_line(args: argparse.Namespace, flat: argparse.Namespace) -> dict[str, Any]:
@@ -347,7 +350,9 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True, schedule: bool
     p.add_argument("--hidden-size", type=positive_int, help="LSTM size of M (default: the env's, else 256)")
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (half the file)")
     p.add_argument("--memory-z", choices=["sample", "mean"], help="M learns z sampled from V's posterior (the paper) "
-                   "or its mean, which the real twin shows agents (default: sample)")
+                   "or its mean (default: sample)")
+    p.add_argument("--real-z", choices=["mean", "sample"], help="what z the model's real twin shows agents by "
+                   "default: V's posterior mean, or a draw from it as M saw in training (default: mean)")
     p.add_argument("--ensemble", type=positive_int, help="members of M + heads, each on a bootstrap resample; dreams "
                    "draw one per episode and report their disagreement (default: 1, a single M)")
     p.add_argument("--dropout", type=nonneg_float, help="dropout on M's output in training; dreams draw a fresh mask "
@@ -370,6 +375,16 @@ def _add_cmaes_args(p: argparse.ArgumentParser, schedule: bool = False) -> None:
     field_argument(p, C, "eval_every", type=positive_int, help="re-score the best every N generations")
     field_argument(p, C, "eval_rollouts", type=positive_int, help="dream episodes of each re-score")
     field_argument(p, C, "dtype", help="CMA-ES: bfloat16 runs M's matmuls faster on CPUs with bf16 instructions")
+
+
+def _add_real_z(p: argparse.ArgumentParser) -> None:
+    """--sample-z / --mean-z: what z the real twin shows (default: the world model's ``real_sample_z``)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--sample-z", dest="sample_z", action="store_const", const=True, default=None,
+                   help="in the real env, z is drawn from V's posterior (the paper's code) (default: the model's "
+                        "real_sample_z)")
+    g.add_argument("--mean-z", dest="sample_z", action="store_const", const=False,
+                   help="in the real env, z is V's posterior mean (default: the model's real_sample_z)")
 
 
 def _add_dream_options(p: argparse.ArgumentParser) -> None:
@@ -499,8 +514,7 @@ def _add_evaluate_parser(sub: Any) -> None:
     p.add_argument("--dream-only", action="store_true", help="score in the dream only")
     p.add_argument("--real-only", action="store_true", help="score in the real env only")
     p.add_argument("--json", help="where to write the results (default: AGENT/eval.json)")
-    p.add_argument("--sample-z", action="store_true",
-                   help="in the real env, z is drawn from V's posterior instead of its mean (the paper's Doom)")
+    _add_real_z(p)
     _add_dream_options(p)
     p.set_defaults(func=_evaluate)
 
@@ -516,7 +530,7 @@ def _add_fidelity_parser(sub: Any) -> None:
     p.add_argument("--horizons", type=positive_int, nargs="+", default=[1, 10, 50], help="open-loop rollout lengths")
     p.add_argument("--every", type=positive_int, default=10, help="steps between open-loop starts")
     p.add_argument("--samples", type=nonneg_int, default=4, help="sampled open-loop rollouts per start (besides tau 0)")
-    p.add_argument("--sample-z", action="store_true", help="the real twin draws z from V's posterior")
+    _add_real_z(p)
     p.add_argument("--workers", type=nonneg_int, default=0, help="processes for real episodes (0: every core)")
     p.add_argument("--out", help="the JSON (default: MODEL/fidelity.json, if MODEL is a directory); the PNG beside it")
     p.add_argument("--no-plot", action="store_true", help="write the JSON only")

@@ -82,7 +82,7 @@ def evaluate_dream(info: AgentInfo, episodes: int, temperature: float | None = N
     return dream_returns(env, predicting(agent, episodes), seed, drop_finished=False)
 
 
-def _real_chunk(info: AgentInfo, seeds: list[int], sample_z: bool = False) -> list[float]:
+def _real_chunk(info: AgentInfo, seeds: list[int], sample_z: bool | None = None) -> list[float]:
     import torch
 
     from dreamgym.envs.real import make_real
@@ -95,10 +95,12 @@ def _real_chunk(info: AgentInfo, seeds: list[int], sample_z: bool = False) -> li
     return returns
 
 
-def evaluate_real(info: AgentInfo, episodes: int, seed: int = 0, workers: int = 0, sample_z: bool = False) -> np.ndarray:
+def evaluate_real(info: AgentInfo, episodes: int, seed: int = 0, workers: int = 0,
+                  sample_z: bool | None = None) -> np.ndarray:
     """Returns of ``episodes`` real episodes (seeds seed + i), spread over worker processes.
 
-    ``sample_z``: the agent sees z drawn from V's posterior instead of its mean (the paper's Doom)."""
+    ``sample_z``: the agent sees z drawn from V's posterior (True) or its mean (False); None: the world
+    model's default (:func:`dreamgym.envs.real.default_sample_z`)."""
     seeds = [seed + i for i in range(episodes)]
     workers = min(workers or os.cpu_count() or 1, episodes)
     if workers == 1:
@@ -127,7 +129,7 @@ def evaluate(
     workers: int = 0,
     seed: int = 0,
     out: str | Path | None = None,
-    sample_z: bool = False,
+    sample_z: bool | None = None,
     dream_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Score an agent (controller dir, CMA-ES run, SB3 zip, or ``"random"``) in the dream and in reality.
@@ -154,6 +156,11 @@ def evaluate(
         result["dream"] = {**_stats(evaluate_dream(info, episodes, temperature, seed, dream_options=options)),
                            "seed": seed, "temperature": temperature, **({"options": options} if options else {})}
     if real:
+        if sample_z is None:  # the model's default, recorded as what it resolved to
+            from dreamgym.envs.real import default_sample_z
+            from dreamgym.models.resolve import resolve_model
+
+            sample_z = default_sample_z(resolve_model(info.world_model))
         result["real"] = {**_stats(evaluate_real(info, episodes, seed, workers, sample_z)), "seed": seed,
                           "sample_z": sample_z}
     result["seconds"] = round(time.perf_counter() - start, 2)

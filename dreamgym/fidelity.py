@@ -124,7 +124,7 @@ def record_episode(agent: Any, twin: Any, seed: int) -> Trajectory:
                       np.asarray(rewards, dtype=np.float64), bool(terminated), seed)
 
 
-def _record_chunk(info: AgentInfo, model: Any, seeds: list[int], sample_z: bool) -> list[Trajectory]:
+def _record_chunk(info: AgentInfo, model: Any, seeds: list[int], sample_z: bool | None) -> list[Trajectory]:
     from dreamgym.envs.real import make_real
 
     if not is_backend(model):
@@ -138,7 +138,7 @@ def _record_chunk(info: AgentInfo, model: Any, seeds: list[int], sample_z: bool)
 
 
 def record_trajectories(info: AgentInfo, model: Any, episodes: int, seed: int = 0, workers: int = 0,
-                        sample_z: bool = False) -> list[Trajectory]:
+                        sample_z: bool | None = None) -> list[Trajectory]:
     """Real episodes of an agent (episode i reset with seed + i), spread over spawned worker processes.
 
     A loaded world model (not a path) is played in this process.
@@ -505,7 +505,7 @@ def fidelity_report(
     horizons: Sequence[int] = HORIZONS,
     every: int = 10,
     samples: int = 4,
-    sample_z: bool = False,
+    sample_z: bool | None = None,
     workers: int = 0,
     out: str | Path | None = None,
     plot: bool = True,
@@ -521,7 +521,7 @@ def fidelity_report(
     :param horizons: open-loop rollout lengths k. :param every: steps between open-loop starts.
     :param samples: sampled rollouts per start at ``temperature`` (besides the tau-0 one).
     :param sample_z: the real twin draws z from the posterior instead of taking its mean (the MDN-RNN's V;
-        a backend may ignore it: the RSSM's twin takes the posterior's mode).
+        a backend may ignore it: the RSSM's twin takes the posterior's mode); None: the model's default.
     :param workers: processes for the real episodes (0: one per core; 1: this process).
     :param out: write the report there as JSON, and the plot beside it (``.png``) if ``plot``.
     :returns: the report: ``reward``, ``termination``, ``latent``, ``open_loop``, ``dream_return``,
@@ -532,6 +532,10 @@ def fidelity_report(
     wm, tau, dream_id = _load(model, temperature)
     model_ref = model if is_backend(model) else str(model)
     info = _agent(agent, dream_id, model_ref if isinstance(model_ref, str) else wm.source.get("path", ""))
+    if sample_z is None:
+        from dreamgym.envs.real import default_sample_z
+
+        sample_z = default_sample_z(wm)
     trajs = record_trajectories(info, model_ref, episodes, seed, workers, sample_z)
     report = {**_header(wm, model_ref, dream_id, info), "episodes": episodes, "seed": seed, "sample_z": sample_z,
               **measure(wm, trajs, horizons=horizons, every=every, temperature=tau, samples=samples, seed=seed),

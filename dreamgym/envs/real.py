@@ -124,7 +124,7 @@ def make_real(
     obs_type: str = "latent",
     render_mode: str | None = None,
     device: str | torch.device = "cpu",
-    sample_z: bool = False,
+    sample_z: bool | None = None,
     env_id: str | None = None,
     **env_kwargs: Any,
 ) -> RealTwin:
@@ -135,8 +135,8 @@ def make_real(
     :param model: with a Dream id, the world model to see through (default: the shipped one).
     :param revision: Hub revision when the model is a Hub id.
     :param obs_type: ``"latent"``, ``"zch"``, ``"z"`` or ``"pixels"``, as in the dream.
-    :param sample_z: z drawn from V's posterior (the paper's Doom setup) instead of its mean; the
-        draws are seeded by ``reset(seed=...)``.
+    :param sample_z: z drawn from V's posterior (the paper's setup) instead of its mean; the draws are
+        seeded by ``reset(seed=...)``. None: the model's default (its config's ``real_sample_z``).
     :param render_mode: passed to the real env (``"human"`` to watch reality).
     :param env_id: the real env to make, instead of the model's ``env_id`` (same env name); the one way
         to make an id with a ``module:`` part, whose module Gymnasium imports: a checkpoint's own
@@ -164,4 +164,10 @@ def make_real(
         kwargs["render_mode"] = render_mode
     env = make_real_env(_real_env_id(cfg.env_id, env_id, source),
                         max_episode_steps=cfg.max_episode_steps + cfg.burn_in_steps, **kwargs)
-    return RealTwin(env, wm, obs_type, sample_z=sample_z)
+    return RealTwin(env, wm, obs_type, sample_z=default_sample_z(wm) if sample_z is None else sample_z)
+
+
+def default_sample_z(model: Backend) -> bool:
+    """Whether the real twin of ``model`` draws z from V's posterior by default (its config's ``real_sample_z``;
+    False for a backend without the field)."""
+    return bool(getattr(model.config, "real_sample_z", False))

@@ -111,6 +111,9 @@ class WorldModelConfig:
     :param render_fps: frames per second of renders and videos.
     :param burn_in_steps: start states were recorded after this many real steps; the real twin
         burns in the same number of steps with the neutral action.
+    :param real_sample_z: the real twin's default for z: True draws it from V's posterior (what an M trained on
+        sampled z saw, and what the paper's code fed its controllers), False takes the posterior mean;
+        ``make_real(sample_z=...)`` overrides it.
     :param num_start_states: how many (z, h, c) start states the checkpoint stores.
     :param storage_dtype: ``"float32"`` or ``"float16"`` on disk (always float32 in memory).
     :param dream: the dream's defaults against exploitation (temperature range, ensemble pessimism,
@@ -134,6 +137,7 @@ class WorldModelConfig:
     default_temperature: float = 1.0
     render_fps: int = 50
     burn_in_steps: int = 0
+    real_sample_z: bool = False
     num_start_states: int = 1
     storage_dtype: str = "float32"
     dream: "DreamOptions" = field(default_factory=lambda: DreamOptions())

@@ -44,6 +44,8 @@ class RecipeConfig:
     :param vision: / :param memory: the two stages' TrainConfigs.
     :param seq_len: steps per training window for M. :param val_fraction: episodes held out.
     :param sample_z: train M on z sampled from V's posterior (the paper) instead of its mean.
+    :param real_sample_z: the checkpoint's default for the real twin: z drawn from V's posterior (True) or its
+        mean (False, the default; the reproduction scripts' recorded numbers). Frame models only.
     :param num_start_states: start states kept (first latents of training episodes).
     :param default_temperature: the dream's default tau.
     :param storage_dtype: ``"float16"`` halves the checkpoint.
@@ -71,6 +73,7 @@ class RecipeConfig:
     seq_len: int = 64
     val_fraction: float = 0.1
     sample_z: bool = True
+    real_sample_z: bool = False
     num_start_states: int = 256
     default_temperature: float = 1.0
     storage_dtype: str = "float32"
@@ -142,6 +145,7 @@ def build_model_config(env_id: str, action_space: dict[str, Any], observation_sp
         max_episode_steps=spec.max_episode_steps if spec else time_limit(),
         default_temperature=cfg.default_temperature, render_fps=spec.render_fps if spec else 30,
         num_start_states=cfg.num_start_states, storage_dtype=cfg.storage_dtype,
+        real_sample_z=cfg.real_sample_z and frames,
     )
 
 

@@ -210,6 +210,24 @@ def test_real_twin_samples_z_from_the_posterior_seeded(model_dirs):
     assert not np.allclose(m, s1)
 
 
+def test_the_real_twin_takes_the_model_default_for_z_and_evaluate_records_it(tmp_path, model_dirs):
+    from dreamgym.evaluate import evaluate
+
+    model = make_tiny_model("carracing")
+    model.config.real_sample_z = True
+    model.save_pretrained(tmp_path / "m")
+    default = dreamgym.make_real("Dream-CarRacing-v0", model=str(tmp_path / "m"), obs_type="z")
+    sampled = dreamgym.make_real("Dream-CarRacing-v0", model=str(model_dirs["carracing"]), obs_type="z", sample_z=True)
+    mean = dreamgym.make_real("Dream-CarRacing-v0", model=str(tmp_path / "m"), obs_type="z", sample_z=False)
+    assert default.sample_z and not mean.sample_z
+    np.testing.assert_array_equal(default.reset(seed=0)[0], sampled.reset(seed=0)[0])  # the same V, the same draw
+    assert not np.allclose(default.reset(seed=0)[0], mean.reset(seed=0)[0])
+    kw = dict(env_id="Dream-CarRacing-v0", episodes=1, dream=False, workers=1)
+    assert evaluate("random", model=str(tmp_path / "m"), **kw)["real"]["sample_z"] is True
+    assert evaluate("random", model=str(tmp_path / "m"), sample_z=False, **kw)["real"]["sample_z"] is False
+    assert evaluate("random", model=str(model_dirs["carracing"]), **kw)["real"]["sample_z"] is False
+
+
 def test_nan_termination_head_or_decoder_stops_the_dream():
     model = make_tiny_model("carracing")
     with torch.no_grad():

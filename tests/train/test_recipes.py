@@ -73,7 +73,8 @@ def test_a_fresh_memory_on_a_kept_vision_learns_posterior_means(tmp_path, carrac
 
     first = train_world_model(carracing_data, tmp_path / "r0", RecipeConfig.tiny(), progress=False)
     main(["train", str(carracing_data), "--out", str(tmp_path / "r1"), "--preset", "tiny", "--init-from",
-          str(tmp_path / "r0"), "--keep-vision", "--fresh-memory", "--memory-z", "mean", "--memory-steps", "1",
+          str(tmp_path / "r0"), "--keep-vision", "--fresh-memory", "--memory-z", "mean", "--real-z", "sample",
+          "--memory-steps", "1",
           "--lr", "1e-9", "--seed", "7"])
     second = WorldModel.from_pretrained(tmp_path / "r1")
     for (name, a), b in zip(first.vision.state_dict().items(), second.vision.state_dict().values()):
@@ -85,6 +86,7 @@ def test_a_fresh_memory_on_a_kept_vision_learns_posterior_means(tmp_path, carrac
     training = json.loads((tmp_path / "r1" / "config.json").read_text())["summary"]["training"]
     assert training["memory_z"] == "mean" and training["fresh_memory"] and training["vision_steps"] == 0
     assert json.loads((tmp_path / "r1" / "recipe.json").read_text())["sample_z"] is False
+    assert second.config.real_sample_z and not first.config.real_sample_z
     with pytest.raises(ConfigError, match="fresh_memory=True keeps an existing V"):
         train_world_model(carracing_data, tmp_path / "r2", RecipeConfig.tiny(fresh_memory=True), progress=False)
 
