@@ -147,8 +147,7 @@ def _train(args: argparse.Namespace) -> None:
 
         if args.keep_vision or args.fresh_memory or args.ensemble or args.dropout or args.memory_z or args.real_z:
             raise ConfigError("--keep-vision, --fresh-memory, --memory-z, --real-z, --ensemble and --dropout are MDN-RNN "
-                              "options; "
-                              "drop them with --backend rssm.")
+                              "options; drop them with --backend rssm.")
         model = train_rssm(_data_dirs(args.data, out), out, rssm_recipe_from_args(args), resume=args.resume,
                            device=args.device)
     else:
