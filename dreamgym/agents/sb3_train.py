@@ -34,6 +34,10 @@ class SB3Config:
     :param obs_type: ``"latent"``, ``"z"`` or ``"pixels"`` (CnnPolicy).
     :param eval_real_every: evaluate in the REAL env every this many steps (0: never).
     :param eval_real_episodes: real episodes per evaluation. :param algo_kwargs: for the algorithm.
+    :param max_steps: dream episode length (None: the model's time limit); a cut episode is bootstrapped
+        (``TimeLimit.truncated``), so short dreams from the model's start states are MBPO's branched rollouts.
+    :param temperature_range, disagreement_penalty, halt_threshold, halt_penalty, termination: the dream's
+        options against exploitation (None: the model's default), as for CMA-ES.
     """
 
     env_id: str = "Dream-CarRacing-v0"
@@ -48,6 +52,18 @@ class SB3Config:
     eval_real_episodes: int = 3
     device: str = "cpu"
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    max_steps: int | None = None
+    temperature_range: list[float] | None = None
+    disagreement_penalty: float | None = None
+    halt_threshold: float | None = None
+    halt_penalty: float | None = None
+    termination: str | None = field(default=None, metadata={"choices": ("threshold", "sample")})
+
+    def dream_kwargs(self) -> dict[str, Any]:
+        """The dream options this run passes to its dreams (unset ones: the model's default)."""
+        given = dict(temperature_range=self.temperature_range, disagreement_penalty=self.disagreement_penalty,
+                     halt_threshold=self.halt_threshold, halt_penalty=self.halt_penalty, termination=self.termination)
+        return {k: v for k, v in given.items() if v is not None}
 
 
 def check_algo_fits(algo: str, action_space: spaces.Space) -> None:
@@ -106,9 +122,13 @@ def train_sb3(cfg: SB3Config, out: str | Path, progress: bool = True, callbacks:
     if dream_id not in DREAMS:
         raise ConfigError(f"env_id must be a Dream id, one of {sorted(DREAMS)}; got {cfg.env_id!r}.")
     world_model = cfg.model or DREAMS[dream_id].pretrained
+    if cfg.max_steps is not None and cfg.max_steps < 1:
+        raise ConfigError(f"max_steps must be >= 1 (or None: the model's time limit), got {cfg.max_steps}.")
+    limit = {} if cfg.max_steps is None else {"max_episode_steps": cfg.max_steps}
     venv = DreamVecEnv(dream_id, n_envs=cfg.n_envs, model=world_model, temperature=cfg.temperature,
-                       obs_type=cfg.obs_type, device=cfg.device)
+                       obs_type=cfg.obs_type, device=cfg.device, **limit, **cfg.dream_kwargs())
     check_algo_fits(cfg.algo, venv.action_space)
+    temperature = float(venv.dream.temperature)  # before learning: a tau range makes it one per env
     policy = "CnnPolicy" if cfg.obs_type == "pixels" else "MlpPolicy"
     # VecMonitor records episode returns, so SB3's logger shows rollout/ep_rew_mean for the dream
     agent = ALGOS[cfg.algo.lower()](policy, VecMonitor(venv), seed=cfg.seed, verbose=0, device=cfg.device,
@@ -125,7 +145,8 @@ def train_sb3(cfg: SB3Config, out: str | Path, progress: bool = True, callbacks:
     zip_path = out / f"{cfg.algo.lower()}-{dream_id}.zip"
     agent.save(zip_path)
     meta = {"algo": cfg.algo.lower(), "env_id": dream_id, "obs_type": cfg.obs_type, "world_model": str(world_model),
-            "temperature": venv.dream.temperature, "config": asdict(cfg),
+            "temperature": temperature, "config": asdict(cfg),
+            "max_episode_steps": venv.dream.max_episode_steps,
             "real_eval": real_cb.history if real_cb else []}
     atomic_write_text(out / "agent.json", json.dumps(meta, sort_keys=True, indent=2, default=float) + "\n")
     return agent
