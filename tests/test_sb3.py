@@ -110,3 +110,36 @@ def test_set_options_reach_the_dream_once_as_in_dummy_vec_env(model_dirs):
     venv.set_options([{"a": 1}, {"a": 2}])
     with pytest.raises(ConfigError, match="one dict for every env"):
         venv.reset()
+
+
+def test_train_agent_sb3_passes_the_dream_options_and_the_episode_length(tmp_path, model_dirs):
+    """`train-agent --algo ppo` with dream options and --max-steps: the dreams PPO learns in get them
+    (they used to reach CMA-ES only), and agent.json records them."""
+    import json
+
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from dreamgym.agents import sb3_train
+    from dreamgym.cli import build_parser
+    from dreamgym.argtypes import config_from_args
+
+    seen = {}
+
+    class Look(BaseCallback):
+        def _on_step(self) -> bool:
+            dream = self.training_env.venv.dream
+            seen.update(limit=dream.max_episode_steps, opts=dream._batch.options)
+            return True
+
+    model = model_dirs["pendulum"]
+    args = build_parser().parse_args(["train-agent", "Dream-Pendulum-v0", "--out", str(tmp_path / "r"), "--algo", "ppo",
+                                      "--model", str(model), "--steps", "64", "--n-envs", "4", "--max-steps", "5",
+                                      "--temperature-range", "0.5", "0.9", "--algo-kwargs",
+                                      '{"n_steps": 16, "batch_size": 32, "n_epochs": 1}'])
+    cfg = config_from_args(sb3_train.SB3Config, args)
+    assert (cfg.max_steps, cfg.temperature_range) == (5, [0.5, 0.9])
+    sb3_train.train_sb3(cfg, tmp_path / "r", progress=False, callbacks=[Look()])
+    assert seen["limit"] == 5 and list(seen["opts"].temperature_range) == [0.5, 0.9]
+    meta = json.loads((tmp_path / "r" / "agent.json").read_text())
+    assert meta["max_episode_steps"] == 5 and meta["config"]["temperature_range"] == [0.5, 0.9]
+    assert isinstance(meta["temperature"], float)
