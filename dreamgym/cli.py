@@ -473,9 +473,8 @@ def _add_train_agent_parser(sub: Any) -> None:
     p.add_argument("--init", help="cmaes: start the search from this controller directory (fine-tuning; "
                                        "default: from zero)")
     _add_cmaes_args(p)
-    p.add_argument("--max-steps", type=positive_int, help="CMA-ES rollout length; SB3: dream episode length, cut "
-                   "episodes bootstrapped (short dreams from the start states: MBPO's branched rollouts; "
-                   "default: the time limit)")
+    p.add_argument("--max-steps", type=positive_int, help="CMA-ES rollout length; SB3: dream episode length, a cut "
+                   "episode bootstrapped as a time limit (default: the time limit)")
     field_argument(p, SB3Config, "steps", type=positive_int, help="SB3: total dream steps")
     field_argument(p, SB3Config, "n_envs", type=positive_int, help="SB3: dreams stepped together")
     field_argument(p, DreamerConfig, "num_envs", type=positive_int, help="dreamer: dreams imagined together")

@@ -34,8 +34,8 @@ class SB3Config:
     :param obs_type: ``"latent"``, ``"z"`` or ``"pixels"`` (CnnPolicy).
     :param eval_real_every: evaluate in the REAL env every this many steps (0: never).
     :param eval_real_episodes: real episodes per evaluation. :param algo_kwargs: for the algorithm.
-    :param max_steps: dream episode length (None: the model's time limit); a cut episode is bootstrapped
-        (``TimeLimit.truncated``), so short dreams from the model's start states are MBPO's branched rollouts.
+    :param max_steps: dream episode length (None: the model's time limit); SB3 bootstraps a cut episode
+        (``TimeLimit.truncated``).
     :param temperature_range, disagreement_penalty, halt_threshold, halt_penalty, termination: the dream's
         options against exploitation (None: the model's default), as for CMA-ES.
     """
@@ -122,8 +122,6 @@ def train_sb3(cfg: SB3Config, out: str | Path, progress: bool = True, callbacks:
     if dream_id not in DREAMS:
         raise ConfigError(f"env_id must be a Dream id, one of {sorted(DREAMS)}; got {cfg.env_id!r}.")
     world_model = cfg.model or DREAMS[dream_id].pretrained
-    if cfg.max_steps is not None and cfg.max_steps < 1:
-        raise ConfigError(f"max_steps must be >= 1 (or None: the model's time limit), got {cfg.max_steps}.")
     limit = {} if cfg.max_steps is None else {"max_episode_steps": cfg.max_steps}
     venv = DreamVecEnv(dream_id, n_envs=cfg.n_envs, model=world_model, temperature=cfg.temperature,
                        obs_type=cfg.obs_type, device=cfg.device, **limit, **cfg.dream_kwargs())
