@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dreamgym.agents.controller import LinearController
+from dreamgym.envs.core import DreamOptionFields
 from dreamgym.envs.dream_vector import DreamVectorEnv
 from dreamgym.errors import ConfigError
 from dreamgym.models.world_model import WorldModel, check_temperature
@@ -34,7 +35,7 @@ RESUME_MAY_CHANGE = ("generations", "device")  # more generations extend a run; 
 
 
 @dataclass
-class CMAESConfig:
+class CMAESConfig(DreamOptionFields):
     """A CMA-ES run (the paper's defaults: population 64, 16 rollouts, re-score 1024 every 25).
 
     :param env_id: the Dream id. :param model: its world model (None: the shipped one).
@@ -78,16 +79,6 @@ class CMAESConfig:
     seed_sharing: str = field(default="all", metadata={"choices": ("all", "pairs")})
     bias: bool = True
     discrete: str = field(default="argmax", metadata={"choices": ("argmax", "threshold")})
-    temperature_range: list[float] | None = None
-    disagreement_penalty: float | None = None
-    halt_threshold: float | None = None
-    halt_penalty: float | None = None
-    termination: str | None = field(default=None, metadata={"choices": ("threshold", "sample")})
-
-    def dream_kwargs(self) -> dict[str, Any]:
-        """The dream options this run passes to its DreamVectorEnv (None: the model's default)."""
-        return dict(temperature_range=self.temperature_range, disagreement_penalty=self.disagreement_penalty,
-                    halt_threshold=self.halt_threshold, halt_penalty=self.halt_penalty, termination=self.termination)
 
     def validate(self) -> None:
         if self.env_id.split(":", 1)[-1] not in DREAMS:

@@ -14,7 +14,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecMonitor
 
 from dreamgym.agents.sb3_io import ALGOS
-from dreamgym.envs.core import OBS_TYPES
+from dreamgym.envs.core import OBS_TYPES, DreamOptionFields
 from dreamgym.errors import ConfigError
 from dreamgym.registry import DREAMS
 from dreamgym.rollout import run_episodes
@@ -25,7 +25,7 @@ OFF_POLICY_BOX = ("sac", "td3", "ddpg")
 
 
 @dataclass
-class SB3Config:
+class SB3Config(DreamOptionFields):
     """An SB3 run in a dream.
 
     :param env_id: the Dream id. :param algo: ``ppo``, ``a2c``, ``sac``, ``td3``, ``ddpg`` or ``dqn``.
@@ -53,17 +53,6 @@ class SB3Config:
     device: str = "cpu"
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     max_steps: int | None = None
-    temperature_range: list[float] | None = None
-    disagreement_penalty: float | None = None
-    halt_threshold: float | None = None
-    halt_penalty: float | None = None
-    termination: str | None = field(default=None, metadata={"choices": ("threshold", "sample")})
-
-    def dream_kwargs(self) -> dict[str, Any]:
-        """The dream options this run passes to its dreams (unset ones: the model's default)."""
-        given = dict(temperature_range=self.temperature_range, disagreement_penalty=self.disagreement_penalty,
-                     halt_threshold=self.halt_threshold, halt_penalty=self.halt_penalty, termination=self.termination)
-        return {k: v for k, v in given.items() if v is not None}
 
 
 def check_algo_fits(algo: str, action_space: spaces.Space) -> None:

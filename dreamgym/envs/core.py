@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, NamedTuple, Sequence
 
 import numpy as np
@@ -288,6 +288,25 @@ def draw_episode(rng_: np.random.Generator, model: Backend, options: DreamOption
 
 
 DREAM_OPTION_NAMES = tuple(f.name for f in fields(DreamOptions))
+
+
+@dataclass(kw_only=True)
+class DreamOptionFields:
+    """The dream options an agent's run (CMA-ES, SB3) passes to its dreams; None: the model's default.
+
+    Keyword-only, so a run config that inherits them keeps its own positional fields first.
+    """
+
+    temperature_range: list[float] | None = None
+    disagreement_penalty: float | None = None
+    halt_threshold: float | None = None
+    halt_penalty: float | None = None
+    termination: str | None = field(default=None, metadata={"choices": ("threshold", "sample")})
+
+    def dream_kwargs(self) -> dict[str, Any]:
+        """These options as DreamVectorEnv keyword arguments."""
+        return dict(temperature_range=self.temperature_range, disagreement_penalty=self.disagreement_penalty,
+                    halt_threshold=self.halt_threshold, halt_penalty=self.halt_penalty, termination=self.termination)
 
 
 def dream_options(model: Backend, overrides: dict[str, Any] | None) -> DreamOptions:
