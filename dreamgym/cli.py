@@ -416,11 +416,12 @@ def _add_collect_parser(sub: Any) -> None:
     p.add_argument("env_id", help="a registered Gymnasium id, e.g. CarRacing-v3")
     p.add_argument("--out", required=True, type=out_dir, help="dataset directory (new, or one to add episodes to)")
     field_argument(p, C, "episodes", type=positive_int, help="episodes the dataset should hold")
-    field_argument(p, C, "policy", help="who acts; held: a random action held for 1..10 steps (the paper's Doom data)")
+    field_argument(p, C, "policy", help="who acts; held: a random action held for 1..10 steps (the paper's Doom data); "
+                   "expert: a scripted driver reading the simulator's state (CarRacing; data only)")
     p.add_argument("--agent", help="controller directory or SB3 zip (with --policy agent; default: none)")
     p.add_argument("--agent-model", help="world model directory the agent sees reality through "
                                               "(with --policy agent; default: none)")
-    field_argument(p, C, "noise", type=nonneg_float, help="exploration noise of --policy agent")
+    field_argument(p, C, "noise", type=nonneg_float, help="exploration noise of --policy agent or expert")
     field_argument(p, C, "workers", type=nonneg_int, help="processes (0: every core)")
     field_argument(p, C, "seed", type=nonneg_int, help="episode i is seeded with seed + i")
     field_argument(p, C, "max_steps", type=positive_int, help="cap episode length (default: the env's time limit)")

@@ -32,13 +32,14 @@ from dreamgym.data.episodes import (
     write_episode,
     write_meta,
 )
+from dreamgym.data.experts import check_expert, make_expert
 from dreamgym.data.frames import FRAME_SIZE, extract_frames, preprocess_frames
 from dreamgym.errors import CheckpointError, ConfigError, DatasetError
 from dreamgym.registry import dream_spec_for_env, make_real_env
 from dreamgym.rollout import BrownianPolicy, RandomPolicy, play
 from dreamgym.spaces import space_to_dict
 
-POLICIES = ("random", "brownian", "agent", "held")
+POLICIES = ("random", "brownian", "agent", "held", "expert")
 LOCK_NAME = ".collect.lock"
 STALE_TMP_GLOBS = (".ep-*.npz.*.tmp", ".dataset.json.*.tmp")  # atomic_write's temp files of killed writers
 HOLD_MAX = 10  # policy "held": each random action lasts 1..HOLD_MAX steps (the paper's Doom data)
@@ -53,11 +54,13 @@ class CollectConfig:
     :param env_id: any registered Gymnasium env id. :param env_kwargs: its kwargs.
     :param out: dataset directory. :param episodes: how many episodes the dataset should hold.
     :param policy: ``"random"``, ``"brownian"`` (smoothly varying actions), ``"held"`` (a uniform
-        random action held for 1..10 steps, the paper's Doom data) or ``"agent"``.
+        random action held for 1..10 steps, the paper's Doom data), ``"agent"`` or ``"expert"`` (a
+        scripted driver that reads the simulator's state, :mod:`dreamgym.data.experts`; CarRacing).
     :param agent: with policy ``"agent"``: a controller directory or SB3 zip.
     :param agent_model: the world model the agent sees reality through (a checkpoint directory).
     :param noise: exploration noise for the agent: Gaussian std as a fraction of each Box
-        action's half-range, or the probability of a random Discrete action.
+        action's half-range, or the probability of a random Discrete action. For the expert: its
+        steering noise and how often it lapses (see :class:`dreamgym.data.experts.CarRacingPursuit`).
     :param brownian_sigma: per-step std of the brownian walk, as a fraction of the half-range.
     :param workers: processes; ``0`` uses every core.
     :param seed: episode i is reset with ``seed + i``.
@@ -87,6 +90,8 @@ class CollectConfig:
             raise ConfigError(f"policy must be one of {POLICIES}, got {self.policy!r}.")
         if self.policy == "agent" and (self.agent is None or self.agent_model is None):
             raise ConfigError("policy='agent' needs agent=<controller dir or SB3 zip> and agent_model=<world model dir>.")
+        if self.policy == "expert":
+            check_expert(self.env_id)
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}.")
         if self.workers < 0:
@@ -203,6 +208,8 @@ def _make_policy(cfg: CollectConfig, env: gym.Env, rng: np.random.Generator, age
         return BrownianPolicy(env.action_space, rng, cfg.brownian_sigma)
     if cfg.policy == "held":
         return HeldPolicy(env.action_space, rng)
+    if cfg.policy == "expert":
+        return make_expert(cfg.env_id, env, rng, cfg.noise)
     return AgentPolicy(agent, env.action_space, rng, cfg.noise)
 
 

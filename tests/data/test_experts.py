@@ -1,0 +1,80 @@
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from dreamgym.cli import main
+from dreamgym.data.collect import CollectConfig, collect
+from dreamgym.data.episodes import read_episode, read_meta, shard_paths
+from dreamgym.data.experts import CarRacingPursuit, make_expert
+from dreamgym.errors import ConfigError
+from dreamgym.rollout import BrownianPolicy
+
+
+def _drive(policy_for, steps, seed=3):
+    env = gym.make("CarRacing-v3")
+    obs, _ = env.reset(seed=seed)
+    policy, total, actions = policy_for(env), 0.0, []
+    for _ in range(steps):
+        action = policy(obs)
+        actions.append(action)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total += reward
+        if terminated or truncated:
+            break
+    tiles = env.unwrapped.tile_visited_count
+    env.close()
+    return total, tiles, np.asarray(actions)
+
+
+def test_the_carracing_expert_drives_the_track():
+    """Without noise it follows the track: over 250 steps (5 s of simulated time) it visits far more
+    tiles than a brownian driver and its return is positive where the brownian one's is not."""
+    rng = np.random.default_rng(0)
+    ret, tiles, actions = _drive(lambda env: make_expert("CarRacing-v3", env, rng, 0.0), 250)
+    b_ret, b_tiles, _ = _drive(lambda env: BrownianPolicy(env.action_space, np.random.default_rng(0)), 250)
+    assert tiles >= 40 and tiles > 3 * max(b_tiles, 1), (tiles, b_tiles)
+    assert ret > 100 and ret > b_ret + 100, (ret, b_ret)
+    space = gym.make("CarRacing-v3").action_space
+    assert all(space.contains(a) for a in actions)
+
+
+def test_expert_noise_adds_lapses_and_the_style_is_drawn_per_episode():
+    env = gym.make("CarRacing-v3")
+    env.reset(seed=0)
+    styles = {(e.v_straight, e.v_curve, e.look) for e in (CarRacingPursuit(env, np.random.default_rng(s)) for s in range(4))}
+    assert len(styles) == 4
+    noisy = CarRacingPursuit(env, np.random.default_rng(1), noise=1.0)  # a lapse begins with p 0.02 per step
+    actions, in_lapse = [], []
+    for _ in range(400):
+        actions.append(noisy(None))
+        in_lapse.append(noisy.lapse_left > 0 or np.array_equal(actions[-1], noisy.lapse_action))
+    actions, in_lapse = np.asarray(actions), np.asarray(in_lapse)
+    assert 10 <= in_lapse.sum() < 400, "no lapse (a random action held 10-40 steps) in 400 steps at noise 1"
+    lapse = actions[in_lapse]
+    assert (lapse[:, 2] == 0).all() and len(np.unique(lapse, axis=0)) < len(lapse) / 9  # held, no brake
+    quiet = CarRacingPursuit(env, np.random.default_rng(1), noise=0.0)
+    quiet_actions = np.asarray([quiet(None) for _ in range(400)])
+    assert quiet.lapse_left == 0 and (quiet_actions == quiet.steer_gas_brake()).all()  # the car did not move
+    env.close()
+
+
+def test_collect_with_the_expert_is_deterministic_and_recorded(tmp_path):
+    def run(out):
+        return collect(CollectConfig("CarRacing-v3", out=str(out), episodes=2, max_steps=40, workers=1,
+                                     policy="expert", noise=0.3, seed=5), progress=False)
+
+    run(tmp_path / "a"), run(tmp_path / "b")
+    assert read_meta(tmp_path / "a").policy["name"] == "expert"
+    a, b = (read_episode(p) for p in (shard_paths(tmp_path / "a")[1], shard_paths(tmp_path / "b")[1]))
+    assert np.array_equal(a.actions, b.actions) and np.array_equal(a.obs, b.obs)
+    assert a.actions[:, 1].max() > 0.5  # it steps on the gas
+
+
+def test_expert_for_an_env_without_one_is_refused(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="scripted expert.*CarRacing.*Pendulum-v1"):
+        CollectConfig("Pendulum-v1", out=str(tmp_path / "d"), policy="expert").validate()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["collect", "Pendulum-v1", "--out", str(tmp_path / "d"), "--policy", "expert"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "dreamgym collect: error: policy='expert'" in err and "Pendulum-v1" in err
+    assert not (tmp_path / "d").exists()
