@@ -34,12 +34,14 @@ class CarRacingPursuit:
 
     CURVE_POINTS = 15  # how far ahead to look for a curve (track points)
     CURVE_ANGLE = 0.5  # a heading change above this (rad) within CURVE_POINTS counts as a curve
+    LOST_ANGLE = 0.6  # a heading error above this (rad): drive slowly (v_lost) until back on course
 
     def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0) -> None:
         self.env, self.rng, self.noise = env, rng, noise
         self.v_straight = float(rng.uniform(45.0, 75.0))
         self.v_curve = float(rng.uniform(25.0, 40.0))
         self.look = int(rng.integers(4, 8))
+        self.v_lost = 12.0
         self.gain = 2.0
         self.lapse_left, self.lapse_action = 0, None
 
@@ -57,6 +59,8 @@ class CarRacingPursuit:
         steer = float(np.clip(-self.gain * err, -1.0, 1.0))
         turn = np.angle(np.exp(1j * (track[(i + self.CURVE_POINTS) % n][1] - track[i][1])))
         target = self.v_curve if abs(turn) > self.CURVE_ANGLE else self.v_straight
+        if abs(err) > self.LOST_ANGLE:  # off course (after a lapse): slow down so that the car can turn back
+            target = self.v_lost
         speed = float(np.linalg.norm(car.hull.linearVelocity))
         return np.array([steer, 0.6 if speed < target else 0.0, 0.6 if speed > target + 8 else 0.0], dtype=np.float32)
 
