@@ -78,3 +78,20 @@ def test_expert_for_an_env_without_one_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "dreamgym collect: error: policy='expert'" in err and "Pendulum-v1" in err
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("lapse", [[1.0, 1.0, 0.0], [-0.6, 0.8, 0.0]])
+def test_the_expert_finds_the_track_again_after_a_lapse(lapse):
+    """A lapse throws the car off course; the expert slows down, turns back and visits tiles again
+    (before it slowed down when off course, it could circle on the grass for the rest of the episode)."""
+    env = gym.make("CarRacing-v3")
+    obs, _ = env.reset(seed=300001)
+    expert = CarRacingPursuit(env, np.random.default_rng(0))
+    for t in range(60 + 40 + 300):
+        action = np.asarray(lapse, dtype=np.float32) if 60 <= t < 100 else expert(obs)
+        obs, *_ = env.step(action)
+        if t == 99:
+            after_lapse = env.unwrapped.tile_visited_count
+    regained = env.unwrapped.tile_visited_count - after_lapse
+    env.close()
+    assert regained >= 25, f"{regained} new tiles in the 300 steps after a lapse"
