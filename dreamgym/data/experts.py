@@ -26,7 +26,8 @@ class CarRacingPursuit:
     """Pure pursuit along CarRacing's track centre line, braking before curves.
 
     Without noise it scores about 790 over 1000 steps (3 episodes, seeds 1000-1002, target speeds 60
-    and 30). The episode's style is drawn once: target speed on straights in [45, 75], in curves in
+    and 30); at noise 0.2, 480 ± 165 (200 episodes, ``dreamgym collect CarRacing-v3 --policy expert
+    --noise 0.2 --seed 300000``; random actions score about -33). The episode's style is drawn once: target speed on straights in [45, 75], in curves in
     [25, 40], lookahead 4-7 track points. ``noise`` is the std of Gaussian steering noise, and also
     sets how often a lapse begins (probability ``noise / 50`` per step; a random gas/steer action
     held for 10-40 steps).
