@@ -38,6 +38,9 @@ class CarRacingPursuit:
     LOST_ANGLE = 0.6  # a heading error above this (rad): drive slowly (v_lost) until back on course
 
     def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0) -> None:
+        if not isinstance(env.action_space, gym.spaces.Box) or env.action_space.shape != (3,):
+            raise ConfigError(f"The CarRacing expert steers, brakes and accelerates: it needs the continuous "
+                              f"action space Box(3,), got {env.action_space}. Leave continuous=True (the default).")
         self.env, self.rng, self.noise = env, rng, noise
         self.v_straight = float(rng.uniform(45.0, 75.0))
         self.v_curve = float(rng.uniform(25.0, 40.0))

@@ -78,6 +78,9 @@ def test_expert_for_an_env_without_one_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "dreamgym collect: error: policy='expert'" in err and "Pendulum-v1" in err
     assert not (tmp_path / "d").exists()
+    discrete = gym.make("CarRacing-v3", continuous=False)
+    with pytest.raises(ConfigError, match=r"continuous action space Box\(3,\), got Discrete\(5\)"):
+        CarRacingPursuit(discrete, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("lapse", [[1.0, 1.0, 0.0], [-0.6, 0.8, 0.0]])
