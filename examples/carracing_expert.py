@@ -1,0 +1,104 @@
+"""CarRacing-v3 dreams from expert data, with and without dropout (Dropout's Dream Land's recipe), and agents
+trained only in them.
+
+Run: python examples/carracing_expert.py [--work runs/carracing-expert] [--only data x xd agents]
+
+Each part skips what is done, so the parts can run as separate processes (session 10 ran ``--only agents --dreams
+x`` beside ``--only xd``, then ``--only agents --dreams xd``, each with ``OMP_NUM_THREADS=1``). Steps (times and the
+table are in pretrained/README.md, "expert data, alone and with dropout dreams"):
+1. data: session 7's mix (60 brownian episodes, 60 driven by the shipped controller ``pretrained/carracing`` with
+   action noise 0.2), plus 200 episodes of the scripted expert (``--policy expert --noise 0.2``; 826 s with 2
+   workers)
+2. x: V and M + heads from scratch on the 320 episodes, session 7's recipe (VAE 3000 steps of 100 frames, M 3000
+   steps of 64 sequences of 64 steps), temperature 1.15 (1,228 s on 2 threads)
+3. xd: a fresh M + heads with dropout 0.1 on x's V (dreams draw a dropout mask per episode), same data and M
+   stage (672 s on one thread)
+4. per dream, seed and agent (PPO 300k steps, CMA-ES 20 generations of 32 x 8), trained only in the dream, then
+   scored over ``--episodes`` real episodes (seeds 1000 onward, z drawn from V's posterior) and as many dream
+   episodes (about 4-6 min per agent and score, one thread)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dreamgym.argtypes import parse_cli
+from dreamgym.cli import main
+from dreamgym.train.recipes import RecipeConfig, train_world_model
+from dreamgym.train.trainer import TrainConfig
+
+
+@dataclass
+class Args:
+    work: str = "runs/carracing-expert"
+    """run directory: data, both world models and every agent"""
+    only: list[str] = field(default_factory=lambda: ["data", "x", "xd", "agents"],
+                            metadata={"choices": ("data", "x", "xd", "agents")})
+    """which parts to run"""
+    dreams: list[str] = field(default_factory=lambda: ["x", "xd"], metadata={"choices": ("x", "xd")})
+    """the dreams the agents part trains in"""
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    """one run per agent and seed"""
+    algos: list[str] = field(default_factory=lambda: ["ppo", "cmaes"], metadata={"choices": ("ppo", "cmaes")})
+    """the agents"""
+    expert_episodes: int = 200
+    """episodes of the scripted expert"""
+    dropout: float = 0.1
+    """dropout on xd's M"""
+    episodes: int = 20
+    """real (and dream) episodes per agent's score"""
+
+
+AGENT_FLAGS = {
+    "cmaes": ["--generations", "20", "--population", "32", "--rollouts", "8", "--eval-every", "10",
+              "--eval-rollouts", "256", "--eval-candidate", "mean", "--seed-sharing", "pairs", "--resume",
+              "--dtype", "bfloat16"],
+    "ppo": ["--steps", "300000", "--n-envs", "64", "--algo-kwargs", '{"n_steps": 128, "batch_size": 1024}'],
+}
+
+
+def recipe(**overrides) -> RecipeConfig:
+    """Session 7's CarRacing recipe (the shipped one's stages at 3000 steps each)."""
+    stage = dict(lr=1e-3, val_every=500, checkpoint_every=250)
+    return RecipeConfig(vision=TrainConfig(steps=3000, batch_size=100, **stage),
+                        memory=TrainConfig(steps=3000, batch_size=64, **stage), seq_len=64, num_start_states=256,
+                        storage_dtype="float16", default_temperature=1.15, seed=0, **overrides)
+
+
+if __name__ == "__main__":  # real episodes may run in worker processes, which re-import this file
+    args = parse_cli(Args, description=__doc__)
+    work = Path(args.work)
+    data = [work / "data-brownian", work / "data-agent", work / "data-expert"]  # one dataset per policy
+    models = {"x": work / "x", "xd": work / "xd"}
+
+    if "data" in args.only:  # collect only writes what is missing
+        main(["collect", "CarRacing-v3", "--episodes", "60", "--policy", "brownian", "--workers", "2", "--seed", "0",
+              "--out", str(data[0])])
+        main(["collect", "CarRacing-v3", "--episodes", "60", "--policy", "agent", "--agent",
+              "pretrained/carracing/controller", "--agent-model", "pretrained/carracing", "--noise", "0.2",
+              "--workers", "2", "--seed", "100000", "--out", str(data[1])])
+        main(["collect", "CarRacing-v3", "--episodes", str(args.expert_episodes), "--policy", "expert", "--noise",
+              "0.2", "--workers", "2", "--seed", "300000", "--out", str(data[2])])
+
+    x, xd = models["x"], models["xd"]
+    if "x" in args.only and not (x / "config.json").is_file():
+        train_world_model(data, x, recipe(), resume=(x / "stages").exists())
+    if "xd" in args.only and not (xd / "config.json").is_file():
+        train_world_model(data, xd, recipe(init_from=str(x), train_vision=False, fresh_memory=True,
+                                           dropout=args.dropout), resume=(xd / "stages").exists())
+
+    if "agents" in args.only:
+        for seed in args.seeds:
+            for name in args.dreams:
+                for algo in args.algos:
+                    run = work / f"{name}-{algo}-s{seed}"
+                    if (run / "eval.json").is_file():
+                        continue
+                    start = time.perf_counter()
+                    main(["train-agent", "Dream-CarRacing-v0", "--algo", algo, "--model", str(models[name]),
+                          "--temperature", "1.15", "--seed", str(seed), "--out", str(run), *AGENT_FLAGS[algo]])
+                    (run / "train_seconds.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
+                    main(["evaluate", str(run), "--episodes", str(args.episodes), "--seed", "1000", "--temperature",
+                          "1.15", "--workers", "1", "--sample-z"])
