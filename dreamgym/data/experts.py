@@ -48,20 +48,25 @@ class CarRacingPursuit:
         self.v_lost = 12.0
         self.gain = 2.0
         self.lapse_left, self.lapse_action = 0, None
+        self.points: np.ndarray | None = None  # the track's centre line (read on the first step)
+        self.headings: np.ndarray | None = None
 
     def steer_gas_brake(self) -> np.ndarray:
         """The noiseless action for the car's current state."""
         u = self.env.unwrapped
-        car, track = u.car, u.track
+        car = u.car
+        if self.points is None:  # the track is fixed for the episode, and the expert lives one episode
+            self.points = np.asarray([(t[2], t[3]) for t in u.track])
+            self.headings = np.asarray([t[1] for t in u.track])
+        points, headings = self.points, self.headings
         pos = np.asarray(car.hull.position, dtype=np.float64)
-        points = np.asarray([(t[2], t[3]) for t in track])
         n = len(points)
         i = int(np.argmin(np.linalg.norm(points - pos, axis=1)))
         to = points[(i + self.look) % n] - pos
         fwd = np.asarray(car.hull.GetWorldVector((0, 1)), dtype=np.float64)
         err = np.arctan2(fwd[0] * to[1] - fwd[1] * to[0], fwd @ to)  # > 0: the target is to the left
         steer = float(np.clip(-self.gain * err, -1.0, 1.0))
-        turn = np.angle(np.exp(1j * (track[(i + self.CURVE_POINTS) % n][1] - track[i][1])))
+        turn = np.angle(np.exp(1j * (headings[(i + self.CURVE_POINTS) % n] - headings[i])))
         target = self.v_curve if abs(turn) > self.CURVE_ANGLE else self.v_straight
         if abs(err) > self.LOST_ANGLE:  # off course (after a lapse): slow down so that the car can turn back
             target = self.v_lost
