@@ -26,16 +26,19 @@ class CarRacingPursuit:
     """Pure pursuit along CarRacing's track centre line, braking before curves.
 
     Without noise it scores about 790 over 1000 steps (3 episodes, seeds 1000-1002, target speeds 60
-    and 30); at noise 0.2, 480 ± 165 (200 episodes, ``dreamgym collect CarRacing-v3 --policy expert
-    --noise 0.2 --seed 300000``; random actions score about -33). The episode's style is drawn once: target speed on straights in [45, 75], in curves in
-    [25, 40], lookahead 4-7 track points. ``noise`` is the std of Gaussian steering noise, and also
-    sets how often a lapse begins (probability ``noise / 50`` per step; a random gas/steer action
-    held for 10-40 steps).
+    and 30). At noise 0.2 it scores 480 ± 165 (200 episodes, ``dreamgym collect CarRacing-v3 --policy
+    expert --noise 0.2 --seed 300000``; random actions score about -33).
+
+    The episode's style is drawn once: target speed on straights in [45, 75], in curves in [25, 40],
+    lookahead 4-7 track points. ``noise`` is the std of Gaussian steering noise, and also sets how often
+    a lapse begins (probability ``noise / 50`` per step; a random gas/steer action held for 10-40 steps).
     """
 
     CURVE_POINTS = 15  # how far ahead to look for a curve (track points)
     CURVE_ANGLE = 0.5  # a heading change above this (rad) within CURVE_POINTS counts as a curve
-    LOST_ANGLE = 0.6  # a heading error above this (rad): drive slowly (v_lost) until back on course
+    LOST_ANGLE = 0.6  # a heading error above this (rad): drive slowly (V_LOST) until back on course
+    V_LOST = 12.0  # target speed while off course
+    GAIN = 2.0  # steering per radian of heading error
 
     def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0) -> None:
         if not isinstance(env.action_space, gym.spaces.Box) or env.action_space.shape != (3,):
@@ -45,8 +48,6 @@ class CarRacingPursuit:
         self.v_straight = float(rng.uniform(45.0, 75.0))
         self.v_curve = float(rng.uniform(25.0, 40.0))
         self.look = int(rng.integers(4, 8))
-        self.v_lost = 12.0
-        self.gain = 2.0
         self.lapse_left, self.lapse_action = 0, None
         self.points: np.ndarray | None = None  # the track's centre line (read on the first step)
         self.headings: np.ndarray | None = None
@@ -65,11 +66,11 @@ class CarRacingPursuit:
         to = points[(i + self.look) % n] - pos
         fwd = np.asarray(car.hull.GetWorldVector((0, 1)), dtype=np.float64)
         err = np.arctan2(fwd[0] * to[1] - fwd[1] * to[0], fwd @ to)  # > 0: the target is to the left
-        steer = float(np.clip(-self.gain * err, -1.0, 1.0))
+        steer = float(np.clip(-self.GAIN * err, -1.0, 1.0))
         turn = np.angle(np.exp(1j * (headings[(i + self.CURVE_POINTS) % n] - headings[i])))
         target = self.v_curve if abs(turn) > self.CURVE_ANGLE else self.v_straight
         if abs(err) > self.LOST_ANGLE:  # off course (after a lapse): slow down so that the car can turn back
-            target = self.v_lost
+            target = self.V_LOST
         speed = float(np.linalg.norm(car.hull.linearVelocity))
         return np.array([steer, 0.6 if speed < target else 0.0, 0.6 if speed > target + 8 else 0.0], dtype=np.float32)
 
