@@ -401,12 +401,15 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
                    help="a dream step ends when p(done) > the model's threshold (the paper), or with p(done) "
                         "calibrated for the death weight the head was trained with (default: the model's, threshold)")
     p.add_argument("--halt-penalty", type=finite_float, help="the reward of a HALTed step (default: the model's, 0)")
+    p.add_argument("--no-dropout-masks", dest="dropout_masks", action="store_const", const=False, default=None,
+                   help="a dropout-trained M dreams with its mean network, not a fresh dropout mask per episode "
+                        "(default: the model's, a mask per episode)")
 
 
 def _dream_option_values(args: argparse.Namespace) -> dict[str, object]:
     return {"temperature_range": list(args.temperature_range) if args.temperature_range else None,
             "disagreement_penalty": args.disagreement_penalty, "halt_threshold": args.halt_threshold,
-            "halt_penalty": args.halt_penalty, "termination": args.termination}
+            "halt_penalty": args.halt_penalty, "termination": args.termination, "dropout_masks": args.dropout_masks}
 
 
 def _add_collect_parser(sub: Any) -> None:
@@ -576,13 +579,14 @@ def _add_iterate_parser(sub: Any) -> None:
 def _add_ship_parser(sub: Any) -> None:
     from dreamgym.ship import ShipConfig as S
 
-    p = sub.add_parser("ship", help="a run's world model, controller and scores as one pretrained-style folder")
+    p = sub.add_parser("ship", help="a run's world model, agent and scores as one pretrained-style folder")
     p.add_argument("world_model", help="a trained world-model directory (or a shipped folder to update)")
     p.add_argument("--out", required=True, type=out_dir, help="the folder to write, e.g. pretrained/carracing "
                                                              "(replaced once the new one loads)")
-    p.add_argument("--controller", help="controller or CMA-ES run directory, shipped as OUT/controller "
+    p.add_argument("--controller", help="the agent: a controller or CMA-ES run directory, shipped as OUT/controller, "
+                                        "or an SB3 train-agent run (zip + agent.json), shipped as OUT/agent "
                                         "(default: keep the one WORLD_MODEL holds)")
-    p.add_argument("--name", help="the name the shipped controller records for its dream (default: OUT's name)")
+    p.add_argument("--name", help="the name the shipped agent records for its dream (default: OUT's name)")
     p.add_argument("--eval", action="append", default=[], metavar="[NAME=]PATH",
                    help="a dreamgym evaluate JSON to ship as NAME (default NAME: its file name), paths made relative; "
                         "repeat for more")
@@ -592,6 +596,11 @@ def _add_ship_parser(sub: Any) -> None:
     field_argument(p, S, "fps", type=positive_float, help="frame rate of the GIF")
     field_argument(p, S, "termination", help="record this termination rule as the dream's default "
                                              "(default: unchanged)")
+    sample = p.add_mutually_exclusive_group()
+    sample.add_argument("--sample-z", dest="real_sample_z", action="store_const", const=True, default=None,
+                        help="record that the real twin draws z from V's posterior by default (default: unchanged)")
+    sample.add_argument("--mean-z", dest="real_sample_z", action="store_const", const=False,
+                        help="record that the real twin takes V's posterior mean by default (default: unchanged)")
     field_argument(p, S, "summary", type=json_object, help="JSON entries added to the world model's summary and card")
     p.set_defaults(func=_ship)
 

@@ -1,7 +1,8 @@
-"""Ship a run: its world model, controller and scores as one pretrained-style folder (``dreamgym ship``).
+"""Ship a run: its world model, agent and scores as one pretrained-style folder (``dreamgym ship``).
 
 The folder is what ``pretrained/<name>`` holds and ``dreamgym push`` uploads: the world model's config
-and weights, ``controller/`` (its config naming the shipped dream by ``name``), the ``eval*.json``
+and weights, the agent (a linear controller as ``controller/``, an SB3 agent as ``agent/``: its zip and
+agent.json, loaded without pickle; either names the shipped dream by ``name``), the ``eval*.json``
 results with paths relative to the folder, a dream-vs-real GIF, and both model cards regenerated from
 those numbers. It is built beside ``out`` and swapped in only once it loads strictly, so a failed ship
 leaves the folder that was there.
@@ -20,10 +21,12 @@ from typing import Any
 
 from dreamgym.checkpoint import read_json_object
 from dreamgym.errors import ConfigError
+from dreamgym.utils import atomic_write_text
 
 # a run's training leftovers: the shipped folder holds only what loads, plays and documents the model
 NOT_SHIPPED = ("stages", "latents", "recipe.json", "README.md", "*.tmp")
 VIDEO_NAME = "dream-vs-real.gif"
+AGENT_DIRS = ("controller", "agent")  # a shipped linear controller; a shipped SB3 agent (zip + agent.json)
 
 
 @dataclass
@@ -32,16 +35,19 @@ class ShipConfig:
 
     :param world_model: the world-model directory (a run's, or a shipped folder to update in place).
     :param out: the folder to write (replaced as a whole once the new one loads).
-    :param controller: a controller directory or CMA-ES run directory, shipped as ``out/controller``
-        (None: keep the one ``world_model`` already holds, if any).
-    :param name: what the shipped controller's config records as its world model, e.g. ``"carracing"``
+    :param controller: the agent: a controller directory or CMA-ES run directory, shipped as
+        ``out/controller``, or an SB3 run (zip + agent.json), shipped as ``out/agent``. It replaces any
+        agent ``world_model`` holds (None: keep the one it holds, if any).
+    :param name: what the shipped agent's metadata records as its world model, e.g. ``"carracing"``
         for ``pretrained/carracing`` (None: ``out``'s folder name).
     :param evals: shipped file name -> ``dreamgym evaluate`` JSON; the card lists them in this order,
         then any ``eval*.json`` the folder already holds.
     :param temperature: tau of the GIF's dream (None: the model's default).
-    :param video_steps: steps of the dream-vs-real GIF, played by the controller (0: no GIF).
+    :param video_steps: steps of the dream-vs-real GIF, played by the agent (0: no GIF).
     :param video_seed: its episode seed. :param fps: its frame rate.
     :param termination: record this rule as the dream's default termination (None: unchanged).
+    :param real_sample_z: record whether the real twin draws z from V's posterior by default (the paper's
+        code) or takes its mean (None: unchanged); ship what the agent's scores were measured with.
     :param summary: entries added to the world model's recorded summary (and so to its card).
     """
 
@@ -55,6 +61,7 @@ class ShipConfig:
     video_seed: int = 7
     fps: float = 25.0
     termination: str | None = field(default=None, metadata={"choices": ("threshold", "sample")})
+    real_sample_z: bool | None = None
     summary: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -87,16 +94,18 @@ def ship(cfg: ShipConfig) -> Path:
         model = load_backend(tmp)  # any backend: config.json's "backend" picks the class
         if cfg.termination is not None:
             model.config.dream.termination = cfg.termination
+        if cfg.real_sample_z is not None:
+            if not hasattr(model.config, "real_sample_z"):
+                raise ConfigError(f"real_sample_z: the {type(model).__name__} backend has no V posterior to draw "
+                                  "z from; leave it out.")
+            model.config.real_sample_z = cfg.real_sample_z
         model.config.summary.update(cfg.summary)
         model.save_pretrained(tmp)  # the config the GIF's dream plays by
         (tmp / "README.md").unlink()
         media = [VIDEO_NAME] if _ship_video(cfg, tmp) else [m for m in (VIDEO_NAME,) if (tmp / m).is_file()]
         model.save_pretrained(tmp, model_card_kwargs={"eval_results": evals, "media": media})
         load_backend(tmp)  # strict loads before the new folder replaces the old
-        if (tmp / "controller").is_dir():
-            from dreamgym.agents.controller import LinearController
-
-            LinearController.from_pretrained(tmp / "controller")
+        _check_agent(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -104,8 +113,10 @@ def ship(cfg: ShipConfig) -> Path:
     return out
 
 
-def _ship_controller(cfg: ShipConfig, tmp: Path) -> Path | None:
-    """Copy the controller into ``tmp/controller``, its config naming the shipped dream; return its source."""
+def _ship_controller(cfg: ShipConfig, tmp: Path) -> tuple[Path, str] | None:
+    """Copy the agent into ``tmp``, its metadata naming the shipped dream: a controller (or CMA-ES run) as
+    ``controller/``, an SB3 zip (with the ``agent.json`` train-agent writes beside it) as ``agent/``.
+    Return its source and the folder it shipped as; None when no new agent ships."""
     from dreamgym.agents import locate_agent
     from dreamgym.agents.controller import LinearController
 
@@ -115,38 +126,74 @@ def _ship_controller(cfg: ShipConfig, tmp: Path) -> Path | None:
         return None
 
     kind, path = locate_agent(Path(cfg.controller))
-    if kind != "controller":
-        raise ConfigError(f"controller {cfg.controller!r} is a {kind} agent; ship takes a controller or CMA-ES run "
-                          "directory.")
+    name = cfg.name or Path(cfg.out).name  # the shipped dream the agent sees reality through
+    for folder in AGENT_DIRS:  # an agent of the old world model would not fit the new one
+        shutil.rmtree(tmp / folder, ignore_errors=True)
+    if kind == "sb3":
+        meta_path = Path(path).parent / "agent.json"
+        if not meta_path.is_file():
+            raise ConfigError(f"SB3 agent {path}: no agent.json beside it. ship takes the folder `dreamgym "
+                              "train-agent` wrote (its zip and agent.json), which records the dream it acts in.")
+        meta = read_json_object(meta_path)
+        meta["world_model"] = name
+        if isinstance(meta.get("config"), dict) and "model" in meta["config"]:
+            meta["config"]["model"] = name
+        (tmp / "agent").mkdir()
+        shutil.copyfile(path, tmp / "agent" / Path(path).name)
+        atomic_write_text(tmp / "agent" / "agent.json", json.dumps(meta, sort_keys=True, indent=2) + "\n")
+        return Path(path).resolve(), "agent"
     controller = LinearController.from_pretrained(path)
-    controller.config.world_model = cfg.name or Path(cfg.out).name  # the shipped dream it sees reality through
-    shutil.rmtree(tmp / "controller", ignore_errors=True)
+    controller.config.world_model = name
     controller.save_pretrained(tmp / "controller")  # config, weights and a card naming that dream
-    return Path(path).resolve()
+    return Path(path).resolve(), "controller"
 
 
-def _ship_evals(cfg: ShipConfig, tmp: Path, controller: Path | None) -> list[dict[str, Any]]:
+def shipped_agent(folder: str | Path) -> Path | None:
+    """The agent a shipped folder holds (``controller/`` or ``agent/``), or None."""
+    for name in AGENT_DIRS:
+        if (Path(folder) / name).is_dir():
+            return Path(folder) / name
+    return None
+
+
+def _ship_evals(cfg: ShipConfig, tmp: Path, shipped: tuple[Path, str] | None) -> list[dict[str, Any]]:
     """Write the given results with folder-relative paths; return every eval*.json, given ones first."""
     from dreamgym.evaluate import ship_result
 
     for name, src in cfg.evals.items():
         result = read_json_object(src)
         path = Path(str(result.get("agent", {}).get("path", "")))
-        mine = controller is not None and path.is_dir() and path.resolve() == controller
-        ship_result(result, tmp / name, agent="controller" if mine else None)
+        mine = shipped is not None and path.exists() and path.resolve() == shipped[0]
+        ship_result(result, tmp / name, agent=shipped[1] if mine else None)
     names = list(cfg.evals) + sorted(p.name for p in tmp.glob("eval*.json") if p.name not in cfg.evals)
     return [read_json_object(tmp / n) for n in names]
 
 
+def _check_agent(tmp: Path) -> None:
+    """The shipped agent loads strictly and acts in the shipped dream for a few steps."""
+    import numpy as np
+
+    from dreamgym.evaluate import agent_info, evaluate_dream
+
+    agent = shipped_agent(tmp)
+    if agent is None:
+        return
+    returns = evaluate_dream(agent_info(agent, model=str(tmp)), episodes=1, max_steps=2)
+    if not np.isfinite(returns).all():
+        raise ConfigError(f"the agent to ship got a non-finite return {returns} in the shipped dream.")
+
+
 def _ship_video(cfg: ShipConfig, tmp: Path) -> bool:
-    """The controller's actions played in the dream (left, from V's latent of reality's first frame) and in the
+    """The agent's actions played in the dream (left, from V's latent of reality's first frame) and in the
     real env (right); False when there is no GIF to make."""
-    if cfg.video_steps == 0 or not (tmp / "controller").is_dir() or cfg.controller is None:
+    agent = shipped_agent(tmp)
+    if cfg.video_steps == 0 or agent is None or cfg.controller is None:
         return False
+    from dreamgym.evaluate import agent_info
     from dreamgym.viz.video import rollout_frames, write_video
 
-    dream_id = read_json_object(tmp / "controller" / "config.json")["env_id"]
-    frames = rollout_frames(dream_id, agent=str(tmp / "controller"), model=str(tmp), temperature=cfg.temperature,
+    dream_id = agent_info(agent, model=str(tmp)).env_id
+    frames = rollout_frames(dream_id, agent=str(agent), model=str(tmp), temperature=cfg.temperature,
                             steps=cfg.video_steps, seed=cfg.video_seed, side_by_side=True, scale=2)
     write_video(frames, tmp / VIDEO_NAME, fps=cfg.fps)
     return True

@@ -1,25 +1,35 @@
 """CarRacing-v3 dreams from expert data, with and without dropout (Dropout's Dream Land's recipe), and agents
-trained only in them.
+trained only in them. This is how the shipped pretrained/carracing was made (session 11: xd with dropout 0.2 and
+its PPO agent of seed 0).
 
-Run: python examples/carracing_expert.py [--work runs/carracing-expert] [--only data x xd agents]
+Run: python examples/carracing_expert.py [--work runs/carracing-expert] [--only data x xd agents eval100 ship]
 
 Each part skips what is done, so the parts can run as separate processes (session 10 ran ``--only agents --dreams
 x`` beside ``--only xd``, then ``--only agents --dreams xd``, each with ``OMP_NUM_THREADS=1``). Steps (times and the
 table are in pretrained/README.md, "expert data, alone and with dropout dreams"):
-1. data: session 7's mix (60 brownian episodes, 60 driven by the shipped controller ``pretrained/carracing`` with
-   action noise 0.2), plus 200 episodes of the scripted expert (``--policy expert --noise 0.2``; 826 s with 2
-   workers)
+1. data: session 7's mix (60 brownian episodes, 60 driven by session 7's shipped controller with action noise
+   0.2; that model and controller are read from git history, commit ``S7_SHIPPED``), plus 200 episodes of the
+   scripted expert (``--policy expert --noise 0.2``; 826 s with 2 workers)
 2. x: V and M + heads from scratch on the 320 episodes, session 7's recipe (VAE 3000 steps of 100 frames, M 3000
    steps of 64 sequences of 64 steps), temperature 1.15 (1,228 s on 2 threads)
-3. xd: a fresh M + heads with dropout 0.1 on x's V (dreams draw a dropout mask per episode), same data and M
-   stage (672 s on one thread)
+3. xd: a fresh M + heads with dropout ``--dropout`` on x's V (dreams draw a dropout mask per episode), same
+   data and M stage (747 s on one thread at 0.2, the shipped one; session 10 also measured 0.1, session 11 0.3)
 4. per dream, seed and agent (PPO 300k steps, CMA-ES 20 generations of 32 x 8), trained only in the dream, then
    scored over ``--episodes`` real episodes (seeds 1000 onward, z drawn from V's posterior) and as many dream
    episodes (about 4-6 min per agent and score, one thread)
+5. eval100: each xd PPO agent over 100 fresh real episodes (seeds 2000-2099, z drawn) and 100 dream episodes
+   (about 18 min per agent on one thread): the targets' protocol
+6. ship: xd and its PPO agent of seed ``--ship-seed`` as ``pretrained/carracing`` (``--ship-to``), with its
+   100-episode scores and random actions' (100 real episodes, seeds 1000-1099), the real twin drawing z from V's
+   posterior by default (what the scores were measured with)
 """
 
 from __future__ import annotations
 
+import io
+import subprocess
+import tarfile
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +45,7 @@ class Args:
     work: str = "runs/carracing-expert"
     """run directory: data, both world models and every agent"""
     only: list[str] = field(default_factory=lambda: ["data", "x", "xd", "agents"],
-                            metadata={"choices": ("data", "x", "xd", "agents")})
+                            metadata={"choices": ("data", "x", "xd", "agents", "eval100", "ship")})
     """which parts to run"""
     dreams: list[str] = field(default_factory=lambda: ["x", "xd"], metadata={"choices": ("x", "xd")})
     """the dreams the agents part trains in"""
@@ -45,10 +55,30 @@ class Args:
     """the agents"""
     expert_episodes: int = 200
     """episodes of the scripted expert"""
-    dropout: float = 0.1
+    dropout: float = 0.2
     """dropout on xd's M"""
     episodes: int = 20
     """real (and dream) episodes per agent's score"""
+    ship_seed: int = 0
+    """the seed of the xd PPO agent that ships"""
+    ship_to: str = "pretrained/carracing"
+    """where the ship part writes"""
+
+
+S7_SHIPPED = "6fae5b1ad052a4e9ea3bab4ac2de7d6ebd30b5c9"  # the last commit with session 7's carracing + controller
+
+
+def session7_model(work: Path) -> Path:
+    """pretrained/carracing as it was at commit S7_SHIPPED (its controller drove session 7's agent data), from git."""
+    out = work / "carracing-s7"
+    if not (out / "controller" / "config.json").is_file():
+        repo = Path(__file__).resolve().parent.parent
+        tar = subprocess.run(["git", "archive", S7_SHIPPED, "pretrained/carracing"], cwd=repo, check=True,
+                             capture_output=True).stdout
+        with tempfile.TemporaryDirectory(dir=work) as tmp, tarfile.open(fileobj=io.BytesIO(tar)) as archive:
+            archive.extractall(tmp)  # git's own archive of this repository
+            (Path(tmp) / "pretrained" / "carracing").rename(out)
+    return out
 
 
 AGENT_FLAGS = {
@@ -73,11 +103,13 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
     data = [work / "data-brownian", work / "data-agent", work / "data-expert"]  # one dataset per policy
     models = {"x": work / "x", "xd": work / "xd"}
 
+    work.mkdir(parents=True, exist_ok=True)
     if "data" in args.only:  # collect only writes what is missing
         main(["collect", "CarRacing-v3", "--episodes", "60", "--policy", "brownian", "--workers", "2", "--seed", "0",
               "--out", str(data[0])])
+        s7 = session7_model(work)
         main(["collect", "CarRacing-v3", "--episodes", "60", "--policy", "agent", "--agent",
-              "pretrained/carracing/controller", "--agent-model", "pretrained/carracing", "--noise", "0.2",
+              str(s7 / "controller"), "--agent-model", str(s7), "--noise", "0.2",
               "--workers", "2", "--seed", "100000", "--out", str(data[1])])
         main(["collect", "CarRacing-v3", "--episodes", str(args.expert_episodes), "--policy", "expert", "--noise",
               "0.2", "--workers", "2", "--seed", "300000", "--out", str(data[2])])
@@ -102,3 +134,19 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
                     (run / "train_seconds.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
                     main(["evaluate", str(run), "--episodes", str(args.episodes), "--seed", "1000", "--temperature",
                           "1.15", "--workers", "1", "--sample-z"])
+
+    if "eval100" in args.only:
+        for seed in args.seeds:
+            run = work / f"xd-ppo-s{seed}"
+            if not (run / "eval100.json").is_file():
+                main(["evaluate", str(run), "--episodes", "100", "--seed", "2000", "--temperature", "1.15",
+                      "--workers", "1", "--sample-z", "--json", str(run / "eval100.json")])
+
+    if "ship" in args.only:
+        run, random = work / f"xd-ppo-s{args.ship_seed}", work / "eval-random.json"
+        if not random.is_file():  # random actions, beside the agent on the card
+            main(["evaluate", "random", "--env-id", "Dream-CarRacing-v0", "--model", str(xd), "--episodes", "100",
+                  "--seed", "1000", "--temperature", "1.15", "--workers", "2", "--json", str(random)])
+        main(["ship", str(xd), "--out", args.ship_to, "--name", "carracing", "--controller", str(run),
+              "--eval", f"eval.json={run / 'eval100.json'}", "--eval", f"eval-random.json={random}",
+              "--temperature", "1.15", "--sample-z"])

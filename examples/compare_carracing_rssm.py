@@ -5,7 +5,8 @@ Run: python examples/compare_carracing_rssm.py [--work runs/carracing-compare] [
 Each part skips what is done, so the parts can run as separate processes (session 7 ran ``--only mdn``, then
 ``--only agents --dreams mdn``, beside ``--only rssm``, then ``--only agents --dreams rssm``, each with
 ``OMP_NUM_THREADS=1``; 1 h 40 min in all on 2 cores). Steps (times and the table are in pretrained/README.md):
-1. data: 60 brownian episodes, then 60 driven by the shipped controller (``pretrained/carracing``) with action
+1. data: 60 brownian episodes, then 60 driven by session 7's shipped controller (read from git history by
+   ``carracing_expert.session7_model``; ``pretrained/carracing`` ships a newer model since session 11) with action
    noise 0.2: the shipped model's data mix at half its size, 120,000 steps (about 10 min)
 2. the MDN-RNN dream, from scratch on these episodes: the shipped recipe (VAE 3000 steps of 100 frames, M + heads
    3000 steps of 64 sequences of 64 steps), temperature 1.15 (38 min on one thread)
@@ -60,14 +61,18 @@ TAU = {"mdn": "1.15", "rssm": "1.0"}
 if __name__ == "__main__":  # real episodes may run in worker processes, which re-import this file
     args = parse_cli(Args, description=__doc__)
     work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
     data = [work / "data-brownian", work / "data-agent"]  # one dataset per policy
     models = {"mdn": work / "mdnrnn", "rssm": work / "rssm"}
 
     if "data" in args.only:  # collect only writes what is missing
         main(["collect", "CarRacing-v3", "--episodes", "60", "--policy", "brownian", "--workers", "2", "--seed", "0",
               "--out", str(data[0])])
+        from carracing_expert import session7_model  # examples/ is on sys.path when this script runs
+
+        s7 = session7_model(work)
         main(["collect", "CarRacing-v3", "--episodes", "60", "--policy", "agent", "--agent",
-              "pretrained/carracing/controller", "--agent-model", "pretrained/carracing", "--noise", "0.2",
+              str(s7 / "controller"), "--agent-model", str(s7), "--noise", "0.2",
               "--workers", "2", "--seed", "100000", "--out", str(data[1])])
 
     mdn = models["mdn"]

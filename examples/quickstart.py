@@ -1,14 +1,16 @@
 """dreamgym's main job on a shipped model: train a controller ONLY in a dream, then score it in reality.
 
-Run: python examples/quickstart.py               (or `make demo`; CarRacing, ~4-8 min on a 2-core CPU)
+Run: python examples/quickstart.py               (or `make demo`; CarRacing, ~4-6 min on a 2-core CPU)
      python examples/quickstart.py --env pendulum (under a minute)
 No download: the world model ships in pretrained/.
 
 1. gym.make("Dream-CarRacing-v0") loads the shipped world model (pretrained/carracing), offline.
-2. CMA-ES trains the paper's linear controller (867 parameters on z‖h) in batched dreams.
-3. The controller runs unchanged in the REAL CarRacing-v3 (seeing it through the same V and M), next
-   to a random policy; dream and real scores are printed.
-4. A GIF plays the same actions in the dream and in reality side by side (dream-vs-real-carracing.gif).
+2. An agent learns only in batched dreams: for CarRacing, Stable-Baselines3's PPO on z‖h (64 dreams
+   stepped together); for Pendulum, CMA-ES on the paper's linear controller.
+3. The agent runs unchanged in the REAL env (seeing it through the same V and M), next to a random
+   policy; dream and real scores are printed. The CarRacing dream draws a fresh dropout mask in M per
+   episode (Dropout's Dream Land), so that the agent cannot rely on one model's errors.
+4. A GIF plays the same actions in the dream and in reality side by side (dream-vs-real-<env>.gif).
 """
 
 import os
@@ -20,15 +22,16 @@ import gymnasium as gym
 
 import dreamgym  # noqa: F401  (registers the Dream-* ids)
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
+from dreamgym.agents.sb3_train import SB3Config, train_sb3
 from dreamgym.argtypes import parse_cli
 from dreamgym.evaluate import evaluate, format_result
 from dreamgym.viz.video import rollout_frames, write_video
 
 JOBS = {  # settings per shipped dream: a few minutes each on 2 CPU cores
-    "carracing": dict(dream="Dream-CarRacing-v0", temperature=1.15, population=32, rollouts=8, generations=100,
-                      sigma0=0.1, dtype="bfloat16", real_episodes=10, gif_steps=300, fps=25),
-    "pendulum": dict(dream="Dream-Pendulum-v0", temperature=1.3, population=32, rollouts=16, generations=150,
-                     sigma0=0.5, dtype="float32", real_episodes=20, gif_steps=200, fps=30),
+    "carracing": dict(dream="Dream-CarRacing-v0", temperature=1.15, algo="ppo", steps=300_000, n_envs=64,
+                      algo_kwargs={"n_steps": 128, "batch_size": 1024}, seed=0, real_episodes=10, gif_steps=300, fps=25),
+    "pendulum": dict(dream="Dream-Pendulum-v0", temperature=1.3, algo="cmaes", population=32, rollouts=16,
+                     generations=150, sigma0=0.5, dtype="float32", seed=1, real_episodes=20, gif_steps=200, fps=30),
 }
 
 
@@ -38,6 +41,10 @@ class Args:
     """which shipped dream"""
     generations: int | None = None
     """CMA-ES generations (default: the job's)"""
+    steps: int | None = None
+    """PPO's dream steps (default: the job's)"""
+    seed: int | None = None
+    """the agent's seed (default: the job's)"""
 
 
 if __name__ == "__main__":  # real-env episodes run in worker processes, which re-import this file
@@ -49,24 +56,34 @@ if __name__ == "__main__":  # real-env episodes run in worker processes, which r
     print(f"dream: {env.unwrapped.model.config.env_id} world model from {env.unwrapped.model.source['path']}")
     print(f"observation {env.observation_space.shape} (z‖h), action {env.action_space}")
 
-    # 1. CMA-ES, only in the dream
+    # 1. an agent, only in the dream
     out = tempfile.mkdtemp(prefix="dreamgym-quickstart-")
-    config = CMAESConfig(dream, temperature=tau, population=job["population"], rollouts=job["rollouts"],
-                         generations=args.generations or job["generations"], eval_every=25, eval_rollouts=256,
-                         sigma0=job["sigma0"], seed=1, dtype=job["dtype"])
-    CMAESTrainer(config, out).train()
-    print(f"trained in the dream in {time.perf_counter() - start:.0f} s")
+    seed = job["seed"] if args.seed is None else args.seed
+    if job["algo"] == "ppo":
+        train_sb3(SB3Config(dream, algo="ppo", steps=args.steps or job["steps"], n_envs=job["n_envs"],
+                            temperature=tau, seed=seed, algo_kwargs=job["algo_kwargs"]), out)
+        agent_path = f"{out}/ppo-{dream}.zip"
+    else:
+        config = CMAESConfig(dream, temperature=tau, population=job["population"], rollouts=job["rollouts"],
+                             generations=args.generations or job["generations"], eval_every=25, eval_rollouts=256,
+                             sigma0=job["sigma0"], seed=seed, dtype=job["dtype"])
+        CMAESTrainer(config, out).train()
+        agent_path = f"{out}/controller"
+    print(f"trained {job['algo']} in the dream in {time.perf_counter() - start:.0f} s")
 
-    # 2. the controller in reality, beside a random policy
+    # 2. the agent in reality, beside a random policy
     n = job["real_episodes"]  # real episodes run in parallel worker processes
-    agent = evaluate(out, episodes=n, temperature=tau, seed=1000, workers=min(n, os.cpu_count() or 1))
+    agent = evaluate(agent_path, episodes=n, temperature=tau, seed=1000, workers=min(n, os.cpu_count() or 1),
+                     out=f"{out}/eval.json")
     random = evaluate("random", env_id=dream, episodes=n, seed=1000, dream=False, workers=min(n, os.cpu_count() or 1))
     print(format_result(agent))
+    gap = agent["gap"] / max(abs(agent["real"]["mean"]), 1e-9)
+    print(f"  the gap is {100 * gap:+.0f} % of the real score")
     print(f"  random policy in reality: {random['real']['mean']:.1f} ± {random['real']['std']:.1f}  ({n} episodes)")
 
     # 3. the same actions in the dream (left, started from V's latent of reality's first frame) and in reality
-    frames = rollout_frames(dream, agent=f"{out}/controller", temperature=tau, steps=job["gif_steps"], seed=7,
+    frames = rollout_frames(dream, agent=agent_path, temperature=tau, steps=job["gif_steps"], seed=7,
                             side_by_side=True, scale=2)
     gif = write_video(frames, f"dream-vs-real-{args.env}.gif", fps=job["fps"])
     print(f"wrote {gif} ({len(frames)} frames)")
-    print(f"done in {time.perf_counter() - start:.0f} s; controller saved in {out}/controller")
+    print(f"done in {time.perf_counter() - start:.0f} s; agent saved in {agent_path}")

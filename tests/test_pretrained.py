@@ -12,6 +12,7 @@ from dreamgym.backends import load_backend
 from dreamgym import CheckpointError, WorldModel
 from dreamgym.evaluate import agent_info, evaluate_dream
 from dreamgym.models.resolve import pretrained_path
+from dreamgym.ship import shipped_agent
 
 ROOT = Path(__file__).resolve().parent.parent / "pretrained"
 
@@ -48,14 +49,16 @@ SHIPPED = {  # name: (dream id, latent obs size z+h, real env)
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_a_shipped_dream_loads_by_default_with_its_controller(name):
+def test_a_shipped_dream_loads_by_default_with_its_agent(name):
     dream_id, obs_size, real_id = SHIPPED[name]
     env = gym.make(dream_id)  # no model=: pretrained/<name>, offline
     obs, info = env.reset(seed=0)
     assert info["model_source"]["pretrained"] == name and obs.shape == (obs_size,)
     assert env.unwrapped.model.config.env_id == real_id
     env.step(env.action_space.sample())
-    info = agent_info(ROOT / name / "controller")
+    agent = shipped_agent(ROOT / name)  # controller/ (a linear controller) or agent/ (an SB3 agent)
+    assert agent is not None
+    info = agent_info(agent)
     assert info.env_id == dream_id and info.world_model == name  # resolves to the shipped dream, not a run dir
     returns = evaluate_dream(info, episodes=4, seed=0, max_steps=50)
     assert returns.shape == (4,) and np.isfinite(returns).all()
@@ -76,8 +79,8 @@ def test_shipped_results_name_no_path_of_the_machine_that_measured_them(folder):
         agent = result.get("agent", {})
         for value in (agent.get("path", ""), agent.get("world_model", ""), json.dumps(result.get("model_source", {}))):
             assert not str(value).startswith("/") and "/work/" not in str(value) and "/tmp/" not in str(value), path
-        if agent.get("kind") == "controller" and agent.get("path") == "controller":
-            assert (folder / "controller" / "config.json").is_file()  # the controller it names ships beside it
+        if agent.get("path") in ("controller", "agent"):
+            assert (folder / agent["path"]).is_dir()  # the agent it names ships beside it
 
 
 def test_ship_result_writes_paths_relative_to_the_model(tmp_path):

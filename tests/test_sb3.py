@@ -134,12 +134,14 @@ def test_train_agent_sb3_passes_the_dream_options_and_the_episode_length(tmp_pat
     model = model_dirs["pendulum"]
     args = build_parser().parse_args(["train-agent", "Dream-Pendulum-v0", "--out", str(tmp_path / "r"), "--algo", "ppo",
                                       "--model", str(model), "--steps", "64", "--n-envs", "4", "--max-steps", "5",
-                                      "--temperature-range", "0.5", "0.9", "--algo-kwargs",
+                                      "--temperature-range", "0.5", "0.9", "--no-dropout-masks", "--algo-kwargs",
                                       '{"n_steps": 16, "batch_size": 32, "n_epochs": 1}'])
     cfg = config_from_args(sb3_train.SB3Config, args)
-    assert (cfg.max_steps, cfg.temperature_range) == (5, [0.5, 0.9])
+    assert (cfg.max_steps, cfg.temperature_range, cfg.dropout_masks) == (5, [0.5, 0.9], False)
     sb3_train.train_sb3(cfg, tmp_path / "r", progress=False, callbacks=[Look()])
     assert seen["limit"] == 5 and list(seen["opts"].temperature_range) == [0.5, 0.9]
+    assert seen["opts"].dropout_masks is False
     meta = json.loads((tmp_path / "r" / "agent.json").read_text())
     assert meta["max_episode_steps"] == 5 and meta["config"]["temperature_range"] == [0.5, 0.9]
+    assert meta["config"]["dropout_masks"] is False
     assert isinstance(meta["temperature"], float)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from dreamgym.agents.cmaes import CMAESConfig, CMAESTrainer
 from dreamgym.agents.controller import LinearController
+from dreamgym.agents.sb3_train import SB3Config, train_sb3
 from dreamgym.cli import main
 from dreamgym.evaluate import evaluate
 from dreamgym.models.world_model import WorldModel
@@ -51,6 +53,33 @@ def test_ship_writes_a_pretrained_folder_that_loads(run, tmp_path, capsys):
     assert WorldModel.from_pretrained(out).config.dream.termination == "sample"
     assert (out / "eval.json").is_file() and (out / "controller" / "README.md").is_file()
     assert "model-index" in (out / "README.md").read_text()
+
+
+def test_ship_takes_an_sb3_agent_as_agent_and_drops_the_old_models_controller(run, tmp_path):
+    ppo = tmp_path / "ppo"
+    train_sb3(SB3Config("Dream-Pendulum-v0", algo="ppo", steps=16, n_envs=2, model=str(run / "world_model"), max_steps=8,
+                        algo_kwargs={"n_steps": 8, "batch_size": 16, "n_epochs": 1}), ppo, progress=False)
+    evaluate(ppo, episodes=1, workers=1, real=False, out=ppo / "eval.json")
+    out = tmp_path / "pendulum"
+    main(["ship", str(run / "world_model"), "--out", str(out), "--controller", str(run / "agent"), "--video-steps", "0"])
+    assert (out / "controller").is_dir()
+    main(["ship", str(out), "--out", str(out), "--controller", str(ppo), "--eval", str(ppo / "eval.json"),
+          "--name", "pend", "--video-steps", "3", "--sample-z"])
+    assert WorldModel.from_pretrained(out).config.real_sample_z is True  # what the agent's scores were measured with
+    assert not (out / "controller").exists()  # the old agent does not stay beside the new one
+    assert {p.name for p in (out / "agent").iterdir()} == {"agent.json", "ppo-Dream-Pendulum-v0.zip"}
+    meta = json.loads((out / "agent" / "agent.json").read_text())
+    assert meta["world_model"] == meta["config"]["model"] == "pend" and meta["algo"] == "ppo"
+    assert json.loads((out / "eval.json").read_text())["agent"]["path"] == "agent"
+    assert (out / "dream-vs-real.gif").is_file()  # played by the PPO agent
+    again = evaluate(out / "agent", episodes=1, workers=1, real=False, model=str(out),
+                     out=tmp_path / "again.json")
+    assert np.isfinite(again["dream"]["mean"])
+
+    (ppo / "agent.json").unlink()  # a bare zip does not say which dream it acts in
+    with pytest.raises(SystemExit):
+        main(["ship", str(out), "--out", str(out), "--controller", str(ppo)])
+    assert (out / "agent" / "agent.json").is_file()  # the failed ship left the folder as it was
 
 
 def test_a_failed_ship_leaves_the_folder_that_was_there(run, tmp_path, capsys):

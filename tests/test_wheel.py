@@ -14,14 +14,15 @@ CHECK = """
 import gymnasium as gym, dreamgym
 from dreamgym.evaluate import agent_info, evaluate_dream
 from dreamgym.models.resolve import pretrained_path
+from dreamgym.ship import shipped_agent
 assert dreamgym.__file__.startswith({site!r}), dreamgym.__file__
 for name, dream in (("pendulum", "Dream-Pendulum-v0"), ("carracing", "Dream-CarRacing-v0"),
                     ("doom-takecover", "Dream-DoomTakeCover-v0")):
     env = gym.make(dream)
     _, info = env.reset(seed=0)
     assert info["model_source"]["path"].startswith({site!r}), info
-    if (pretrained_path(name) / "controller").is_dir():
-        assert evaluate_dream(agent_info(pretrained_path(name) / "controller"), 2, max_steps=5).shape == (2,)
+    agent = shipped_agent(pretrained_path(name))  # controller/ or agent/ (an SB3 zip)
+    assert agent is not None and evaluate_dream(agent_info(agent), 2, max_steps=5).shape == (2,)
 print("ok")
 """
 

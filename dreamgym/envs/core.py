@@ -302,11 +302,13 @@ class DreamOptionFields:
     halt_threshold: float | None = None
     halt_penalty: float | None = None
     termination: str | None = field(default=None, metadata={"choices": ("threshold", "sample")})
+    dropout_masks: bool | None = None
 
     def dream_kwargs(self) -> dict[str, Any]:
         """These options as DreamVectorEnv keyword arguments."""
         return dict(temperature_range=self.temperature_range, disagreement_penalty=self.disagreement_penalty,
-                    halt_threshold=self.halt_threshold, halt_penalty=self.halt_penalty, termination=self.termination)
+                    halt_threshold=self.halt_threshold, halt_penalty=self.halt_penalty, termination=self.termination,
+                    dropout_masks=self.dropout_masks)
 
 
 def dream_options(model: Backend, overrides: dict[str, Any] | None) -> DreamOptions:

@@ -158,6 +158,30 @@ def test_dropout_masks_fresh_per_episode_same_in_numpy_and_torch():
     np.testing.assert_allclose(c, d, atol=1e-4)
 
 
+def test_evaluate_scores_the_mean_dream_without_masks_and_records_it(tmp_path):
+    """`dreamgym evaluate --no-dropout-masks`: a dropout-trained M dreams with its mean network (the dream's
+    estimate of the real score, beside the masked training dream) and the result says so."""
+    import json
+
+    from dreamgym.agents.controller import LinearController
+    from dreamgym.cli import main
+
+    model = ensemble_model(k=1, dropout=0.5)
+    model.save_pretrained(tmp_path / "wm")
+    env = gym.make("Dream-CarRacing-v0", model=str(tmp_path / "wm"))
+    controller = LinearController.for_spaces(env.observation_space, env.action_space, env_id="Dream-CarRacing-v0",
+                                             world_model=str(tmp_path / "wm"))
+    controller.set_flat(np.random.default_rng(0).normal(size=controller.num_params))
+    controller.save_pretrained(tmp_path / "c")
+    scores = {}
+    for flags in ([], ["--no-dropout-masks"]):
+        out = tmp_path / f"eval{len(flags)}.json"
+        main(["evaluate", str(tmp_path / "c"), "--episodes", "4", "--dream-only", "--json", str(out), *flags])
+        scores[len(flags)] = json.loads(out.read_text())["dream"]
+    assert scores[1]["options"] == {"dropout_masks": False} and "options" not in scores[0]
+    assert scores[0]["returns"] != scores[1]["returns"]
+
+
 def test_options_are_recorded_in_config_json_and_read_back(tmp_path):
     model = ensemble_model(k=2, dropout=0.2)
     model.config.dream.temperature_range = [1.0, 1.3]
