@@ -302,6 +302,13 @@ def _ship(args: argparse.Namespace) -> None:
     print(f"shipped {args.world_model} to {out}: gym.make(\"Dream-...-v0\", model={str(out)!r})")
 
 
+def _ensemble(args: argparse.Namespace) -> None:
+    from dreamgym.agents.ensemble import write_ensemble
+
+    out = write_ensemble(args.agents, args.out)
+    print(f"wrote an ensemble of {len(args.agents)} agents to {out}: dreamgym evaluate {out}")
+
+
 def _push(args: argparse.Namespace) -> None:
     from dreamgym.hub import push
 
@@ -584,7 +591,8 @@ def _add_ship_parser(sub: Any) -> None:
     p.add_argument("--out", required=True, type=out_dir, help="the folder to write, e.g. pretrained/carracing "
                                                              "(replaced once the new one loads)")
     p.add_argument("--controller", help="the agent: a controller or CMA-ES run directory, shipped as OUT/controller, "
-                                        "or an SB3 train-agent run (zip + agent.json), shipped as OUT/agent "
+                                        "an SB3 train-agent run (zip + agent.json) or an agent ensemble, shipped as "
+                                        "OUT/agent "
                                         "(default: keep the one WORLD_MODEL holds)")
     p.add_argument("--name", help="the name the shipped agent records for its dream (default: OUT's name)")
     p.add_argument("--eval", action="append", default=[], metavar="[NAME=]PATH",
@@ -603,6 +611,15 @@ def _add_ship_parser(sub: Any) -> None:
                         help="record that the real twin takes V's posterior mean by default (default: unchanged)")
     field_argument(p, S, "summary", type=json_object, help="JSON entries added to the world model's summary and card")
     p.set_defaults(func=_ship)
+
+
+def _add_ensemble_parser(sub: Any) -> None:
+    p = sub.add_parser("ensemble", help="agents trained apart (e.g. seeds) as one agent: the mean of their actions")
+    p.add_argument("agents", nargs="+", help="train-agent runs (SB3: zip + agent.json) or controllers, all trained "
+                                            "in the same dream")
+    p.add_argument("--out", required=True, type=out_dir, help="the ensemble folder to write (evaluate, fidelity "
+                                                             "and ship read it like one agent)")
+    p.set_defaults(func=_ensemble)
 
 
 def _add_push_parser(sub: Any) -> None:
@@ -643,6 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fidelity_parser(sub)
     _add_iterate_parser(sub)
     _add_ship_parser(sub)
+    _add_ensemble_parser(sub)
     _add_push_parser(sub)
     _add_pull_parser(sub)
     register_viz(sub)  # dream | play | plot

@@ -46,7 +46,12 @@ def agent_info(path: str | Path, env_id: str | None = None, model: str | None = 
     from dreamgym.agents import locate_agent
 
     kind, p = locate_agent(p)
-    if kind == "controller":
+    if kind == "ensemble":
+        from dreamgym.agents.ensemble import read_ensemble
+
+        meta = read_ensemble(p)
+        info = AgentInfo(str(p), kind, meta["env_id"], meta["obs_type"], meta["world_model"])
+    elif kind == "controller":
         cfg = read_config(p)
         info = AgentInfo(str(p), kind, cfg.get("env_id", ""), cfg.get("obs_type", "latent"), cfg.get("world_model", ""))
     else:
@@ -132,7 +137,7 @@ def evaluate(
     sample_z: bool | None = None,
     dream_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Score an agent (controller dir, CMA-ES run, SB3 zip, or ``"random"``) in the dream and in reality.
+    """Score an agent (controller dir, CMA-ES run, SB3 zip, agent ensemble or ``"random"``) in the dream and in reality.
 
     Returns (and writes to ``out`` as JSON) ``{"dream": {mean, std, ...}, "real": {...}, "gap": dream - real}``.
     If ``out`` holds earlier results of the same agent, a part not measured now (``dream=False`` or

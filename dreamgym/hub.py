@@ -30,6 +30,11 @@ MAX_PUSH_FILE_BYTES = 50 * 1024**2
 def _kind(folder: Path) -> str:
     """What ``folder`` holds (:func:`dreamgym.checkpoint.detect`); CheckpointError when nothing to push."""
     kind = detect(folder)
+    if (folder / "ensemble.json").is_file():
+        raise CheckpointError(
+            f"{folder} is an agent ensemble; push uploads one agent per repo. Push each member folder "
+            f"({folder}/member-0, ...) on its own."
+        )
     if kind is None:
         raise CheckpointError(
             f"Nothing to push in {folder}: expected a world model (config.json + model.safetensors), a controller, "

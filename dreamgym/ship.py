@@ -21,7 +21,6 @@ from typing import Any
 
 from dreamgym.checkpoint import read_json_object
 from dreamgym.errors import ConfigError
-from dreamgym.utils import atomic_write_text
 
 # a run's training leftovers: the shipped folder holds only what loads, plays and documents the model
 NOT_SHIPPED = ("stages", "latents", "recipe.json", "README.md", "*.tmp")
@@ -117,7 +116,7 @@ def _ship_controller(cfg: ShipConfig, tmp: Path) -> tuple[Path, str] | None:
     """Copy the agent into ``tmp``, its metadata naming the shipped dream: a controller (or CMA-ES run) as
     ``controller/``, an SB3 zip (with the ``agent.json`` train-agent writes beside it) as ``agent/``.
     Return its source and the folder it shipped as; None when no new agent ships."""
-    from dreamgym.agents import locate_agent
+    from dreamgym.agents import copy_agent, locate_agent
     from dreamgym.agents.controller import LinearController
 
     if cfg.controller is None:
@@ -129,23 +128,13 @@ def _ship_controller(cfg: ShipConfig, tmp: Path) -> tuple[Path, str] | None:
     name = cfg.name or Path(cfg.out).name  # the shipped dream the agent sees reality through
     for folder in AGENT_DIRS:  # an agent of the old world model would not fit the new one
         shutil.rmtree(tmp / folder, ignore_errors=True)
-    if kind == "sb3":
-        meta_path = Path(path).parent / "agent.json"
-        if not meta_path.is_file():
-            raise ConfigError(f"SB3 agent {path}: no agent.json beside it. ship takes the folder `dreamgym "
-                              "train-agent` wrote (its zip and agent.json), which records the dream it acts in.")
-        meta = read_json_object(meta_path)
-        meta["world_model"] = name
-        if isinstance(meta.get("config"), dict) and "model" in meta["config"]:
-            meta["config"]["model"] = name
-        (tmp / "agent").mkdir()
-        shutil.copyfile(path, tmp / "agent" / Path(path).name)
-        atomic_write_text(tmp / "agent" / "agent.json", json.dumps(meta, sort_keys=True, indent=2) + "\n")
+    if kind == "ensemble":  # its members, gathered again under the shipped dream's name
+        from dreamgym.agents.ensemble import member_paths, write_ensemble
+
+        write_ensemble(member_paths(path), tmp / "agent", world_model=name)
         return Path(path).resolve(), "agent"
-    controller = LinearController.from_pretrained(path)
-    controller.config.world_model = name
-    controller.save_pretrained(tmp / "controller")  # config, weights and a card naming that dream
-    return Path(path).resolve(), "controller"
+    copy_agent(path, tmp / ("agent" if kind == "sb3" else "controller"), name)
+    return Path(path).resolve(), "agent" if kind == "sb3" else "controller"
 
 
 def shipped_agent(folder: str | Path) -> Path | None:
