@@ -2,7 +2,7 @@
 trained only in them. This is how the shipped pretrained/carracing was made (session 11: xd with dropout 0.2 and
 its PPO agent of seed 0).
 
-Run: python examples/carracing_expert.py [--work runs/carracing-expert] [--only data x xd agents eval100 ship]
+Run: python examples/carracing_expert.py [--work runs/carracing-expert] [--only data x xd agents eval100 ensembles ship]
 
 Each part skips what is done, so the parts can run as separate processes (session 10 ran ``--only agents --dreams
 x`` beside ``--only xd``, then ``--only agents --dreams xd``, each with ``OMP_NUM_THREADS=1``). Steps (times and the
@@ -19,9 +19,12 @@ table are in pretrained/README.md, "expert data, alone and with dropout dreams")
    episodes (about 4-6 min per agent and score, one thread)
 5. eval100: each xd PPO agent over 100 fresh real episodes (seeds 2000-2099, z drawn) and 100 dream episodes
    (about 18 min per agent on one thread): the targets' protocol
-6. ship: xd and its PPO agent of seed ``--ship-seed`` as ``pretrained/carracing`` (``--ship-to``), with its
-   100-episode scores and random actions' (100 real episodes, seeds 1000-1099), the real twin drawing z from V's
-   posterior by default (what the scores were measured with)
+6. ensembles: ``--ensembles`` agent ensembles in xd, each of ``--ensemble-size`` PPO seeds (seeds 0-2 form
+   ensemble 0, 3-5 ensemble 1, ...; PPO as in step 4), acting by the mean of their actions (``dreamgym
+   ensemble``), each scored as in step 5 (session 12)
+7. ship: xd and its PPO agent of seed ``--ship-seed`` (or its ensemble ``--ship-ensemble``) as
+   ``pretrained/carracing`` (``--ship-to``), with its 100-episode scores and random actions' (100 real episodes,
+   seeds 1000-1099), the real twin drawing z from V's posterior by default (what the scores were measured with)
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ class Args:
     work: str = "runs/carracing-expert"
     """run directory: data, both world models and every agent"""
     only: list[str] = field(default_factory=lambda: ["data", "x", "xd", "agents"],
-                            metadata={"choices": ("data", "x", "xd", "agents", "eval100", "ship")})
+                            metadata={"choices": ("data", "x", "xd", "agents", "eval100", "ensembles", "ship")})
     """which parts to run"""
     dreams: list[str] = field(default_factory=lambda: ["x", "xd"], metadata={"choices": ("x", "xd")})
     """the dreams the agents part trains in"""
@@ -59,8 +62,14 @@ class Args:
     """dropout on xd's M"""
     episodes: int = 20
     """real (and dream) episodes per agent's score"""
+    ensembles: int = 3
+    """agent ensembles the ensembles part makes in xd"""
+    ensemble_size: int = 3
+    """PPO seeds per ensemble"""
     ship_seed: int = 0
     """the seed of the xd PPO agent that ships"""
+    ship_ensemble: int | None = None
+    """ship this ensemble of xd (xd-ppo-eN) instead of the PPO agent of --ship-seed"""
     ship_to: str = "pretrained/carracing"
     """where the ship part writes"""
 
@@ -135,15 +144,29 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
                     main(["evaluate", str(run), "--episodes", str(args.episodes), "--seed", "1000", "--temperature",
                           "1.15", "--workers", "1", "--sample-z"])
 
+    def score100(run: Path) -> None:
+        if not (run / "eval100.json").is_file():
+            main(["evaluate", str(run), "--episodes", "100", "--seed", "2000", "--temperature", "1.15",
+                  "--workers", "1", "--sample-z", "--json", str(run / "eval100.json")])
+
+    if "ensembles" in args.only:
+        for e in range(args.ensembles):
+            runs = [work / f"xd-ppo-s{seed}" for seed in range(e * args.ensemble_size, (e + 1) * args.ensemble_size)]
+            for seed, run in enumerate(runs, start=e * args.ensemble_size):
+                if not (run / "agent.json").is_file():
+                    main(["train-agent", "Dream-CarRacing-v0", "--algo", "ppo", "--model", str(xd), "--temperature",
+                          "1.15", "--seed", str(seed), "--out", str(run), *AGENT_FLAGS["ppo"]])
+            if not (work / f"xd-ppo-e{e}" / "ensemble.json").is_file():
+                main(["ensemble", *map(str, runs), "--out", str(work / f"xd-ppo-e{e}")])
+            score100(work / f"xd-ppo-e{e}")
+
     if "eval100" in args.only:
         for seed in args.seeds:
-            run = work / f"xd-ppo-s{seed}"
-            if not (run / "eval100.json").is_file():
-                main(["evaluate", str(run), "--episodes", "100", "--seed", "2000", "--temperature", "1.15",
-                      "--workers", "1", "--sample-z", "--json", str(run / "eval100.json")])
+            score100(work / f"xd-ppo-s{seed}")
 
     if "ship" in args.only:
-        run, random = work / f"xd-ppo-s{args.ship_seed}", work / "eval-random.json"
+        run = work / (f"xd-ppo-s{args.ship_seed}" if args.ship_ensemble is None else f"xd-ppo-e{args.ship_ensemble}")
+        random = work / "eval-random.json"
         if not random.is_file():  # random actions, beside the agent on the card
             main(["evaluate", "random", "--env-id", "Dream-CarRacing-v0", "--model", str(xd), "--episodes", "100",
                   "--seed", "1000", "--temperature", "1.15", "--workers", "2", "--json", str(random)])

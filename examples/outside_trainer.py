@@ -95,19 +95,22 @@ def train_ppo(args: Args):
     return lambda obs: model.predict(obs, deterministic=True)[0]
 
 
-def score(act, make_env, episodes: int, seed: int) -> tuple[float, float]:
+def score(act, make_env, episodes: int, seed: int) -> tuple[float, float, np.ndarray]:
+    """Mean and std of the returns, and the mean action taken."""
     env = make_env()
-    returns = []
+    returns, actions = [], []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
         done, total = False, 0.0
         while not done:
-            obs, r, term, trunc, _ = env.step(act(obs))
+            action = act(obs)
+            obs, r, term, trunc, _ = env.step(action)
+            actions.append(np.abs(action))
             total += float(r)
             done = term or trunc
         returns.append(total)
     env.close()
-    return float(np.mean(returns)), float(np.std(returns))
+    return float(np.mean(returns)), float(np.std(returns)), np.mean(actions, axis=0)
 
 
 if __name__ == "__main__":
@@ -117,5 +120,6 @@ if __name__ == "__main__":
     train_s = time.perf_counter() - t0
     dream = score(act, lambda: gym.make(args.dream), args.episodes, args.real_seed)
     real = score(act, lambda: dreamgym.make_real(args.dream), args.episodes, args.real_seed)
+    print(f"mean |action|: dream {np.round(dream[2], 2).tolist()}, real {np.round(real[2], 2).tolist()}")
     print(f"{args.trainer} seed {args.seed}: trained {train_s:.0f} s; dream {dream[0]:.1f} ± {dream[1]:.1f}, "
           f"real {real[0]:.1f} ± {real[1]:.1f} ({args.episodes} episodes each)")

@@ -85,6 +85,9 @@ def read_ensemble(folder: str | Path) -> dict[str, Any]:
     for m in members:
         if not (folder / m).is_dir():
             raise CheckpointError(f"{where} names member {m!r}, but {folder / m} is not a folder.")
+    if meta.get("combine", "mean action") != "mean action":
+        raise CheckpointError(f"{where}: 'combine' must be 'mean action' (the one way this dreamgym combines "
+                              f"members), got {str(meta.get('combine'))[:80]}.")
     for key in _SHARED:
         if not isinstance(meta.get(key), str):
             raise CheckpointError(f"{where}: expected a string {key!r}, got {str(meta.get(key))[:80]}.")
@@ -126,6 +129,8 @@ def write_ensemble(runs: Sequence[str | Path], out: str | Path, world_model: str
     if not 1 <= len(runs) <= MAX_MEMBERS:
         raise ConfigError(f"An ensemble takes 1 to {MAX_MEMBERS} agents, got {len(runs)}.")
     out = Path(out)
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # an empty folder holds nothing to keep
     if out.exists() and not is_ensemble(out):
         raise ConfigError(f"{out} exists and is not an ensemble; pass a new folder for --out.")
     infos = [agent_info(r) for r in runs]
@@ -150,9 +155,13 @@ def write_ensemble(runs: Sequence[str | Path], out: str | Path, world_model: str
                 "obs_type": infos[0].obs_type, "world_model": name, "combine": "mean action",
                 "sources": [Path(r).name for r in runs]}  # names, not this machine's paths
         atomic_write_text(tmp / ENSEMBLE_FILE, json.dumps(meta, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
+        old = None
+        if out.exists():  # the old ensemble steps aside until the new one is in place
+            old = out.with_name(f".{out.name}.old-{tmp.name}")
+            out.rename(old)
         tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -112,6 +112,16 @@ def test_an_ensemble_json_from_a_newer_dreamgym_or_missing_fields_is_refused(age
     (out / "ensemble.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "world_model"}))
     with pytest.raises(CheckpointError, match="world_model"):
         read_ensemble(out)
+    (out / "ensemble.json").write_text(json.dumps({**meta, "combine": "median"}))
+    with pytest.raises(CheckpointError, match="combine"):
+        read_ensemble(out)
+
+
+def test_writing_an_ensemble_again_replaces_the_old_one_whole(agents, tmp_path):
+    out = write_ensemble([agents / "ppo0", agents / "ppo1"], tmp_path / "ens")
+    write_ensemble([agents / "ppo1"], out)
+    assert read_ensemble(out)["sources"] == ["ppo1"] and not (out / "member-1").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ens"]  # no temporary or old folder left
 
 
 def test_ship_takes_an_ensemble_as_its_agent(agents, model_dirs, tmp_path):
