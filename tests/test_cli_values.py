@@ -41,7 +41,7 @@ def test_every_flag_has_help_and_shows_its_default():
             if optional:  # a value flag: its help says what happens without it
                 helps = sub._get_formatter()._get_help_string(action)
                 assert "default" in helps, f"dreamgym {name} {action.option_strings[0]}: help shows no default"
-        assert "(default: " in text or name in ("push", "pull", "validate", "plot")
+        assert "(default: " in text or name in ("push", "pull", "validate", "plot", "ensemble")
 
 
 OUT = ["--out", "runs/x"]

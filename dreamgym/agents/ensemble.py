@@ -134,10 +134,8 @@ def write_ensemble(runs: Sequence[str | Path], out: str | Path, world_model: str
     if out.exists() and not is_ensemble(out):
         raise ConfigError(f"{out} exists and is not an ensemble; pass a new folder for --out.")
     infos = [agent_info(r) for r in runs]
-    for key in _SHARED:
+    for key in _SHARED if world_model is None else _SHARED[:-1]:  # a given world_model renames them all
         values = {str(getattr(i, key)) for i in infos}
-        if world_model is not None and key == "world_model":
-            continue
         if len(values) > 1:
             raise ConfigError(f"The agents of an ensemble must share their {key}; got {sorted(values)} "
                               f"from {[str(r) for r in runs]}.")
