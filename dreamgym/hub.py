@@ -29,12 +29,14 @@ MAX_PUSH_FILE_BYTES = 50 * 1024**2
 
 def _kind(folder: Path) -> str:
     """What ``folder`` holds (:func:`dreamgym.checkpoint.detect`); CheckpointError when nothing to push."""
-    kind = detect(folder)
-    if (folder / "ensemble.json").is_file():
+    from dreamgym.agents.ensemble import is_ensemble
+
+    if is_ensemble(folder):
         raise CheckpointError(
             f"{folder} is an agent ensemble; push uploads one agent per repo. Push each member folder "
             f"({folder}/member-0, ...) on its own."
         )
+    kind = detect(folder)
     if kind is None:
         raise CheckpointError(
             f"Nothing to push in {folder}: expected a world model (config.json + model.safetensors), a controller, "

@@ -106,14 +106,8 @@ def load_ensemble(folder: str | Path, observation_space: spaces.Space, action_sp
     for path in member_paths(folder):
         if is_ensemble(path):
             raise CheckpointError(f"{path}: an ensemble member cannot itself be an ensemble.")
-        members.append(load_agent(path, observation_space, action_space, algo=_member_algo(path)))
+        members.append(load_agent(path, observation_space, action_space))  # an SB3 member's algo: its agent.json
     return AgentEnsemble(members, action_space)
-
-
-def _member_algo(path: Path) -> str | None:
-    meta = path / "agent.json"
-    algo = read_json_object(meta).get("algo") if meta.is_file() else None
-    return algo if isinstance(algo, str) else None
 
 
 def write_ensemble(runs: Sequence[str | Path], out: str | Path, world_model: str | None = None) -> Path:
