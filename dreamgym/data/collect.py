@@ -61,6 +61,9 @@ class CollectConfig:
     :param noise: exploration noise for the agent: Gaussian std as a fraction of each Box
         action's half-range, or the probability of a random Discrete action. For the expert: its
         steering noise and how often it lapses (see :class:`dreamgym.data.experts.CarRacingPursuit`).
+    :param pedal_noise: with policy ``"expert"``: the probability per step that its pedals become a random
+        setting held for 10-40 steps while it steers, so that M must learn what gas and brake do
+        (:mod:`dreamgym.data.experts`; 0: off).
     :param brownian_sigma: per-step std of the brownian walk, as a fraction of the half-range.
     :param workers: processes; ``0`` uses every core.
     :param seed: episode i is reset with ``seed + i``.
@@ -79,6 +82,7 @@ class CollectConfig:
     agent: str | None = None
     agent_model: str | None = None
     noise: float = 0.1
+    pedal_noise: float = 0.0
     brownian_sigma: float = 0.15
     workers: int = 0
     seed: int = 0
@@ -92,6 +96,11 @@ class CollectConfig:
             raise ConfigError("policy='agent' needs agent=<controller dir or SB3 zip> and agent_model=<world model dir>.")
         if self.policy == "expert":
             check_expert(self.env_id)
+        if self.pedal_noise and self.policy != "expert":
+            raise ConfigError(f"pedal_noise drives the scripted expert's pedals: it needs policy='expert', got "
+                              f"policy={self.policy!r}. Use noise for the other policies, or leave pedal_noise at 0.")
+        if not 0.0 <= self.pedal_noise <= 1.0:
+            raise ConfigError(f"pedal_noise is a probability per step, in [0, 1]; got {self.pedal_noise}.")
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}.")
         if self.workers < 0:
@@ -209,7 +218,7 @@ def _make_policy(cfg: CollectConfig, env: gym.Env, rng: np.random.Generator, age
     if cfg.policy == "held":
         return HeldPolicy(env.action_space, rng)
     if cfg.policy == "expert":
-        return make_expert(cfg.env_id, env, rng, cfg.noise)
+        return make_expert(cfg.env_id, env, rng, cfg.noise, cfg.pedal_noise)
     return AgentPolicy(agent, env.action_space, rng, cfg.noise)
 
 
@@ -330,6 +339,7 @@ def _prepare(cfg: CollectConfig) -> tuple[dict[str, Any], list[int]]:
     # recorded only when used, so that datasets collected before these settings existed still resume
     policy.update({"hold_max": HOLD_MAX} if cfg.policy == "held" else {})
     policy.update({"min_steps": cfg.min_steps} if cfg.min_steps else {})
+    policy.update({"pedal_noise": cfg.pedal_noise} if cfg.pedal_noise else {})
     meta = DatasetMeta(
         env_id=cfg.env_id, env_kwargs=cfg.env_kwargs, action_space=space_to_dict(real_env.action_space),
         observation_space=space_to_dict(real_env.observation_space), policy=policy, seed=cfg.seed,

@@ -10,6 +10,13 @@ which the agent never sees: the agent still learns in the dream alone, from fram
 expert --noise 0.2``). Each episode draws its own driving style (target speeds, lookahead) from the
 episode's rng, and ``noise`` adds steering noise and lapses: stretches of a random held action after
 which the expert must recover, so the data also shows the car leaving the road and coming back.
+
+``pedal_noise`` (``--pedal-noise``) breaks a confound that steering noise leaves in place: the expert's
+gas and brake follow from the road ahead, so a world model can predict the car's speed from the frames
+alone and ignore the pedals. Its dream then drives on when the agent does nothing (measured in
+``pretrained/README.md``). With pedal lapses the expert keeps steering while its pedals are a random
+setting (nothing, gas, brake or both) held for 10-40 steps, so the data shows the car coasting to a stop
+on the road, and taking a curve at full speed.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ class CarRacingPursuit:
     The episode's style is drawn once: target speed on straights in [45, 75], in curves in [25, 40],
     lookahead 4-7 track points. ``noise`` is the std of Gaussian steering noise, and also sets how often
     a lapse begins (probability ``noise / 50`` per step; a random gas/steer action held for 10-40 steps).
+    ``pedal_noise`` is the probability per step that a pedal lapse begins: random pedals (see the module)
+    held for 10-40 steps while the expert steers.
     """
 
     CURVE_POINTS = 15  # how far ahead to look for a curve (track points)
@@ -40,15 +49,18 @@ class CarRacingPursuit:
     V_LOST = 12.0  # target speed while off course
     GAIN = 2.0  # steering per radian of heading error
 
-    def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0) -> None:
+    def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0) -> None:
         if not isinstance(env.action_space, gym.spaces.Box) or env.action_space.shape != (3,):
             raise ConfigError(f"The CarRacing expert steers, brakes and accelerates: it needs the continuous "
                               f"action space Box(3,), got {env.action_space}. Leave continuous=True (the default).")
-        self.env, self.rng, self.noise = env, rng, noise
+        if not 0.0 <= pedal_noise <= 1.0:
+            raise ConfigError(f"pedal_noise is a probability per step, in [0, 1]; got {pedal_noise}.")
+        self.env, self.rng, self.noise, self.pedal_noise = env, rng, noise, pedal_noise
         self.v_straight = float(rng.uniform(45.0, 75.0))
         self.v_curve = float(rng.uniform(25.0, 40.0))
         self.look = int(rng.integers(4, 8))
         self.lapse_left, self.lapse_action = 0, None
+        self.pedal_left, self.pedals = 0, None
         self.points: np.ndarray | None = None  # the track's centre line (read on the first step)
         self.headings: np.ndarray | None = None
 
@@ -83,10 +95,18 @@ class CarRacingPursuit:
             return self.lapse_action.copy()
         action = self.steer_gas_brake()
         action[0] = np.clip(action[0] + self.noise * self.rng.normal(), -1.0, 1.0)
+        if self.pedal_left == 0 and self.pedal_noise > 0 and self.rng.random() < self.pedal_noise:
+            self.pedal_left = int(self.rng.integers(10, 41))
+            gas = self.rng.uniform(0, 1) if self.rng.random() < 0.6 else 0.0
+            brake = self.rng.uniform(0, 1) if self.rng.random() < 0.3 else 0.0
+            self.pedals = np.array([gas, brake], dtype=np.float32)
+        if self.pedal_left > 0:
+            self.pedal_left -= 1
+            action[1:] = self.pedals
         return action
 
 
-EXPERTS: dict[str, Callable[[gym.Env, np.random.Generator, float], Callable[[Any], Any]]] = {
+EXPERTS: dict[str, Callable[[gym.Env, np.random.Generator, float, float], Callable[[Any], Any]]] = {
     "CarRacing": CarRacingPursuit,
 }
 
@@ -103,7 +123,8 @@ def check_expert(env_id: str) -> None:
                           f"{sorted(EXPERTS)}, not for {env_id!r}. Use policy 'brownian', 'held' or 'agent' instead.")
 
 
-def make_expert(env_id: str, env: gym.Env, rng: np.random.Generator, noise: float) -> Callable[[Any], Any]:
+def make_expert(env_id: str, env: gym.Env, rng: np.random.Generator, noise: float,
+                pedal_noise: float = 0.0) -> Callable[[Any], Any]:
     """The scripted expert for ``env_id``, driving ``env`` (one per episode: it draws its style from ``rng``)."""
     check_expert(env_id)
-    return EXPERTS[expert_name(env_id)](env, rng, noise)
+    return EXPERTS[expert_name(env_id)](env, rng, noise, pedal_noise)

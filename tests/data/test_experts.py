@@ -98,3 +98,35 @@ def test_the_expert_finds_the_track_again_after_a_lapse(lapse):
     regained = env.unwrapped.tile_visited_count - after_lapse
     env.close()
     assert regained >= 25, f"{regained} new tiles in the 300 steps after a lapse"
+
+
+def test_pedal_noise_makes_the_pedals_random_while_the_expert_steers(tmp_path):
+    """Pedal lapses: gas and brake held at a random setting for 10-40 steps (so speed no longer follows from the
+    road ahead), while the steering is still the expert's; recorded in dataset.json, refused for other policies."""
+    env = gym.make("CarRacing-v3")
+    env.reset(seed=0)
+    expert = CarRacingPursuit(env, np.random.default_rng(2), pedal_noise=0.2)
+    pedals, steer_ok = [], []
+    for _ in range(300):
+        action = expert(None)
+        pedals.append(tuple(action[1:]))
+        steer_ok.append(action[0] == expert.steer_gas_brake()[0])
+        env.step(action)
+    pedals = np.asarray(pedals)
+    assert all(steer_ok)  # no steering noise at noise 0: the expert steers through its pedal lapses
+    expert_pedals = {0.0, 0.6}  # the expert alone only ever sets 0 or 0.6
+    odd = ~np.isin(pedals, list(expert_pedals)).all(axis=1)
+    assert odd.sum() >= 30, odd.sum()
+    runs = np.diff(np.flatnonzero(np.r_[True, (pedals[1:] != pedals[:-1]).any(axis=1), True]))
+    assert runs.max() >= 10  # held, not redrawn each step
+    with pytest.raises(ConfigError, match=r"probability per step, in \[0, 1\]; got 1.5"):
+        CarRacingPursuit(env, np.random.default_rng(0), pedal_noise=1.5)
+    env.close()
+    with pytest.raises(ConfigError, match="pedal_noise.*needs policy='expert'.*brownian"):
+        CollectConfig("CarRacing-v3", out=str(tmp_path / "b"), policy="brownian", pedal_noise=0.1).validate()
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "e"), episodes=1, max_steps=20, workers=1,
+                          policy="expert", pedal_noise=0.05), progress=False)
+    assert read_meta(tmp_path / "e").policy["pedal_noise"] == 0.05
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "f"), episodes=1, max_steps=20, workers=1,
+                          policy="expert"), progress=False)
+    assert "pedal_noise" not in read_meta(tmp_path / "f").policy  # datasets from before the option still resume
