@@ -515,12 +515,16 @@ def _add_train_agent_parser(sub: Any) -> None:
     p.set_defaults(func=_train_agent)
 
 
+AGENT_HELP = ("controller dir, CMA-ES run dir, SB3 zip, agent ensemble, 'random', or 'constant:A' (one action "
+              "always, e.g. constant:0,0,0: how much a dream pays for doing nothing)")
+
+
 def _add_evaluate_parser(sub: Any) -> None:
     p = sub.add_parser("evaluate", help="score an agent in the dream and in the real env")
-    p.add_argument("agent", help="controller dir, CMA-ES run dir, SB3 zip, or 'random'")
+    p.add_argument("agent", help=AGENT_HELP)
     p.add_argument("--episodes", type=positive_int, default=100, help="episodes in each of dream and reality")
     p.add_argument("--temperature", type=temperature, help="the dream's tau (default: the model's)")
-    p.add_argument("--env-id", help="the Dream id (needed for 'random'; default: the one the agent records)")
+    p.add_argument("--env-id", help="the Dream id (needed for 'random' and 'constant:A'; default: the one the agent records)")
     p.add_argument("--model", help="world model (default: the one the agent was trained with)")
     p.add_argument("--workers", type=nonneg_int, default=0, help="processes for real episodes (0: every core)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="episode i is seeded with seed + i")
@@ -536,7 +540,7 @@ def _add_fidelity_parser(sub: Any) -> None:
     p = sub.add_parser("fidelity", help="the lie detector: the dream's predictions against reality, along an "
                                         "agent's real episodes")
     p.add_argument("model", help="world model (directory, pretrained name or Hub id)")
-    p.add_argument("--agent", required=True, help="controller dir, CMA-ES run dir, SB3 zip, or 'random'")
+    p.add_argument("--agent", required=True, help=AGENT_HELP)
     p.add_argument("--episodes", type=positive_int, default=10, help="real episodes the agent plays")
     p.add_argument("--seed", type=nonneg_int, default=0, help="episode i is reset with SEED + i")
     p.add_argument("--temperature", type=temperature, help="tau of the sampled open-loop rollouts (default: the model's)")

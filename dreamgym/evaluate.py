@@ -17,13 +17,13 @@ from gymnasium import spaces
 from dreamgym.checkpoint import read_config, read_json_object
 from dreamgym.errors import ConfigError
 from dreamgym.registry import DREAMS
-from dreamgym.rollout import RandomAgent, dream_returns, episode_policy, predicting, run_episode
+from dreamgym.rollout import ConstantAgent, RandomAgent, dream_returns, episode_policy, predicting, run_episode
 from dreamgym.utils import atomic_write_text
 
 
 @dataclass
 class AgentInfo:
-    """Where an agent comes from and what it needs: ``kind`` is controller, sb3 or random."""
+    """Where an agent comes from and what it needs: ``kind`` is controller, sb3, ensemble, random or constant."""
 
     path: str
     kind: str
@@ -38,11 +38,12 @@ def agent_info(path: str | Path, env_id: str | None = None, model: str | None = 
     """Read an agent's metadata (a controller's or CMA-ES run's config.json, or agent.json beside an SB3 zip);
     kwargs override."""
     p = Path(path)
-    if str(path) == "random":
+    if is_baseline(path):
+        kind = "random" if str(path) == "random" else "constant"
         if env_id is None:
-            raise ConfigError("The random agent needs env_id (a Dream id) to know its action space.")
+            raise ConfigError(f"The {kind} agent needs env_id (a Dream id) to know its action space.")
         dream = env_id.split(":", 1)[-1]
-        return AgentInfo("random", "random", dream, obs_type or "latent", model or DREAMS[dream].pretrained)
+        return AgentInfo(str(path), kind, dream, obs_type or "latent", model or DREAMS[dream].pretrained)
     from dreamgym.agents import locate_agent
 
     kind, p = locate_agent(p)
@@ -66,9 +67,16 @@ def agent_info(path: str | Path, env_id: str | None = None, model: str | None = 
     return info
 
 
+def is_baseline(agent: str | Path) -> bool:
+    """``"random"`` or ``"constant:..."``: an agent named by a string, with no files."""
+    return str(agent) == "random" or str(agent).startswith(ConstantAgent.PREFIX)
+
+
 def load(info: AgentInfo, observation_space: spaces.Space, action_space: spaces.Space, seed: int = 0) -> Any:
     if info.kind == "random":
         return RandomAgent(action_space, seed)
+    if info.kind == "constant":
+        return ConstantAgent(action_space, info.path)
     from dreamgym.agents import load_agent
 
     return load_agent(info.path, observation_space, action_space, algo=info.algo)
@@ -230,7 +238,7 @@ def ship_result(result: dict[str, Any], dest: str | Path, agent: str | None = No
     out = json.loads(json.dumps(result))
     info = out.get("agent", {})
     info["world_model"] = "."
-    if info.get("kind") != "random":
+    if info.get("kind") not in ("random", "constant"):
         info["path"] = agent if agent is not None else "/".join(Path(str(info.get("path", "agent"))).parts[-2:])
     atomic_write_text(dest, json.dumps(out, indent=2, sort_keys=True) + "\n")
     return out

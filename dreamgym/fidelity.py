@@ -48,7 +48,7 @@ import torch
 
 from dreamgym.backends import Backend, Carry, Episodes, Noise, is_backend
 from dreamgym.errors import CheckpointError, ConfigError
-from dreamgym.evaluate import AgentInfo, agent_info, load
+from dreamgym.evaluate import AgentInfo, agent_info, is_baseline, load
 from dreamgym.rollout import episode_policy, play
 from dreamgym.utils import atomic_write, atomic_write_text
 
@@ -472,8 +472,8 @@ def _check(episodes: int, horizons: Sequence[int], every: int, samples: int) -> 
 
 def _agent(agent: str | Path, dream_id: str, model_ref: str) -> AgentInfo:
     """The agent's metadata, played through ``model_ref``; it must act in the model's dream."""
-    if str(agent) == "random":
-        return agent_info("random", dream_id, model_ref)
+    if is_baseline(agent):
+        return agent_info(agent, dream_id, model_ref)
     try:
         own = agent_info(agent).env_id
     except ConfigError:  # it does not record its dream: it is assumed to act in this one
@@ -487,7 +487,7 @@ def _agent(agent: str | Path, dream_id: str, model_ref: str) -> AgentInfo:
 def _relative(path: str, model: str | Path | Backend) -> str:
     """``path`` relative to the model folder when it lies inside it, else as given."""
     folder = model if not is_backend(model) else model.source.get("path")
-    if path == "random" or not folder or not Path(folder).is_dir():
+    if is_baseline(path) or not folder or not Path(folder).is_dir():
         return path
     try:
         return Path(path).resolve().relative_to(Path(folder).resolve()).as_posix()

@@ -157,6 +157,49 @@ class RandomAgent:
         return self.sample(len(obs)), None
 
 
+class ConstantAgent:
+    """One action, always: ``"constant:0,0,0"`` (a Box action, comma-separated) or ``"constant:2"`` (Discrete).
+
+    A probe of how a dream listens to actions: in CarRacing, doing nothing earns -100 in reality (the time
+    penalty, no tiles), so a dream that pays more for it moves the car on its own."""
+
+    PREFIX = "constant:"
+
+    def __init__(self, space: spaces.Space, spec: str) -> None:
+        self.space, self.action = space, parse_constant(spec, space)
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
+                deterministic: bool = True) -> tuple[np.ndarray, None]:
+        obs = np.asarray(observation)
+        if obs.ndim == 1 or (obs.ndim == 3 and obs.shape[-1] == 3):
+            return self.action.copy(), None
+        return np.stack([self.action] * len(obs)), None
+
+
+def parse_constant(spec: str, space: spaces.Space) -> np.ndarray:
+    """The action of a ``"constant:..."`` agent, checked against ``space``; a ConfigError says what fits."""
+    from dreamgym.errors import ConfigError
+
+    text = spec[len(ConstantAgent.PREFIX):] if spec.startswith(ConstantAgent.PREFIX) else spec
+    if isinstance(space, spaces.Discrete):
+        expected = f"an integer in [{space.start}, {space.start + space.n - 1}], e.g. 'constant:{space.start}'"
+    elif isinstance(space, spaces.Box) and len(space.shape) == 1:
+        expected = (f"{space.shape[0]} comma-separated numbers within [{', '.join(f'{x:g}' for x in space.low)}] .. "
+                    f"[{', '.join(f'{x:g}' for x in space.high)}], e.g. 'constant:{','.join(['0'] * space.shape[0])}'")
+    else:
+        raise ConfigError(f"A constant agent needs a Discrete or a flat Box action space, got {space}.")
+    try:
+        if isinstance(space, spaces.Discrete):
+            action = np.asarray(int(text.strip()), dtype=space.dtype)
+        else:
+            action = np.asarray([float(x) for x in text.split(",")], dtype=space.dtype)
+    except ValueError:
+        action = None
+    if action is None or not np.all(np.isfinite(action)) or not space.contains(action):
+        raise ConfigError(f"A constant agent for {space} needs {expected}; got {spec!r}.")
+    return action
+
+
 class RandomPolicy:
     """Uniformly random actions drawn from ``rng``: one observation -> one action."""
 

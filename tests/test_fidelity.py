@@ -151,3 +151,12 @@ def test_bad_input_gets_a_clear_error(pendulum, tmp_path, capsys):
     (pendulum / "fidelity.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="Re-run `dreamgym fidelity`"):
         WorldModel.from_pretrained(pendulum).generate_model_card()
+
+
+def test_a_constant_agent_is_measured_and_named_as_given(pendulum):
+    """'constant:A' plays one action in reality; the dream replays it; the report names the agent as given."""
+    report = fidelity_report(pendulum, "constant:0.5", 1, workers=1, samples=0, horizons=(1,))
+    assert report["agent"]["path"] == "constant:0.5" and report["agent"]["kind"] == "constant"
+    assert len(report["dream_return"]["real"]) == 1
+    with pytest.raises(ConfigError, match="1 comma-separated numbers"):
+        fidelity_report(pendulum, "constant:5", 1, workers=1)

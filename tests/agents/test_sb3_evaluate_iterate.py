@@ -1,6 +1,7 @@
 import json
 from dataclasses import replace
 
+import gymnasium as gym
 import numpy as np
 import torch
 import pytest
@@ -205,3 +206,38 @@ def test_iterate_schedules_per_round(tmp_path):
     assert (cmaes["generations"], cmaes["seed"], cmaes["init"]) == (1, 3, None)
     score = json.loads((r1 / "eval.json").read_text())
     assert len(score["real"]["returns"]) == 1 and score["seed"] == 200
+
+
+def test_a_constant_agent_does_the_same_thing_in_the_dream_and_in_reality(model_dirs, tmp_path, capsys):
+    """'constant:A' probes how a dream listens to actions: in real Pendulum, no torque at all gives the same return on
+    every run; the dream is scored with the same action; a bad action says what fits the space."""
+    from dreamgym.cli import main
+    from dreamgym.evaluate import agent_info, evaluate, load
+    from dreamgym.rollout import ConstantAgent
+
+    model = str(model_dirs["pendulum"])
+    result = evaluate("constant:0", env_id="Dream-Pendulum-v0", model=model, episodes=2, workers=1, seed=4)
+    again = evaluate("constant:0.0", env_id="Dream-Pendulum-v0", model=model, episodes=2, workers=1, seed=4)
+    assert result["real"]["returns"] == again["real"]["returns"] and result["dream"]["returns"] == again["dream"]["returns"]
+    pushed = evaluate("constant:2", env_id="Dream-Pendulum-v0", model=model, episodes=2, workers=1, seed=4, dream=False)
+    assert pushed["real"]["returns"] != result["real"]["returns"]  # the action reaches the env
+    info = agent_info("constant:-1.5", "Dream-Pendulum-v0", model)
+    assert (info.kind, info.path) == ("constant", "constant:-1.5")
+    agent = load(info, gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-2, 2, (1,)))
+    np.testing.assert_array_equal(agent.predict(np.zeros((5, 3)))[0], np.full((5, 1), -1.5, np.float32))
+    discrete = ConstantAgent(gym.spaces.Discrete(3), "constant:2")
+    assert discrete.predict(np.zeros(4))[0] == 2
+    for bad, why in [("constant:3", r"integer in \[0, 2\]"), ("constant:x", "integer"), ("constant:1.5", "integer")]:
+        with pytest.raises(ConfigError, match=f"{why}.*got '{bad}'"):
+            ConstantAgent(gym.spaces.Discrete(3), bad)
+    box = gym.spaces.Box(np.array([-1, 0, 0], np.float32), np.array([1, 1, 1], np.float32))
+    for bad in ["constant:0,0", "constant:0,2,0", "constant:nan,0,0", "constant:", "constant:0;0;0"]:
+        with pytest.raises(ConfigError, match=r"3 comma-separated numbers within \[-1, 0, 0\] .. \[1, 1, 1\], "
+                                              r"e.g. 'constant:0,0,0'"):
+            ConstantAgent(box, bad)
+    with pytest.raises(ConfigError, match="constant agent needs env_id"):
+        evaluate("constant:0", episodes=1)
+    main(["evaluate", "constant:0", "--env-id", "Dream-Pendulum-v0", "--model", model, "--episodes", "1",
+          "--workers", "1", "--json", str(tmp_path / "c.json")])
+    assert json.loads((tmp_path / "c.json").read_text())["agent"]["path"] == "constant:0"
+    assert "constant:0" in capsys.readouterr().out
