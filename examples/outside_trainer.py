@@ -27,6 +27,8 @@ class Args:
     """pycma on a linear tanh policy, or SB3's PPO with its default hyperparameters"""
     dream: str = "Dream-CarRacing-v0"
     """the registered dream (its shipped model and defaults)"""
+    model: str | None = None
+    """a world-model folder in place of the shipped one (gym.make's model=; to check a dream before shipping it)"""
     seed: int = 0
     """the trainer's seed"""
     generations: int = 100
@@ -45,6 +47,10 @@ class Args:
     """seed of the first real episode"""
 
 
+def kwargs(args: Args) -> dict:
+    return {"model": args.model} if args.model else {}
+
+
 def linear_policy(theta: np.ndarray, obs_dim: int, act_space: gym.spaces.Box):
     """a = squash(W·obs + b) into the action box; theta is W and b flattened."""
     n = act_space.shape[0]
@@ -58,7 +64,7 @@ def linear_policy(theta: np.ndarray, obs_dim: int, act_space: gym.spaces.Box):
 
 
 def train_cmaes(args: Args):
-    envs = gym.make_vec(args.dream, num_envs=args.population * args.rollouts)
+    envs = gym.make_vec(args.dream, num_envs=args.population * args.rollouts, **kwargs(args))
     obs_dim, act_space = envs.single_observation_space.shape[0], envs.single_action_space
     dim = act_space.shape[0] * (obs_dim + 1)
     es = cma.CMAEvolutionStrategy(np.zeros(dim), 0.1, {"popsize": args.population, "seed": args.seed + 1, "verbose": -9})
@@ -88,7 +94,7 @@ def train_ppo(args: Args):
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    venv = make_vec_env(args.dream, n_envs=args.n_envs, seed=args.seed)
+    venv = make_vec_env(args.dream, n_envs=args.n_envs, seed=args.seed, env_kwargs=kwargs(args))
     model = PPO("MlpPolicy", venv, seed=args.seed, verbose=0)
     model.learn(args.steps, progress_bar=False)
     venv.close()
@@ -118,8 +124,8 @@ if __name__ == "__main__":
     t0 = time.perf_counter()
     act = train_cmaes(args) if args.trainer == "cmaes" else train_ppo(args)
     train_s = time.perf_counter() - t0
-    dream = score(act, lambda: gym.make(args.dream), args.episodes, args.real_seed)
-    real = score(act, lambda: dreamgym.make_real(args.dream), args.episodes, args.real_seed)
+    dream = score(act, lambda: gym.make(args.dream, **kwargs(args)), args.episodes, args.real_seed)
+    real = score(act, lambda: dreamgym.make_real(args.dream, **kwargs(args)), args.episodes, args.real_seed)
     print(f"mean |action|: dream {np.round(dream[2], 2).tolist()}, real {np.round(real[2], 2).tolist()}")
     print(f"{args.trainer} seed {args.seed}: trained {train_s:.0f} s; dream {dream[0]:.1f} ± {dream[1]:.1f}, "
           f"real {real[0]:.1f} ± {real[1]:.1f} ({args.episodes} episodes each)")

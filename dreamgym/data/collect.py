@@ -32,7 +32,7 @@ from dreamgym.data.episodes import (
     write_episode,
     write_meta,
 )
-from dreamgym.data.experts import check_expert, make_expert
+from dreamgym.data.experts import CarRacingPursuit, check_expert, make_expert
 from dreamgym.data.frames import FRAME_SIZE, extract_frames, preprocess_frames
 from dreamgym.errors import CheckpointError, ConfigError, DatasetError
 from dreamgym.registry import dream_spec_for_env, make_real_env
@@ -339,7 +339,8 @@ def _prepare(cfg: CollectConfig) -> tuple[dict[str, Any], list[int]]:
     # recorded only when used, so that datasets collected before these settings existed still resume
     policy.update({"hold_max": HOLD_MAX} if cfg.policy == "held" else {})
     policy.update({"min_steps": cfg.min_steps} if cfg.min_steps else {})
-    policy.update({"pedal_noise": cfg.pedal_noise} if cfg.pedal_noise else {})
+    if cfg.pedal_noise:  # PEDAL_START recorded too: data collected before it existed is not resumed under it
+        policy.update({"pedal_noise": cfg.pedal_noise, "pedal_start": CarRacingPursuit.PEDAL_START})
     meta = DatasetMeta(
         env_id=cfg.env_id, env_kwargs=cfg.env_kwargs, action_space=space_to_dict(real_env.action_space),
         observation_space=space_to_dict(real_env.observation_space), policy=policy, seed=cfg.seed,

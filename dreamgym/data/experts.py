@@ -16,7 +16,8 @@ gas and brake follow from the road ahead, so a world model can predict the car's
 alone and ignore the pedals. Its dream then drives on when the agent does nothing (measured in
 ``pretrained/README.md``). With pedal lapses the expert keeps steering while its pedals are a random
 setting (nothing, gas, brake or both) held for 10-40 steps, so the data shows the car coasting to a stop
-on the road, and taking a curve at full speed.
+on the road, and taking a curve at full speed. Half of the episodes begin in a pedal lapse (``PEDAL_START``):
+without it nearly every episode in the data pulls away from the start, and a dream drives off on its own.
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ class CarRacingPursuit:
     lookahead 4-7 track points. ``noise`` is the std of Gaussian steering noise, and also sets how often
     a lapse begins (probability ``noise / 50`` per step; a random gas/steer action held for 10-40 steps).
     ``pedal_noise`` is the probability per step that a pedal lapse begins: random pedals (see the module)
-    held for 10-40 steps while the expert steers.
+    held for 10-40 steps while the expert steers; with it, an episode begins in one with probability PEDAL_START.
     """
 
     CURVE_POINTS = 15  # how far ahead to look for a curve (track points)
     CURVE_ANGLE = 0.5  # a heading change above this (rad) within CURVE_POINTS counts as a curve
     LOST_ANGLE = 0.6  # a heading error above this (rad): drive slowly (V_LOST) until back on course
     V_LOST = 12.0  # target speed while off course
+    PEDAL_START = 0.5  # with pedal_noise > 0: the chance that an episode begins in a pedal lapse
     GAIN = 2.0  # steering per radian of heading error
 
     def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0) -> None:
@@ -61,6 +63,8 @@ class CarRacingPursuit:
         self.look = int(rng.integers(4, 8))
         self.lapse_left, self.lapse_action = 0, None
         self.pedal_left, self.pedals = 0, None
+        if pedal_noise > 0 and rng.random() < self.PEDAL_START:
+            self.pedal_lapse()
         self.points: np.ndarray | None = None  # the track's centre line (read on the first step)
         self.headings: np.ndarray | None = None
 
@@ -86,6 +90,13 @@ class CarRacingPursuit:
         speed = float(np.linalg.norm(car.hull.linearVelocity))
         return np.array([steer, 0.6 if speed < target else 0.0, 0.6 if speed > target + 8 else 0.0], dtype=np.float32)
 
+    def pedal_lapse(self) -> None:
+        """Random pedals for the next 10-40 steps: gas with p 0.6, brake with p 0.3, each uniform in [0, 1]."""
+        self.pedal_left = int(self.rng.integers(10, 41))
+        gas = self.rng.uniform(0, 1) if self.rng.random() < 0.6 else 0.0
+        brake = self.rng.uniform(0, 1) if self.rng.random() < 0.3 else 0.0
+        self.pedals = np.array([gas, brake], dtype=np.float32)
+
     def __call__(self, obs: Any) -> np.ndarray:
         if self.lapse_left == 0 and self.noise > 0 and self.rng.random() < self.noise / 50:
             self.lapse_left = int(self.rng.integers(10, 41))
@@ -96,10 +107,7 @@ class CarRacingPursuit:
         action = self.steer_gas_brake()
         action[0] = np.clip(action[0] + self.noise * self.rng.normal(), -1.0, 1.0)
         if self.pedal_left == 0 and self.pedal_noise > 0 and self.rng.random() < self.pedal_noise:
-            self.pedal_left = int(self.rng.integers(10, 41))
-            gas = self.rng.uniform(0, 1) if self.rng.random() < 0.6 else 0.0
-            brake = self.rng.uniform(0, 1) if self.rng.random() < 0.3 else 0.0
-            self.pedals = np.array([gas, brake], dtype=np.float32)
+            self.pedal_lapse()
         if self.pedal_left > 0:
             self.pedal_left -= 1
             action[1:] = self.pedals

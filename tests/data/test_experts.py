@@ -119,6 +119,10 @@ def test_pedal_noise_makes_the_pedals_random_while_the_expert_steers(tmp_path):
     assert odd.sum() >= 30, odd.sum()
     runs = np.diff(np.flatnonzero(np.r_[True, (pedals[1:] != pedals[:-1]).any(axis=1), True]))
     assert runs.max() >= 10  # held, not redrawn each step
+    env.reset(seed=0)
+    starts = [CarRacingPursuit(env, np.random.default_rng(s), pedal_noise=0.01).pedal_left > 0 for s in range(60)]
+    assert 15 <= sum(starts) <= 45  # half the episodes begin in a pedal lapse (without one, every car pulls away)
+    assert not any(CarRacingPursuit(env, np.random.default_rng(s)).pedal_left for s in range(20))
     with pytest.raises(ConfigError, match=r"probability per step, in \[0, 1\]; got 1.5"):
         CarRacingPursuit(env, np.random.default_rng(0), pedal_noise=1.5)
     env.close()
@@ -126,7 +130,7 @@ def test_pedal_noise_makes_the_pedals_random_while_the_expert_steers(tmp_path):
         CollectConfig("CarRacing-v3", out=str(tmp_path / "b"), policy="brownian", pedal_noise=0.1).validate()
     collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "e"), episodes=1, max_steps=20, workers=1,
                           policy="expert", pedal_noise=0.05), progress=False)
-    assert read_meta(tmp_path / "e").policy["pedal_noise"] == 0.05
+    assert read_meta(tmp_path / "e").policy["pedal_noise"] == 0.05 and read_meta(tmp_path / "e").policy["pedal_start"] == 0.5
     collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "f"), episodes=1, max_steps=20, workers=1,
                           policy="expert"), progress=False)
     assert "pedal_noise" not in read_meta(tmp_path / "f").policy  # datasets from before the option still resume
