@@ -375,12 +375,13 @@ def _init_from(model: WorldModel, path: str | Path, fresh_memory: bool = False) 
     mine, theirs = model.config, old.config
     differ = [k for k in ("env_id", "action_space", "observation_space", "vision", "frame_key",
                           "frame_crop") if getattr(mine, k) != getattr(theirs, k)]
-    # ensemble size and dropout may change: a single M seeds every member of a new ensemble
-    differ += [f"memory.{k}" for k in ("hidden_size", "n_mixtures")
-               if getattr(mine.memory, k) != getattr(theirs.memory, k)]
-    # the heads' shapes must match; their loss weights and threshold may change
-    differ += [f"heads.{k}" for k in ("reward", "termination", "hidden")
-               if getattr(mine.heads, k) != getattr(theirs.heads, k)]
+    if not fresh_memory:  # with a fresh M only V is copied: M and the heads may take other sizes
+        # ensemble size and dropout may change: a single M seeds every member of a new ensemble
+        differ += [f"memory.{k}" for k in ("hidden_size", "n_mixtures")
+                   if getattr(mine.memory, k) != getattr(theirs.memory, k)]
+        # the heads' shapes must match; their loss weights and threshold may change
+        differ += [f"heads.{k}" for k in ("reward", "termination", "hidden")
+                   if getattr(mine.heads, k) != getattr(theirs.heads, k)]
     if differ:
         raise ConfigError(f"init_from={str(path)!r} is a world model of other sizes or spaces ({', '.join(differ)} "
                           "differ) than this recipe and data make; start from a matching checkpoint or from scratch.")

@@ -89,6 +89,13 @@ def test_a_fresh_memory_on_a_kept_vision_learns_posterior_means(tmp_path, carrac
     assert second.config.real_sample_z and not first.config.real_sample_z
     with pytest.raises(ConfigError, match="fresh_memory=True keeps an existing V"):
         train_world_model(carracing_data, tmp_path / "r2", RecipeConfig.tiny(fresh_memory=True), progress=False)
+    # a fresh M may take other sizes: only V is copied (a reward head with a hidden layer on a kept V)
+    wider = RecipeConfig.tiny(init_from=str(tmp_path / "r0"), train_vision=False, fresh_memory=True,
+                              heads={"hidden": 4}, memory=type(RecipeConfig.tiny().memory)(steps=1, batch_size=4))
+    third = train_world_model(carracing_data, tmp_path / "r3", wider, progress=False)
+    assert third.config.heads.hidden == 4
+    for a, b in zip(first.vision.state_dict().values(), third.vision.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_memory_training_lowers_the_loss(tmp_path):
