@@ -138,6 +138,11 @@ def predicting(agent: Any, num_envs: int) -> RowsAct:
 
 
 # ----- baseline policies ----------------------------------------------------------------------
+def is_single(obs: np.ndarray) -> bool:
+    """One observation (a latent vector or an HWC frame), not a batch of them."""
+    return obs.ndim == 1 or (obs.ndim == 3 and obs.shape[-1] == 3)
+
+
 class RandomAgent:
     """Uniformly random actions (``space.sample()``), SB3-style: the baseline every score is read against."""
 
@@ -152,7 +157,7 @@ class RandomAgent:
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, None]:
         obs = np.asarray(observation)
-        if obs.ndim == 1 or (obs.ndim == 3 and obs.shape[-1] == 3):
+        if is_single(obs):
             return np.asarray(self.space.sample()), None
         return self.sample(len(obs)), None
 
@@ -171,7 +176,7 @@ class ConstantAgent:
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, None]:
         obs = np.asarray(observation)
-        if obs.ndim == 1 or (obs.ndim == 3 and obs.shape[-1] == 3):
+        if is_single(obs):
             return self.action.copy(), None
         return np.stack([self.action] * len(obs)), None
 
