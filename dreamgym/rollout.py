@@ -178,13 +178,11 @@ class ConstantAgent:
         obs = np.asarray(observation)
         if is_single(obs):
             return self.action.copy(), None
-        return np.stack([self.action] * len(obs)), None
+        return np.repeat(self.action[None], len(obs), axis=0), None
 
 
 def parse_constant(spec: str, space: spaces.Space) -> np.ndarray:
     """The action of a ``"constant:..."`` agent, checked against ``space``; a ConfigError says what fits."""
-    from dreamgym.errors import ConfigError
-
     text = spec[len(ConstantAgent.PREFIX):] if spec.startswith(ConstantAgent.PREFIX) else spec
     if isinstance(space, spaces.Discrete):
         expected = f"an integer in [{space.start}, {space.start + space.n - 1}], e.g. 'constant:{space.start}'"
