@@ -427,7 +427,7 @@ def _add_collect_parser(sub: Any) -> None:
     p.add_argument("--out", required=True, type=out_dir, help="dataset directory (new, or one to add episodes to)")
     field_argument(p, C, "episodes", type=positive_int, help="episodes the dataset should hold")
     field_argument(p, C, "policy", help="who acts; held: a random action held for 1..10 steps (the paper's Doom data); "
-                   "expert: a scripted driver reading the simulator's state (CarRacing; data only)")
+                   "expert: a scripted player reading the simulator's state (CarRacing, VizdoomTakeCover; data only)")
     p.add_argument("--agent", help="controller directory or SB3 zip (with --policy agent; default: none)")
     p.add_argument("--agent-model", help="world model directory the agent sees reality through "
                                               "(with --policy agent; default: none)")

@@ -32,7 +32,7 @@ from dreamgym.data.episodes import (
     write_episode,
     write_meta,
 )
-from dreamgym.data.experts import CarRacingPursuit, check_expert, make_expert
+from dreamgym.data.experts import CarRacingPursuit, check_expert, expert_name, make_expert
 from dreamgym.data.frames import FRAME_SIZE, extract_frames, preprocess_frames
 from dreamgym.errors import CheckpointError, ConfigError, DatasetError
 from dreamgym.registry import dream_spec_for_env, make_real_env
@@ -55,12 +55,14 @@ class CollectConfig:
     :param out: dataset directory. :param episodes: how many episodes the dataset should hold.
     :param policy: ``"random"``, ``"brownian"`` (smoothly varying actions), ``"held"`` (a uniform
         random action held for 1..10 steps, the paper's Doom data), ``"agent"`` or ``"expert"`` (a
-        scripted driver that reads the simulator's state, :mod:`dreamgym.data.experts`; CarRacing).
+        scripted player that reads the simulator's state, :mod:`dreamgym.data.experts`; CarRacing and
+        VizdoomTakeCover).
     :param agent: with policy ``"agent"``: a controller directory or SB3 zip.
     :param agent_model: the world model the agent sees reality through (a checkpoint directory).
     :param noise: exploration noise for the agent: Gaussian std as a fraction of each Box
         action's half-range, or the probability of a random Discrete action. For the expert: its
-        steering noise and how often it lapses (see :class:`dreamgym.data.experts.CarRacingPursuit`).
+        steering noise and how often it lapses (:class:`~dreamgym.data.experts.CarRacingPursuit`,
+        :class:`~dreamgym.data.experts.TakeCoverDodger`).
     :param pedal_noise: with policy ``"expert"``: the probability per step that its pedals become a random
         setting held for 10-40 steps while it steers, so that M must learn what gas and brake do
         (:mod:`dreamgym.data.experts`; 0: off).
@@ -101,6 +103,11 @@ class CollectConfig:
                               f"policy={self.policy!r}. Use noise for the other policies, or leave pedal_noise at 0.")
         if not 0.0 <= self.pedal_noise <= 1.0:
             raise ConfigError(f"pedal_noise is a probability per step, in [0, 1]; got {self.pedal_noise}.")
+        if self.pedal_noise and expert_name(self.env_id) != "CarRacing":
+            raise ConfigError(f"pedal_noise drives the CarRacing expert's gas and brake; {self.env_id}'s expert has "
+                              f"no pedals. Leave pedal_noise at 0 and set its lapses with noise.")
+        if self.noise < 0:
+            raise ConfigError(f"noise must be >= 0, got {self.noise}.")
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}.")
         if self.workers < 0:

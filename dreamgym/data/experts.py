@@ -116,8 +116,111 @@ class CarRacingPursuit:
         return action
 
 
+class TakeCoverDodger:
+    """Dodges VizdoomTakeCover's fireballs by reading ViZDoom's object list (positions and velocities).
+
+    Random play, the paper's Doom data, rarely lives long or reaches a wall, so a dream trained on it
+    does not know what dodging, or a wall, leads to; its controllers strafe one way and live on in the
+    dream while they die in reality (``pretrained/README.md``). This expert shows both.
+
+    Each step it predicts where every incoming fireball crosses the player's line, simulates the player's
+    strafe for 60 steps under a few plans (one key held, or one key for 4 or 12 steps then another; Doom's
+    strafe: velocity' = 0.90625 velocity + 0.75 key), and takes the first key of the plan whose path
+    passes furthest from the fireballs (the near ones weigh three times more), with a small pull towards
+    the episode's home (a y drawn per episode anywhere between the walls, so that the data shows the
+    walls too) and, by a weight drawn per episode, away from the walls. Without noise and with home in
+    the middle it lived past the real twin's 2,100-step limit in each of 5 episodes tried (4,664 to
+    72,075 steps with no limit; random actions: 228 ± 99). Make it before ``env.reset()``: ViZDoom lists
+    the objects from the next episode on.
+
+    ``noise`` sets lapses: with probability ``noise / 10`` per step a random key (including none) is
+    held for 1-10 steps, as the paper's random policy does, so the data also shows fireballs hitting and
+    the player dying. Measured (6 episodes each, 2,100-step limit, home in the middle): noise 1 lives
+    1411 ± 627 steps, noise 2 lives 698 ± 307. The episode's margin (how close a fireball may pass),
+    home and wall weight are drawn from ``rng``.
+    """
+
+    FRICTION, THRUST = 0.90625, 0.75  # Doom's strafe, measured: v' = FRICTION v + THRUST key
+    Y_MIN, Y_MAX = 16.0, 752.0  # take_cover.wad: the player's y between the walls (measured)
+    MIDDLE = 384.0  # the player's y at the start, half the span between the walls
+    HORIZON = 60  # steps simulated ahead (a fireball crosses the room in ~50)
+    ACTIONS = {0: 0, -1: 1, 1: 2}  # key -> action: 1 is MOVE_RIGHT (y falls), 2 is MOVE_LEFT (y rises)
+
+    def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0) -> None:
+        game = getattr(env.unwrapped, "game", None)
+        if game is None or not hasattr(game, "set_objects_info_enabled"):
+            raise ConfigError(f"The TakeCover expert reads ViZDoom's object list: it needs ViZDoom's "
+                              f"VizdoomTakeCover env, got {env.unwrapped!r}.")
+        if pedal_noise:
+            raise ConfigError("pedal_noise is the CarRacing expert's; the TakeCover expert has no pedals. Leave it at 0.")
+        if not noise >= 0:
+            raise ConfigError(f"noise sets the expert's lapses (probability noise/10 per step); it must be >= 0, got {noise}.")
+        game.set_objects_info_enabled(True)  # takes effect on the next state; no restart needed
+        self.game, self.rng, self.noise = game, rng, float(noise)
+        self.margin = float(rng.uniform(24.0, 40.0))  # |dy| at the crossing that counts as a hit
+        self.home = float(rng.uniform(self.Y_MIN, self.Y_MAX))  # where it drifts when nothing comes
+        self.wall_weight = float(rng.uniform(0.0, 0.3))  # how much it keeps off the walls
+        self.last_y: float | None = None
+        self.lapse_left, self.lapse_action = 0, 0
+        self.plans = [(k1, n, k2) for k1 in (-1, 0, 1) for n in (4, 12, self.HORIZON) for k2 in (-1, 0, 1)
+                      if n < self.HORIZON or k2 == k1]
+
+    def path(self, y: float, v: float, plan: tuple[int, int, int]) -> np.ndarray:
+        """The player's y over the next HORIZON steps: ``plan[0]`` held ``plan[1]`` steps, then ``plan[2]``."""
+        first, n, then = plan
+        ys = np.empty(self.HORIZON)
+        for t in range(self.HORIZON):
+            v = self.FRICTION * v + self.THRUST * (first if t < n else then)
+            y = y + v
+            if not self.Y_MIN < y < self.Y_MAX:
+                y, v = min(max(y, self.Y_MIN), self.Y_MAX), 0.0
+            ys[t] = y
+        return ys
+
+    def dodge(self) -> int:
+        """The noiseless action for the current state."""
+        state = self.game.get_state()
+        if state is None:  # the episode is over
+            return 0
+        if state.objects is None:
+            raise ConfigError("ViZDoom lists the objects only from the episode after it is asked to: make the "
+                              "TakeCover expert before env.reset(), as dreamgym collect does.")
+        player = next((o for o in state.objects if o.name == "DoomPlayer"), None)
+        if player is None:
+            return 0
+        y = float(player.position_y)
+        v = 0.0 if self.last_y is None else y - self.last_y
+        self.last_y = y
+        crossings = []  # (steps until the fireball crosses the player's line, its y there)
+        for o in state.objects:
+            if o.name != "DoomImpBall" or o.velocity_x > -0.5:
+                continue
+            t = (o.position_x - player.position_x) / -o.velocity_x
+            if -2 <= t < self.HORIZON:
+                crossings.append((min(max(int(t), 0), self.HORIZON - 1), o.position_y + o.velocity_y * t))
+        best, best_cost = self.plans[0], np.inf
+        for plan in self.plans:
+            ys = self.path(y, v, plan)
+            cost = sum(np.exp(-((ys[t] - yb) / self.margin) ** 2) * (3.0 if t < 15 else 1.0) for t, yb in crossings)
+            edge = min(ys[-1] - self.Y_MIN, self.Y_MAX - ys[-1])
+            cost += self.wall_weight * np.exp(-edge / 60.0) + 0.02 * abs(ys[-1] - self.home) / self.MIDDLE + 0.01 * abs(plan[0])
+            if cost < best_cost:
+                best, best_cost = plan, cost
+        return self.ACTIONS[best[0]]
+
+    def __call__(self, obs: Any) -> int:
+        action = self.dodge()  # every step, so that the player's velocity stays known through a lapse
+        if self.lapse_left == 0 and self.noise > 0 and self.rng.random() < self.noise / 10:
+            self.lapse_left, self.lapse_action = int(self.rng.integers(1, 11)), int(self.rng.integers(3))
+        if self.lapse_left > 0:
+            self.lapse_left -= 1
+            return self.lapse_action
+        return action
+
+
 EXPERTS: dict[str, Callable[[gym.Env, np.random.Generator, float, float], Callable[[Any], Any]]] = {
     "CarRacing": CarRacingPursuit,
+    "VizdoomTakeCover": TakeCoverDodger,
 }
 
 

@@ -3,11 +3,14 @@ import numpy as np
 import pytest
 
 from dreamgym.cli import main
-from dreamgym.data.collect import CollectConfig, collect
+from dreamgym.data.collect import CollectConfig, HeldPolicy, collect
 from dreamgym.data.episodes import read_episode, read_meta, shard_paths
-from dreamgym.data.experts import CarRacingPursuit, make_expert
+from dreamgym.data.experts import CarRacingPursuit, TakeCoverDodger, make_expert
 from dreamgym.errors import ConfigError
+from dreamgym.registry import make_real_env
 from dreamgym.rollout import BrownianPolicy
+
+from ..conftest import has_vizdoom
 
 
 def _drive(policy_for, steps, seed=3):
@@ -134,3 +137,55 @@ def test_pedal_noise_makes_the_pedals_random_while_the_expert_steers(tmp_path):
     collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "f"), episodes=1, max_steps=20, workers=1,
                           policy="expert"), progress=False)
     assert "pedal_noise" not in read_meta(tmp_path / "f").policy  # datasets from before the option still resume
+
+
+def _doom_steps(policy_for, seed, limit):
+    env = make_real_env("VizdoomTakeCover-v1")
+    policy, actions = policy_for(env), []  # made before reset, as collect does: ViZDoom lists objects from then on
+    obs, _ = env.reset(seed=seed)
+    for _ in range(limit):
+        action = policy(obs)
+        actions.append(action)
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+    env.close()
+    return np.asarray(actions)
+
+
+@pytest.mark.skipif(not has_vizdoom(), reason="vizdoom is not installed: pip install 'dreamgym[doom]'")
+def test_the_takecover_expert_dodges_and_its_noise_adds_held_lapses():
+    """Without noise it outlives random play by far: 600 steps in each of two episodes, where held random
+    actions die within 228 ± 99 steps. With noise its lapses are random keys held, and it dies sooner."""
+    for seed in (0, 1):
+        quiet = _doom_steps(lambda env: make_expert("VizdoomTakeCover-v1", env, np.random.default_rng(seed), 0.0), seed, 600)
+        assert len(quiet) == 600, f"the expert died after {len(quiet)} steps (seed {seed})"
+        assert set(np.unique(quiet)) <= {0, 1, 2} and len(np.unique(quiet)) == 3  # it moves both ways
+    held = [len(_doom_steps(lambda env: HeldPolicy(env.action_space, np.random.default_rng(s)), s, 600)) for s in (0, 1)]
+    assert max(held) < 600, held
+    rng = np.random.default_rng(3)
+    env = gym.make("VizdoomTakeCover-v1")
+    noisy, lapsed = TakeCoverDodger(env, rng, noise=2.0), 0
+    env.reset(seed=3)
+    for _ in range(100):
+        noisy(None)
+        lapsed += noisy.lapse_left > 0
+    env.close()
+    assert 5 <= lapsed < 100  # a lapse begins with p 0.2 per step and lasts 1-10 steps
+
+
+def test_the_takecover_expert_refuses_pedal_noise(tmp_path):
+    with pytest.raises(ConfigError, match="no pedals"):
+        CollectConfig("VizdoomTakeCover-v1", out=str(tmp_path / "d"), policy="expert", pedal_noise=0.1).validate()
+    with pytest.raises(ConfigError, match="noise must be >= 0"):
+        CollectConfig("VizdoomTakeCover-v1", out=str(tmp_path / "d"), policy="expert", noise=-1).validate()
+
+
+@pytest.mark.skipif(not has_vizdoom(), reason="vizdoom is not installed: pip install 'dreamgym[doom]'")
+def test_a_takecover_expert_made_mid_episode_says_so():
+    env = gym.make("VizdoomTakeCover-v1")
+    env.reset(seed=0)
+    late = TakeCoverDodger(env, np.random.default_rng(0))
+    with pytest.raises(ConfigError, match="before env.reset"):
+        late(None)
+    env.close()
