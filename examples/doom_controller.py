@@ -1,6 +1,7 @@
 """Train the Doom TakeCover controller in the shipped dream as the paper did, and measure it in reality.
 
-Run (what was run for pretrained/doom-takecover/controller):
+Run (what was run for the controller shipped in sessions 5-13, in the dream of that time, commit 13ed96d; today's
+pretrained/doom-takecover ships a PPO agent instead, examples/doom_expert.py):
   python examples/doom_controller.py --termination sample --seeds 0 1 2 --ship
   python examples/doom_controller.py --termination threshold --seeds 0 1 2      (the comparison)
 What they measured is in pretrained/README.md.

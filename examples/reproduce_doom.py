@@ -1,6 +1,7 @@
 """Doom TakeCover entirely in a dream, and the paper's temperature table; resumable at every stage.
 
-Run (what was run for pretrained/doom-takecover, in this order; the second continues the first):
+Run (what was run for the Doom dream shipped in sessions 5-13, at commit 13ed96d; today's pretrained/doom-takecover
+continues it with examples/doom_expert.py), in this order; the second continues the first:
   python examples/reproduce_doom.py --work runs/doom --episodes 300 --base-only
   python examples/reproduce_doom.py --work runs/doom --episodes 1200 --refine-steps 1500 --dyna-rounds 1 --ship
 

@@ -128,16 +128,15 @@ class TakeCoverDodger:
     strafe: velocity' = 0.90625 velocity + 0.75 key), and takes the first key of the plan whose path
     passes furthest from the fireballs (the near ones weigh three times more), with a small pull towards
     the episode's home (a y drawn per episode anywhere between the walls, so that the data shows the
-    walls too) and, by a weight drawn per episode, away from the walls. Without noise and with home in
-    the middle it lived past the real twin's 2,100-step limit in each of 5 episodes tried (4,664 to
-    72,075 steps with no limit; random actions: 228 ± 99). Make it before ``env.reset()``: ViZDoom lists
-    the objects from the next episode on.
+    walls too) and, by a weight drawn per episode, away from the walls. Without noise it lived to the real
+    twin's 2,100-step limit in each of 6 episodes (seeds 100-105; random actions live 228 ± 99 steps).
+    Make it before ``env.reset()``: ViZDoom lists the objects from the next episode on.
 
     ``noise`` sets lapses: with probability ``noise / 10`` per step a random key (including none) is
     held for 1-10 steps, as the paper's random policy does, so the data also shows fireballs hitting and
-    the player dying. Measured (6 episodes each, 2,100-step limit, home in the middle): noise 1 lives
-    1411 ± 627 steps, noise 2 lives 698 ± 307. The episode's margin (how close a fireball may pass),
-    home and wall weight are drawn from ``rng``.
+    the player dying. Measured (12 episodes each, capped at 512 steps, the length of M's training windows):
+    noise 1.5 lives 451 ± 96 steps (5 of 12 die), noise 3 lives 322 ± 149 (10 of 12 die). The episode's
+    margin (how close a fireball may pass), home and wall weight are drawn from ``rng``.
     """
 
     FRICTION, THRUST = 0.90625, 0.75  # Doom's strafe, measured: v' = FRICTION v + THRUST key
