@@ -15,24 +15,35 @@ so this script splits the work in three:
 3. ``assemble`` (here): the run's V + the new M + heads -> a world-model directory with start
    states and the held-out fidelity numbers in its summary, usable as any other dream.
 
-    python examples/gpu_memory.py pack runs/s14/doom-v2 gpu/v2
-    python examples/gpu_memory.py train gpu/v2 $OUT/v2 --seconds 420 --batch 128   # on the GPU
-    python examples/gpu_memory.py assemble runs/s14/doom-v2 OUT/v2/best.safetensors runs/s15/doom-v2g
+    python examples/gpu_memory.py --part pack --run runs/s14/doom-de --pack gpu/de
+    python examples/gpu_memory.py --part train --pack gpu/de --out $OUT/de --seconds 280 --detach-heads  # GPU
+    python examples/gpu_memory.py --part assemble --run runs/s14/doom-de --weights OUT/de/last.safetensors \
+        --out runs/s15/doom-ded --refit-termination
+
+Session 15 (one H200, 15 minutes of device time in all): two runs per dream, de and v2 in
+parallel on the one GPU, about 18 steps/s each at batch 128 x 512 steps.
+- Joint loss (the recipe's own, 420 s, 7.6k steps): held-out z NLL fell (de 0.806 -> 0.785) but the
+  termination loss rose from step 200 on (0.235 -> 1.19): h memorised the deaths. A refit head
+  brought it to 0.39 only, and PPO agents in those dreams scored 186-280 in reality.
+- ``--detach-heads`` (280 s, 5.1k steps): z NLL fell further (de 0.806 -> 0.778, v2 0.931 -> 0.874)
+  and the termination loss stayed near 0.20.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import lzma
 import math
 import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from dreamgym.argtypes import parse_cli
 
 M_PREFIXES = ("memory.", "heads.", "ensemble.")
 
@@ -75,10 +86,11 @@ def pack(run: Path, out: Path) -> None:
     print(f"{len(paths)} episodes, {int(lengths.sum())} steps; rounding error of mu in units of its posterior sigma: "
           f"mean {float(err.mean()):.3f}, worst {float(err.max()):.3f}")
     z = lambda a: np.frombuffer(lzma.compress(np.ascontiguousarray(a).tobytes(), preset=6), dtype=np.uint8)  # noqa: E731
+    actions = np.ascontiguousarray(np.concatenate([e["actions"] for e in eps]))  # int (Discrete) or float (Box)
     arrays = {
         "lengths": lengths, "val": np.isin(np.arange(len(paths)), val), "scale": scale,
         "mu": z(mu_q.astype(np.int16)), "logvar": z(lv_q.astype(np.int8)),
-        "actions": z(np.concatenate([e["actions"] for e in eps]).astype(np.int64)),
+        "actions": z(actions), "actions_dtype": np.array(actions.dtype.str), "actions_shape": np.array(actions.shape),
         "rewards": z(np.concatenate([e["rewards"] for e in eps]).astype(np.float32)),
         "terminated": z(np.concatenate([e["terminated"] for e in eps]).astype(bool)),
     }
@@ -101,7 +113,8 @@ def _unpack(pack_dir: Path):
         zdim = len(scale)
         mu = un("mu", np.int16).reshape(-1, zdim).astype(np.float32) * scale
         logvar = un("logvar", np.int8).reshape(-1, zdim).astype(np.float32) / 4
-        actions, rewards, term = un("actions", np.int64), un("rewards", np.float32), un("terminated", bool)
+        actions = un("actions", np.dtype(str(d["actions_dtype"]))).reshape(tuple(d["actions_shape"]))
+        rewards, term = un("rewards", np.float32), un("terminated", bool)
     eps, zo, ao = [], 0, 0
     for n in lengths:
         eps.append(LatentEpisode(mu[zo:zo + n + 1], logvar[zo:zo + n + 1], actions[ao:ao + n], rewards[ao:ao + n],
@@ -344,40 +357,46 @@ def assemble(run: Path, weights: Path, out: Path, seed: int, refit: bool = False
     print(json.dumps(summary["fidelity"]))
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("pack")
-    a.add_argument("run", type=Path)
-    a.add_argument("out", type=Path)
-    a = sub.add_parser("train")
-    a.add_argument("pack", type=Path)
-    a.add_argument("out", type=Path)
-    a.add_argument("--seconds", type=float, default=420)
-    a.add_argument("--batch", type=int, default=128)
-    a.add_argument("--lr", type=float, default=1e-3)
-    a.add_argument("--lr-min", type=float, default=1e-4)
-    a.add_argument("--seq-len", type=int, default=512)
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--val-every", type=int, default=200)
-    a.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    a.add_argument("--detach-heads", action="store_true", help="train the heads on a detached h (M learns z only)")
-    a = sub.add_parser("assemble")
-    a.add_argument("run", type=Path)
-    a.add_argument("weights", type=Path)
-    a.add_argument("out", type=Path)
-    a.add_argument("--seed", type=int, default=0)
-    a.add_argument("--refit-termination", action="store_true",
-                   help="fit the termination head again on the new M's h, early-stopped on the held-out episodes")
-    args = p.parse_args()
-    if args.cmd == "pack":
-        pack(args.run, args.out)
-    elif args.cmd == "train":
-        train(args.pack, args.out, args.seconds, args.batch, args.lr, args.lr_min, args.seq_len, args.seed,
-              args.val_every, args.device, args.detach_heads)
-    else:
-        assemble(args.run, args.weights, args.out, args.seed, args.refit_termination)
+@dataclass
+class Args:
+    part: str = field(default="pack", metadata={"choices": ("pack", "train", "assemble")})
+    """pack (CPU: a run's latents -> a small file), train (GPU: M + heads) or assemble (CPU: run's V + new M)"""
+    run: str = "runs/s14/doom-de"
+    """the finished training run whose latents, weights and split are used (pack, assemble)"""
+    pack: str = "gpu/de"
+    """the packed folder (pack writes it, train reads it)"""
+    out: str = "runs/gpu-de"
+    """train: where best/last weights and the log go; assemble: the new world-model directory"""
+    weights: str = "runs/gpu-de/last.safetensors"
+    """assemble: the M + heads weights that train wrote"""
+    seconds: float = 420.0
+    """train: wall-clock budget; the learning rate follows a cosine over it"""
+    batch: int = 128
+    """train: windows per step"""
+    lr: float = 1e-3
+    """train: first learning rate"""
+    lr_min: float = 1e-4
+    """train: last learning rate"""
+    seq_len: int = 512
+    """train: window length"""
+    seed: int = 0
+    """train and assemble: noise, data order, start states"""
+    val_every: int = 200
+    """train: steps between held-out losses"""
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    """train: torch device"""
+    detach_heads: bool = False
+    """train: the heads learn on a detached h, so M learns z only (what worked on Doom)"""
+    refit_termination: bool = False
+    """assemble: fit the termination head again on the new M's h, early-stopped on held-out episodes"""
 
 
 if __name__ == "__main__":
-    main()
+    args = parse_cli(Args, description=__doc__)
+    if args.part == "pack":
+        pack(Path(args.run), Path(args.pack))
+    elif args.part == "train":
+        train(Path(args.pack), Path(args.out), args.seconds, args.batch, args.lr, args.lr_min, args.seq_len,
+              args.seed, args.val_every, args.device, args.detach_heads)
+    else:
+        assemble(Path(args.run), Path(args.weights), Path(args.out), args.seed, args.refit_termination)
