@@ -153,24 +153,6 @@ class GpuWindows:
                 "terminated": torch.where(a_ok, self.terminated[a_rows], zero), "mask": a_ok.float()}
 
 
-def _detached_heads_loss(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-    """``WorldModel.memory_loss`` (one member) with the heads trained on a detached h: the LSTM learns
-    only to predict z, so it cannot memorise the few hundred deaths through the termination head."""
-    from dreamgym.models.mdnrnn import mixture_nll
-
-    mu, logvar, mask = batch["mu"], batch["logvar"], batch["mask"]
-    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-    out, _ = model.memory.sequence(z[:, :-1], batch["action"])
-    if model.config.memory.dropout > 0:
-        out = torch.nn.functional.dropout(out, model.config.memory.dropout, training=model.training)
-    logits, m, log_sigma = model.memory.mixture(out)
-    nll = mixture_nll(logits, m, log_sigma, z[:, 1:]).mean(dim=-1)
-    z_loss = (nll * mask).sum() / mask.sum().clamp(min=1)
-    head_loss, metrics = model.heads.loss(out.detach(), batch["reward"], batch["terminated"], mask)
-    loss = z_loss + head_loss
-    return loss, {"loss": loss.item(), "z_nll": z_loss.item(), **metrics}
-
-
 def train(pack_dir: Path, out: Path, seconds: float, batch: int, lr: float, lr_min: float, seq_len: int,
           seed: int, val_every: int, device: str, detach_heads: bool = False) -> None:
     from dreamgym.checkpoint import parse_checkpoint_config
@@ -194,7 +176,7 @@ def train(pack_dir: Path, out: Path, seconds: float, batch: int, lr: float, lr_m
     train_eps, val_eps = _unpack(pack_dir)
     tr = GpuWindows(LatentSequenceDataset(train_eps, model.action_space, seq_len), dev)
     va = GpuWindows(LatentSequenceDataset(val_eps, model.action_space, seq_len), dev)
-    loss_fn = _detached_heads_loss if detach_heads else _memory_loss(True)
+    loss_fn = _memory_loss(True, detach_heads)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=lr)
     out.mkdir(parents=True, exist_ok=True)

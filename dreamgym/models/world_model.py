@@ -534,11 +534,14 @@ class WorldModel(
         return x
 
     # ----- training --------------------------------------------------------------------------
-    def memory_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def memory_loss(self, batch: dict[str, torch.Tensor],
+                    detach_heads: bool = False) -> tuple[torch.Tensor, dict[str, float]]:
         """M + heads loss on latent sequences.
 
         batch: ``z`` (b, t+1, z) latents, ``action`` (b, t, a) M-ready actions, ``reward`` (b, t),
         ``terminated`` (b, t), ``mask`` (b, t) valid steps. Step t predicts z_{t+1}, r_t, done_t.
+        ``detach_heads``: the heads learn on a detached h, so the LSTM learns only to predict z (on long
+        runs the joint loss lets h memorise the training episodes' few deaths).
         """
         z, mask = batch["z"], batch["mask"].float()
         k = self.num_members
@@ -554,7 +557,8 @@ class WorldModel(
             logits, mu, log_sigma = memory.mixture(out)
             nll = mixture_nll(logits, mu, log_sigma, z[:, 1:]).mean(dim=-1)  # b t z -> b t
             z_loss = (nll * m).sum() / m.sum().clamp(min=1)
-            head_loss, metrics = heads.loss(out, batch["reward"], batch["terminated"], m)
+            head_loss, metrics = heads.loss(out.detach() if detach_heads else out, batch["reward"],
+                                            batch["terminated"], m)
             total = total + z_loss + head_loss
             if j == 0:
                 logged = {"z_nll": z_loss.item(), **metrics}

@@ -171,12 +171,12 @@ def _vision_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tupl
     return model.loss(batch["obs"])
 
 
-def _memory_loss(sample_z: bool):
+def _memory_loss(sample_z: bool, detach_heads: bool = False):
     def loss(model: WorldModel, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         mu, logvar = batch["mu"], batch["logvar"]
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if sample_z else mu
         return model.memory_loss({"z": z, "action": batch["action"], "reward": batch["reward"],
-                                  "terminated": batch["terminated"], "mask": batch["mask"]})
+                                  "terminated": batch["terminated"], "mask": batch["mask"]}, detach_heads)
 
     return loss
 

@@ -141,3 +141,29 @@ def test_encode_real_frames_crops_and_resizes():
     prepared = model.prepare(frames)
     assert prepared.shape == (2, 64, 64, 3) and prepared.dtype == torch.uint8 and prepared.max() == 0
     assert model.encode(frames).shape == (2, 4)
+
+
+def test_memory_loss_with_detached_heads_keeps_the_heads_gradient_out_of_m():
+    torch.manual_seed(0)
+    model = WorldModel(tiny_world_model_config("VizdoomTakeCover-v1"))
+    b, t, zd = 3, 6, model.config.vision.z_dim
+    batch = {"z": torch.randn(b, t + 1, zd), "action": torch.nn.functional.one_hot(torch.randint(3, (b, t)), 3).float(),
+             "reward": torch.ones(b, t), "terminated": (torch.rand(b, t) < 0.3).float(), "mask": torch.ones(b, t)}
+
+    def grads(detach: bool) -> tuple[float, dict[str, torch.Tensor]]:
+        model.zero_grad()
+        loss, _ = model.memory_loss(batch, detach_heads=detach)
+        loss.backward()
+        return loss.item(), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    (joint, g_joint), (detached, g_det) = grads(False), grads(True)
+    assert joint == pytest.approx(detached)  # the same loss, only its gradient's path differs
+    head = "heads.termination.weight"
+    torch.testing.assert_close(g_joint[head], g_det[head])
+    lstm = "memory.lstm.weight_hh_l0"
+    assert not torch.allclose(g_joint[lstm], g_det[lstm])
+    # detached, the deaths' labels do not reach M: other labels, the same gradient for the LSTM
+    model.zero_grad()
+    loss, _ = model.memory_loss({**batch, "terminated": 1 - batch["terminated"]}, detach_heads=True)
+    other = torch.autograd.grad(loss, model.memory.lstm.weight_hh_l0)[0]
+    torch.testing.assert_close(other, g_det[lstm])
