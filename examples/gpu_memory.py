@@ -44,6 +44,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dreamgym.argtypes import parse_cli
+from dreamgym.utils import atomic_write
 
 M_PREFIXES = ("memory.", "heads.", "ensemble.")
 
@@ -59,9 +60,8 @@ def _latent_paths(run: Path) -> list[Path]:
 
 
 def _atomic_save(state: dict[str, torch.Tensor], path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().float().cpu().contiguous() for k, v in state.items()}, str(tmp))
-    tmp.replace(path)
+    tensors = {k: v.detach().float().cpu().contiguous() for k, v in state.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 def pack(run: Path, out: Path) -> None:
@@ -94,10 +94,11 @@ def pack(run: Path, out: Path) -> None:
         "rewards": z(np.concatenate([e["rewards"] for e in eps]).astype(np.float32)),
         "terminated": z(np.concatenate([e["terminated"] for e in eps]).astype(bool)),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "latents.npz.tmp", "wb") as f:
-        np.savez(f, **arrays)
-    (out / "latents.npz.tmp").replace(out / "latents.npz")
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.savez would append ".npz" to a path
+            np.savez(f, **arrays)
+
+    atomic_write(out / "latents.npz", write)
     weights = load_file(str(run / "model.safetensors"))
     _atomic_save({k: v for k, v in weights.items() if k.startswith(M_PREFIXES)}, out / "init.safetensors")
     shutil.copy(run / "config.json", out / "config.json")
