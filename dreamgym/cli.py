@@ -118,6 +118,8 @@ def recipe_from_args(args: argparse.Namespace):
         top["sample_z"] = args.memory_z == "sample"
     if args.real_z is not None:
         top["real_sample_z"] = args.real_z == "sample"
+    if args.detach_heads:
+        top["detach_heads"] = True
     top.update({k: v for k, v in {"ensemble": args.ensemble, "dropout": args.dropout}.items() if v is not None})
     return replace(cfg, vision=replace(cfg.vision, **vision), memory=replace(cfg.memory, **memory), **top)
 
@@ -145,9 +147,10 @@ def _train(args: argparse.Namespace) -> None:
     if args.backend == "rssm":
         from dreamgym.train.rssm_recipe import train_rssm
 
-        if args.keep_vision or args.fresh_memory or args.ensemble or args.dropout or args.memory_z or args.real_z:
-            raise ConfigError("--keep-vision, --fresh-memory, --memory-z, --real-z, --ensemble and --dropout are MDN-RNN "
-                              "options; drop them with --backend rssm.")
+        if (args.keep_vision or args.fresh_memory or args.ensemble or args.dropout or args.memory_z or args.real_z
+                or args.detach_heads):
+            raise ConfigError("--keep-vision, --fresh-memory, --memory-z, --real-z, --ensemble, --dropout and "
+                              "--detach-heads are MDN-RNN options; drop them with --backend rssm.")
         model = train_rssm(_data_dirs(args.data, out), out, rssm_recipe_from_args(args), resume=args.resume,
                            device=args.device)
     else:
@@ -363,6 +366,9 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True, schedule: bool
                    "draw one per episode and report their disagreement (default: 1, a single M)")
     p.add_argument("--dropout", type=nonneg_float, help="dropout on M's output in training; dreams draw a fresh mask "
                    "per episode, as in Dropout's Dream Land (default: 0, none)")
+    p.add_argument("--detach-heads", action="store_true", help="the reward and termination heads learn on a "
+                   "detached h, so M's LSTM learns only z and cannot memorise the training episodes' deaths "
+                   "(default: off, the heads train jointly)")
     p.add_argument("--device", default="cpu", type=device, help="torch device to train on: cpu, cuda, cuda:N or mps")
     p.add_argument("--tensorboard", action="store_true", default=None, help="also log to TensorBoard "
                                                                             "(needs the tensorboard package)")

@@ -59,6 +59,10 @@ class RecipeConfig:
         when deaths are rare in the data.
     :param ensemble: members of M + heads (bootstrap ensemble; 1: one M). :param dropout: dropout on
         M's output while training; dreams then draw a mask per episode (0: none).
+    :param detach_heads: the reward and termination heads learn on a detached h, so M's LSTM learns only to
+        predict z. On long runs the joint loss lets h memorise the training episodes' few deaths: the held-out
+        termination loss rises while z improves (Doom, session 15). False (the default) trains them jointly, as
+        every shipped recipe so far did.
     :param frame_buffer: frames V's training holds in memory (64×64×3 uint8: 500,000 are 6 GB); a
         dataset with more frames trains V on a fresh random subset of whole episodes each epoch.
         Every dataset the reproduction scripts train on fits, so their V training is unchanged.
@@ -84,6 +88,7 @@ class RecipeConfig:
     heads: dict[str, Any] | None = None
     ensemble: int = 1
     dropout: float = 0.0
+    detach_heads: bool = False
     frame_buffer: int = 500_000
 
     @classmethod
@@ -533,7 +538,7 @@ def _memory_stage(run: _Run, latent_paths: list[Path]) -> tuple[LatentSequenceDa
     space = model.action_space
     train_seq = LatentSequenceDataset.from_files(train_paths, space, cfg.seq_len, cache / f"flat-train-r{run.rank}")
     val_seq = LatentSequenceDataset.from_files(val_paths, space, cfg.seq_len, cache / f"flat-val-r{run.rank}")
-    trainer = Trainer(model, _memory_loss(cfg.sample_z and has_logvar), train_seq, val_seq, cfg.memory,
+    trainer = Trainer(model, _memory_loss(cfg.sample_z and has_logvar, cfg.detach_heads), train_seq, val_seq, cfg.memory,
                       run.out / "stages" / "memory", name="memory", device=run.device, progress=run.progress)
     if run.resume and trainer.load():
         _check_resumed_steps(trainer, "--memory-steps")
@@ -556,7 +561,8 @@ def _finish(run: _Run, meta: DatasetMeta, train_seq: LatentSequenceDataset, val_
                  "source": meta.source, "train_episodes": len(run.train_eps), "val_episodes": len(run.val_eps)},
         "training": {"vision_steps": cfg.vision.steps if model.config.pixels and cfg.train_vision else 0,
                      "memory_steps": cfg.memory.steps, "memory_z": "sample" if cfg.sample_z else "mean",
-                     **({"fresh_memory": True} if cfg.fresh_memory else {}), **({"init_from": str(cfg.init_from)} if cfg.init_from else {}),
+                     **({"fresh_memory": True} if cfg.fresh_memory else {}),
+                     **({"detach_heads": True} if cfg.detach_heads else {}), **({"init_from": str(cfg.init_from)} if cfg.init_from else {}),
                      **{k: round(v, 1) for k, v in timings.items()}},
         "fidelity": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in fid.items()},
     }

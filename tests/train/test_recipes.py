@@ -98,6 +98,32 @@ def test_a_fresh_memory_on_a_kept_vision_learns_posterior_means(tmp_path, carrac
         assert torch.equal(a, b)
 
 
+def test_detach_heads_reaches_the_memory_loss_and_is_recorded(tmp_path, carracing_data, monkeypatch, capsys):
+    seen = []
+    original = WorldModel.memory_loss
+
+    def spy(self, batch, detach_heads=False):
+        seen.append(detach_heads)
+        return original(self, batch, detach_heads)
+
+    monkeypatch.setattr(WorldModel, "memory_loss", spy)
+    main(["train", str(carracing_data), "--out", str(tmp_path / "d"), "--preset", "tiny", "--vision-steps", "2",
+          "--memory-steps", "3", "--detach-heads"])
+    assert seen and all(seen)
+    assert json.loads((tmp_path / "d" / "recipe.json").read_text())["detach_heads"] is True
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["summary"]["training"]["detach_heads"] is True
+    seen.clear()
+    train_world_model(carracing_data, tmp_path / "j", RecipeConfig.tiny(vision=TrainConfig(steps=2, batch_size=8),
+                                                                        memory=TrainConfig(steps=3, batch_size=8)),
+                      progress=False)
+    assert seen and not any(seen)  # the default trains the heads jointly, as the shipped recipes did
+    assert "detach_heads" not in json.loads((tmp_path / "j" / "config.json").read_text())["summary"]["training"]
+    with pytest.raises(SystemExit) as e:
+        main(["train", str(carracing_data), "--out", str(tmp_path / "r"), "--preset", "tiny", "--backend", "rssm",
+              "--detach-heads"])
+    assert e.value.code == 2 and "--detach-heads are MDN-RNN options" in capsys.readouterr().err
+
+
 def test_memory_training_lowers_the_loss(tmp_path):
     collect(CollectConfig("Pendulum-v1", out=str(tmp_path / "d"), episodes=6, max_steps=50, workers=1), progress=False)
     cfg = RecipeConfig.tiny()
