@@ -1,8 +1,10 @@
 """Doom TakeCover dreams from random and expert data with dropout (Dropout's Dream Land's recipe, as
 CarRacing's shipped dream), and agents trained only in them (session 14).
 
-Run: python examples/doom_expert.py [--work runs/doom-expert] [--only data de v2 agents ship]
-What shipped as pretrained/doom-takecover: ``--only data de agents ship --temperatures 1.0 --seeds 0 1 2 3 4``.
+Run: python examples/doom_expert.py [--work runs/doom-expert] [--only data de v2 ded agents ship]
+What shipped as pretrained/doom-takecover in session 14: ``--only data de agents ship --temperatures 1.0 --seeds 0 1 2 3 4``.
+What ships since session 16: ``--only data de ded agents ship --dreams ded --ship-dream ded --temperatures 1.0
+--seeds 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 --ship-seed SEED`` (ded needs a GPU: see step 3b).
 
 Each part skips what is done. Steps (times and the table are in pretrained/README.md, "Doom TakeCover: a
 scripted dodger's data and dropout dreams"):
@@ -16,10 +18,15 @@ scripted dodger's data and dropout dreams"):
    on 2 threads, of which 223 s encode the frames)
 3. v2: de's V continued 2000 steps (batches of 100 frames) on all the data, then its M and heads 800 steps
    as in de on the new latents
+3b. ded: de's M + heads trained on for ``--gpu-seconds`` (280) on a GPU with the heads on a detached h
+   (examples/gpu_memory.py: pack, train ``--detach-heads``, assemble ``--refit-termination``). Session 15 ran it
+   on one H200 (5.1k steps of 128 windows, sharing the GPU with a second run); the step count follows the GPU's
+   speed, so another GPU trains a different number of steps. On a CPU the same seconds give a few dozen steps:
+   pass ``--gpu-device cpu --gpu-seconds`` of hours for a like-for-like model
 4. agents, per dream, temperature and seed: PPO (300k dream steps, 64 dreams, sampled termination, 38 s),
    scored over 100 real episodes (seeds 1000-1099) and 100 dream episodes (the table's CMA-ES rows:
    ``python examples/doom_controller.py --model WORK/de``, tau 1.15; the tau-1.0 ones in pretrained/README.md)
-5. ship: de, its dream's default temperature set to the agents' first ``--temperatures``, with the PPO agent of
+5. ship: ``--ship-dream`` (de or ded), its dream's default temperature set to the agents' first ``--temperatures``, with the PPO agent of
    ``--ship-seed`` scored again on 100 fresh real episodes (seeds 2000-2099) as ``eval.json``, its first score
    as ``eval-seeds1000.json``, random actions' as ``eval-random.json``, and the lie detector's report over 20
    real episodes as ``fidelity.json``
@@ -65,16 +72,22 @@ class Args:
     work: str = "runs/doom-expert"
     """run directory: data, the world models and every agent"""
     only: list[str] = field(default_factory=lambda: ["data", "de", "agents"],
-                            metadata={"choices": ("data", "de", "v2", "agents", "ship")})
+                            metadata={"choices": ("data", "de", "v2", "ded", "agents", "ship")})
     """which parts to run"""
-    dreams: list[str] = field(default_factory=lambda: ["de"], metadata={"choices": ("de", "v2")})
+    dreams: list[str] = field(default_factory=lambda: ["de"], metadata={"choices": ("de", "v2", "ded")})
     """the dreams the agents part trains in"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """one PPO run per seed"""
     temperatures: list[float] = field(default_factory=lambda: [1.15])
     """dream temperatures the agents train (and are scored) at"""
     ship_seed: int = 1
-    """the PPO seed (of de, at the first --temperatures) that the ship part ships"""
+    """the PPO seed (of --ship-dream, at the first --temperatures) that the ship part ships"""
+    ship_dream: str = field(default="de", metadata={"choices": ("de", "ded")})
+    """the dream the ship part ships"""
+    gpu_seconds: float = 280.0
+    """ded: wall-clock budget of the GPU training (session 15: 280 s on an H200)"""
+    gpu_device: str = "cuda"
+    """ded: torch device of the GPU training"""
     ship_to: str = "pretrained/doom-takecover"
     """where the ship part writes"""
 
@@ -92,7 +105,7 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
     args = parse_cli(Args, description=__doc__)
     work = Path(args.work)
     held, e15, e3, e2 = (work / name for name in ("data-held", "data-expert-n1.5", "data-expert-n3", "data-expert-n2"))
-    models = {"de": work / "de", "v2": work / "v2"}
+    models = {"de": work / "de", "v2": work / "v2", "ded": work / "ded"}
 
     work.mkdir(parents=True, exist_ok=True)
     if "data" in args.only:  # collect only writes what is missing
@@ -108,6 +121,18 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
         train_world_model([held, e15, e3], de, recipe(session5_model(work), 1000), resume=(de / "stages").exists())
     if "v2" in args.only and not (v2 / "config.json").is_file():
         train_world_model([held, e15, e3, e2], v2, recipe(de, 800, vision_steps=2000), resume=(v2 / "stages").exists())
+
+    ded = models["ded"]
+    if "ded" in args.only and not (ded / "config.json").is_file():
+        import gpu_memory  # examples/gpu_memory.py, beside this file
+
+        packed, trained = work / "gpu-de-pack", work / "gpu-de-train"
+        if not (packed / "config.json").is_file():
+            gpu_memory.pack(de, packed)
+        if not (trained / "last.safetensors").is_file():
+            gpu_memory.train(packed, trained, args.gpu_seconds, batch=128, lr=1e-3, lr_min=1e-4, seq_len=512, seed=0,
+                             val_every=200, device=args.gpu_device, detach_heads=True)
+        gpu_memory.assemble(de, trained / "last.safetensors", ded, seed=0, refit=True)
 
     if "agents" in args.only:
         for name in args.dreams:
@@ -126,18 +151,20 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
 
     if "ship" in args.only:
         tau = f"{args.temperatures[0]:g}"
-        run, staged = work / f"de-t{tau}-ppo-s{args.ship_seed}", work / "de-ship"
-        fresh, random = run / "eval2000.json", work / f"eval-random-de-t{tau}.json"
+        name = args.ship_dream
+        shipped = models[name]
+        run, staged = work / f"{name}-t{tau}-ppo-s{args.ship_seed}", work / f"{name}-ship"
+        fresh, random = run / "eval2000.json", work / f"eval-random-{name}-t{tau}.json"
         if not fresh.is_file():
             main(["evaluate", str(run), "--episodes", "100", "--seed", "2000", "--temperature", tau, "--termination",
                   "sample", "--workers", "1", "--json", str(fresh)])
         if not random.is_file():
-            main(["evaluate", "random", "--env-id", DREAM, "--model", str(de), "--episodes", "100", "--seed", "1000",
+            main(["evaluate", "random", "--env-id", DREAM, "--model", str(shipped), "--episodes", "100", "--seed", "1000",
                   "--temperature", tau, "--termination", "sample", "--workers", "1", "--json", str(random)])
         shutil.rmtree(staged, ignore_errors=True)
         staged.mkdir()
-        for name in ("config.json", "model.safetensors"):
-            shutil.copy(de / name, staged / name)
+        for file in ("config.json", "model.safetensors"):
+            shutil.copy(shipped / file, staged / file)
         config = json.loads((staged / "config.json").read_text())
         config["default_temperature"] = float(tau)  # the dream's default is the one its agent trained at
         config["summary"]["training"]["init_from"] = f"pretrained/doom-takecover at commit {S5_SHIPPED[:7]}"  # no local path
@@ -146,7 +173,8 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
         summary = {"agent": f"agent/ is PPO (SB3, 300k dream steps, 64 dreams, tau {tau}, sampled termination) seed "
                             f"{args.ship_seed} of {args.seeds}, chosen by its real score over 100 episodes (seeds 1000-1099, "
                             f"eval-seeds1000.json); eval.json scores it on 100 fresh episodes (seeds 2000-2099)",
-                   "reproduce": f"python examples/doom_expert.py --only data de agents ship --temperatures {tau} "
+                   "reproduce": f"python examples/doom_expert.py --only data de {'ded ' if name == 'ded' else ''}agents "
+                                f"ship --dreams {name} --ship-dream {name} --temperatures {tau} "
                                 f"--seeds {' '.join(map(str, args.seeds))} --ship-seed {args.ship_seed}"}
         main(["ship", str(staged), "--out", args.ship_to, "--name", "doom-takecover", "--controller", str(run),
               "--eval", f"eval.json={fresh}", "--eval", f"eval-seeds1000.json={run / 'eval.json'}",

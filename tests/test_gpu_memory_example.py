@@ -69,3 +69,24 @@ def test_assemble_refuses_weights_of_another_shape(tmp_path, gm):
     save_file({"memory.lstm.weight_hh_l0": torch.zeros(4, 4)}, str(tmp_path / "w.safetensors"))
     with pytest.raises(SystemExit, match="M \\+ heads"):
         gm.assemble(Path("pretrained/carracing"), tmp_path / "w.safetensors", tmp_path / "out", seed=0)
+
+
+def test_doom_expert_builds_ded_from_de_with_the_gpu_parts(tmp_path, monkeypatch):
+    """examples/doom_expert.py --only ded: pack de, train with the heads detached, assemble with a refit head."""
+    import runpy
+    import shutil
+
+    data = tmp_path / "data"
+    collect(CollectConfig("CarRacing-v3", out=str(data), episodes=4, max_steps=30, workers=1), progress=False)
+    work = tmp_path / "work"
+    train_world_model(data, work / "de", RecipeConfig.tiny(), progress=False)
+    monkeypatch.syspath_prepend(str(PATH.parent))
+    monkeypatch.setattr(sys, "argv", ["doom_expert.py", "--work", str(work), "--only", "ded", "--gpu-device", "cpu",
+                                      "--gpu-seconds", "1"])
+    runpy.run_path(str(PATH.parent / "doom_expert.py"), run_name="__main__")
+    gpu = WorldModel.from_pretrained(work / "ded").config.summary["training"]["gpu_memory"]
+    assert gpu["detach_heads"] is True and gpu["refit_termination"]["train_steps"] > 0 and gpu["continued_from"] == "de"
+    assert (work / "gpu-de-train" / "last.safetensors").is_file()
+    shutil.rmtree(work / "gpu-de-pack")  # a finished ded is kept: a second run does no work
+    runpy.run_path(str(PATH.parent / "doom_expert.py"), run_name="__main__")
+    assert not (work / "gpu-de-pack").exists()
