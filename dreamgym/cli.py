@@ -516,6 +516,15 @@ def _add_train_agent_parser(sub: Any) -> None:
     field_argument(p, SB3Config, "eval_real_every", type=nonneg_int,
                    help="SB3: evaluate in the real env every N steps (0: never)")
     field_argument(p, SB3Config, "eval_real_episodes", type=positive_int, help="SB3: real episodes per evaluation")
+    field_argument(p, SB3Config, "eval_dream_every", type=nonneg_int,
+                   help="SB3: score the policy every N steps on the same dream episodes, one batch (0: never)")
+    field_argument(p, SB3Config, "eval_dream_episodes", type=positive_int,
+                   help="SB3: dream episodes per --eval-dream-every score")
+    field_argument(p, SB3Config, "eval_dream_seed", type=nonneg_int,
+                   help="SB3: dream episode i of each score is reset with this seed + i")
+    field_argument(p, SB3Config, "keep", help="SB3: the agent is the last policy, or the one that scored best in "
+                                              "the dream (needs --eval-dream-every); the other goes to OUT/last or "
+                                              "OUT/best-dream")
     field_argument(p, SB3Config, "algo_kwargs", type=json_object, help="SB3: JSON kwargs for the algorithm, "
                                                                          "e.g. '{\"learning_rate\": 3e-4}'")
     p.set_defaults(func=_train_agent)

@@ -241,3 +241,36 @@ def test_a_constant_agent_does_the_same_thing_in_the_dream_and_in_reality(model_
           "--workers", "1", "--json", str(tmp_path / "c.json")])
     assert json.loads((tmp_path / "c.json").read_text())["agent"]["path"] == "constant:0"
     assert "constant:0" in capsys.readouterr().out
+
+
+def test_sb3_keeps_the_policy_that_scored_best_in_the_dream(tmp_path, model_dirs, capsys):
+    from dreamgym.cli import main
+    from dreamgym.evaluate import agent_info, evaluate_dream
+
+    out = tmp_path / "r"
+    main(["train-agent", "Dream-Pendulum-v0", "--algo", "ppo", "--model", str(model_dirs["pendulum"]), "--steps", "256",
+          "--n-envs", "4", "--max-steps", "20", "--eval-dream-every", "64", "--eval-dream-episodes", "6",
+          "--eval-dream-seed", "5", "--keep", "best-dream", "--algo-kwargs",
+          '{"n_steps": 16, "batch_size": 32, "n_epochs": 2, "learning_rate": 0.01}', "--out", str(out)])
+    meta = json.loads((out / "agent.json").read_text())
+    history = meta["dream_eval"]
+    assert [r["timesteps"] for r in history] == [64, 128, 192, 256] and "[dream]" in capsys.readouterr().out
+    best = max(history, key=lambda r: r["mean"])
+    assert meta["policy"]["kept"] == "best-dream" and meta["policy"]["timesteps"] == best["timesteps"]
+    last = json.loads((out / "last" / "agent.json").read_text())["policy"]
+    assert last["kept"] == "last" and last["timesteps"] == 256
+    # the saved files are those policies: scored again on the same dreams, they get the same returns
+    for path, row in ((out, best), (out / "last", history[-1])):
+        again = evaluate_dream(agent_info(path), 6, seed=5, max_steps=20)
+        assert np.isclose(again.mean(), row["mean"], rtol=1e-4, atol=1e-3), (path, again.mean(), row["mean"])
+    assert len({round(r["mean"], 3) for r in history}) > 1  # the policy changed between scores
+    # scoring in the dream does not change what PPO learns: the last policy is the one trained without scores
+    plain = train_sb3(SB3Config("Dream-Pendulum-v0", algo="ppo", steps=256, n_envs=4, model=str(model_dirs["pendulum"]),
+                                max_steps=20, algo_kwargs={"n_steps": 16, "batch_size": 32, "n_epochs": 2,
+                                                           "learning_rate": 0.01}), tmp_path / "plain", progress=False)
+    kept_last = load_sb3(out / "last" / "ppo-Dream-Pendulum-v0.zip", plain.observation_space, plain.action_space)
+    obs = np.random.default_rng(0).normal(size=(16, *plain.observation_space.shape)).astype(np.float32)
+    assert np.array_equal(kept_last.predict(obs, deterministic=True)[0], plain.predict(obs, deterministic=True)[0])
+    with pytest.raises(ConfigError, match="eval_dream_every"):
+        train_sb3(SB3Config("Dream-Pendulum-v0", steps=8, n_envs=2, model=str(model_dirs["pendulum"]), keep="best-dream"),
+                  tmp_path / "x", progress=False)
