@@ -80,6 +80,10 @@ class Args:
     """one PPO run per seed"""
     temperatures: list[float] = field(default_factory=lambda: [1.15])
     """dream temperatures the agents train (and are scored) at"""
+    ppo_steps: int = 300_000
+    """dream steps per PPO run (runs of other lengths than 300k are named ...-ppo<K>k-s<seed>)"""
+    keep_best_dream: bool = False
+    """score each PPO run in the dream every 50k steps (128 episodes) and keep its best-scoring policy"""
     ship_seed: int = 1
     """the PPO seed (of --ship-dream, at the first --temperatures) that the ship part ships"""
     ship_dream: str = field(default="de", metadata={"choices": ("de", "ded")})
@@ -90,6 +94,11 @@ class Args:
     """ded: torch device of the GPU training"""
     ship_to: str = "pretrained/doom-takecover"
     """where the ship part writes"""
+
+
+def ppo_tag(steps: int) -> str:
+    """The agents' run-name part: "ppo" for the 300k-step runs of session 14, "ppo1000k" for 1M."""
+    return "ppo" if steps == 300_000 else f"ppo{steps // 1000}k"
 
 
 def recipe(init: Path | str, memory_steps: int, vision_steps: int = 0) -> RecipeConfig:
@@ -138,13 +147,15 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
         for name in args.dreams:
             for tau in args.temperatures:
                 for seed in args.seeds:
-                    run = work / f"{name}-t{tau:g}-ppo-s{seed}"
+                    run = work / f"{name}-t{tau:g}-{ppo_tag(args.ppo_steps)}-s{seed}"
                     if (run / "eval.json").is_file():
                         continue
                     start = time.perf_counter()
-                    main(["train-agent", DREAM, "--algo", "ppo", "--model", str(models[name]), "--steps", "300000",
-                          "--n-envs", "64", "--algo-kwargs", '{"n_steps": 128, "batch_size": 1024}', "--termination",
-                          "sample", "--temperature", f"{tau:g}", "--seed", str(seed), "--out", str(run)])
+                    best = ["--eval-dream-every", "50000", "--eval-dream-episodes", "128", "--keep", "best-dream"]
+                    main(["train-agent", DREAM, "--algo", "ppo", "--model", str(models[name]), "--steps",
+                          str(args.ppo_steps), "--n-envs", "64", "--algo-kwargs", '{"n_steps": 128, "batch_size": 1024}',
+                          "--termination", "sample", "--temperature", f"{tau:g}", "--seed", str(seed), "--out", str(run),
+                          *(best if args.keep_best_dream else [])])
                     (run / "train_seconds.txt").write_text(f"{time.perf_counter() - start:.0f}\n")
                     main(["evaluate", str(run), "--episodes", "100", "--seed", "1000", "--temperature", f"{tau:g}",
                           "--termination", "sample", "--workers", "1"])
@@ -153,7 +164,7 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
         tau = f"{args.temperatures[0]:g}"
         name = args.ship_dream
         shipped = models[name]
-        run, staged = work / f"{name}-t{tau}-ppo-s{args.ship_seed}", work / f"{name}-ship"
+        run, staged = work / f"{name}-t{tau}-{ppo_tag(args.ppo_steps)}-s{args.ship_seed}", work / f"{name}-ship"
         fresh, random = run / "eval2000.json", work / f"eval-random-{name}-t{tau}.json"
         if not fresh.is_file():
             main(["evaluate", str(run), "--episodes", "100", "--seed", "2000", "--temperature", tau, "--termination",
@@ -170,12 +181,17 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
         config["summary"]["training"]["init_from"] = f"pretrained/doom-takecover at commit {S5_SHIPPED[:7]}"  # no local path
         (staged / "config.json.tmp").write_text(json.dumps(config, indent=2))
         os.replace(staged / "config.json.tmp", staged / "config.json")
-        summary = {"agent": f"agent/ is PPO (SB3, 300k dream steps, 64 dreams, tau {tau}, sampled termination) seed "
-                            f"{args.ship_seed} of {args.seeds}, chosen by its real score over 100 episodes (seeds 1000-1099, "
-                            f"eval-seeds1000.json); eval.json scores it on 100 fresh episodes (seeds 2000-2099)",
+        kept = (", the policy that scored best on 128 dream episodes scored every 50k steps"
+                if args.keep_best_dream else "")
+        summary = {"agent": f"agent/ is PPO (SB3, {args.ppo_steps // 1000}k dream steps, 64 dreams, tau {tau}, sampled "
+                            f"termination{kept}) seed {args.ship_seed} of {args.seeds}, chosen by its real score over 100 "
+                            f"episodes (seeds 1000-1099, eval-seeds1000.json); eval.json scores it on 100 fresh episodes "
+                            f"(seeds 2000-2099)",
                    "reproduce": f"python examples/doom_expert.py --only data de {'ded ' if name == 'ded' else ''}agents "
                                 f"ship --dreams {name} --ship-dream {name} --temperatures {tau} "
-                                f"--seeds {' '.join(map(str, args.seeds))} --ship-seed {args.ship_seed}"}
+                                f"--seeds {' '.join(map(str, args.seeds))} --ship-seed {args.ship_seed}"
+                                + (f" --ppo-steps {args.ppo_steps}" if args.ppo_steps != 300_000 else "")
+                                + (" --keep-best-dream" if args.keep_best_dream else "")}
         main(["ship", str(staged), "--out", args.ship_to, "--name", "doom-takecover", "--controller", str(run),
               "--eval", f"eval.json={fresh}", "--eval", f"eval-seeds1000.json={run / 'eval.json'}",
               "--eval", f"eval-random.json={random}", "--temperature", tau, "--termination", "sample", "--mean-z",
