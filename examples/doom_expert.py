@@ -1,10 +1,10 @@
 """Doom TakeCover dreams from random and expert data with dropout (Dropout's Dream Land's recipe, as
-CarRacing's shipped dream), and agents trained only in them (session 14).
+CarRacing's shipped dream), and agents trained only in them (sessions 14-16).
 
 Run: python examples/doom_expert.py [--work runs/doom-expert] [--only data de v2 ded agents ship]
 What shipped as pretrained/doom-takecover in session 14: ``--only data de agents ship --temperatures 1.0 --seeds 0 1 2 3 4``.
 What ships since session 16: ``--only data de ded agents ship --dreams ded --ship-dream ded --temperatures 1.0
---seeds 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 --ship-seed SEED`` (ded needs a GPU: see step 3b).
+--seeds 0 1 2 3 4 --ppo-steps 1000000 --keep-best-dream --ship-seed 2`` (ded needs a GPU: see step 3b).
 
 Each part skips what is done. Steps (times and the table are in pretrained/README.md, "Doom TakeCover: a
 scripted dodger's data and dropout dreams"):
@@ -23,7 +23,8 @@ scripted dodger's data and dropout dreams"):
    on one H200 (5.1k steps of 128 windows, sharing the GPU with a second run); the step count follows the GPU's
    speed, so another GPU trains a different number of steps. On a CPU the same seconds give a few dozen steps:
    pass ``--gpu-device cpu --gpu-seconds`` of hours for a like-for-like model
-4. agents, per dream, temperature and seed: PPO (300k dream steps, 64 dreams, sampled termination, 38 s),
+4. agents, per dream, temperature and seed: PPO (``--ppo-steps``, 300k: 38 s; 1M with ``--keep-best-dream``, which
+   scores the policy on 128 dream episodes every 50k steps and keeps the best: 4-5 min; 64 dreams, sampled termination),
    scored over 100 real episodes (seeds 1000-1099) and 100 dream episodes (the table's CMA-ES rows:
    ``python examples/doom_controller.py --model WORK/de``, tau 1.15; the tau-1.0 ones in pretrained/README.md)
 5. ship: ``--ship-dream`` (de or ded), its dream's default temperature set to the agents' first ``--temperatures``, with the PPO agent of
