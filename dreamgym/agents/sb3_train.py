@@ -143,6 +143,7 @@ class DreamEvalCallback(BaseCallback):
     def _on_training_end(self) -> None:
         if not self.history or self.history[-1]["timesteps"] != self.num_timesteps:
             self.evaluate()  # the final policy too: "best" is then chosen among every scored one
+        self._env.close()
 
     def evaluate(self) -> dict[str, float]:
         import numpy as np
