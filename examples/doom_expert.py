@@ -97,6 +97,15 @@ class Args:
     """where the ship part writes"""
 
 
+def seed_scores(work: Path, name: str, tau: str, args: Args) -> dict:
+    """Every PPO seed's mean over its 100 real episodes (seeds 1000-1099) and 100 dream episodes: the spread the card
+    reports beside the shipped seed."""
+    evals = {s: json.loads((work / f"{name}-t{tau}-{ppo_tag(args.ppo_steps)}-s{s}" / "eval.json").read_text())
+             for s in args.seeds}
+    return {"seeds": list(args.seeds), "real": [round(e["real"]["mean"], 1) for e in evals.values()],
+            "dream": [round(e["dream"]["mean"], 1) for e in evals.values()]}
+
+
 def ppo_tag(steps: int) -> str:
     """The agents' run-name part: "ppo" for the 300k-step runs of session 14, "ppo1000k" for 1M."""
     return "ppo" if steps == 300_000 else f"ppo{steps // 1000}k"
@@ -192,10 +201,15 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
                                 f"ship --dreams {name} --ship-dream {name} --temperatures {tau} "
                                 f"--seeds {' '.join(map(str, args.seeds))} --ship-seed {args.ship_seed}"
                                 + (f" --ppo-steps {args.ppo_steps}" if args.ppo_steps != 300_000 else "")
-                                + (" --keep-best-dream" if args.keep_best_dream else "")}
+                                + (" --keep-best-dream" if args.keep_best_dream else ""),
+                   "ppo_100_episodes_by_seed": seed_scores(work, name, tau, args)}
         main(["ship", str(staged), "--out", args.ship_to, "--name", "doom-takecover", "--controller", str(run),
               "--eval", f"eval.json={fresh}", "--eval", f"eval-seeds1000.json={run / 'eval.json'}",
               "--eval", f"eval-random.json={random}", "--temperature", tau, "--termination", "sample", "--mean-z",
               "--video-steps", "200", "--summary", json.dumps(summary)])
         main(["fidelity", args.ship_to, "--agent", str(Path(args.ship_to) / "agent"), "--episodes", "20", "--seed",
               "1000", "--temperature", tau, "--workers", "1"])
+        # ship the folder again in place, so that its card carries the report fidelity just wrote
+        main(["ship", args.ship_to, "--out", args.ship_to, "--video-steps", "0",
+              *[f for e in ("eval.json", "eval-seeds1000.json", "eval-random.json")
+                for f in ("--eval", f"{e}={Path(args.ship_to) / e}")]])  # the card lists them in this order

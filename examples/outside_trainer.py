@@ -51,10 +51,22 @@ def kwargs(args: Args) -> dict:
     return {"model": args.model} if args.model else {}
 
 
-def linear_policy(theta: np.ndarray, obs_dim: int, act_space: gym.spaces.Box):
-    """a = squash(W·obs + b) into the action box; theta is W and b flattened."""
-    n = act_space.shape[0]
+def policy_dim(obs_dim: int, act_space: gym.Space) -> int:
+    """How many numbers a linear policy needs: a weight row and a bias per action dimension (Box) or action (Discrete)."""
+    if isinstance(act_space, gym.spaces.Discrete):
+        return int(act_space.n) * (obs_dim + 1)
+    if isinstance(act_space, gym.spaces.Box):
+        return act_space.shape[0] * (obs_dim + 1)
+    raise TypeError(f"a linear policy needs a Box or Discrete action space, got {act_space}")
+
+
+def linear_policy(theta: np.ndarray, obs_dim: int, act_space: gym.Space):
+    """Box: a = squash(W·obs + b) into the action box. Discrete: a = argmax(W·obs + b), one score per action.
+    theta is W and b flattened."""
+    n = int(act_space.n) if isinstance(act_space, gym.spaces.Discrete) else act_space.shape[0]
     w, b = theta[: n * obs_dim].reshape(n, obs_dim), theta[n * obs_dim :]
+    if isinstance(act_space, gym.spaces.Discrete):
+        return lambda obs: np.argmax(obs @ w.T + b, axis=-1)
     lo, hi = act_space.low, act_space.high
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -66,7 +78,7 @@ def linear_policy(theta: np.ndarray, obs_dim: int, act_space: gym.spaces.Box):
 def train_cmaes(args: Args):
     envs = gym.make_vec(args.dream, num_envs=args.population * args.rollouts, **kwargs(args))
     obs_dim, act_space = envs.single_observation_space.shape[0], envs.single_action_space
-    dim = act_space.shape[0] * (obs_dim + 1)
+    dim = policy_dim(obs_dim, act_space)
     es = cma.CMAEvolutionStrategy(np.zeros(dim), 0.1, {"popsize": args.population, "seed": args.seed + 1, "verbose": -9})
     best = (-np.inf, None)
     for gen in range(args.generations):
@@ -102,8 +114,10 @@ def train_ppo(args: Args):
 
 
 def score(act, make_env, episodes: int, seed: int) -> tuple[float, float, np.ndarray]:
-    """Mean and std of the returns, and the mean action taken."""
+    """Mean and std of the returns, and the mean |action| taken (Discrete: how often each action was taken)."""
     env = make_env()
+    act_space = env.action_space
+    discrete = isinstance(act_space, gym.spaces.Discrete)
     returns, actions = [], []
     for ep in range(episodes):
         obs, _ = env.reset(seed=seed + ep)
@@ -111,7 +125,7 @@ def score(act, make_env, episodes: int, seed: int) -> tuple[float, float, np.nda
         while not done:
             action = act(obs)
             obs, r, term, trunc, _ = env.step(action)
-            actions.append(np.abs(action))
+            actions.append(np.eye(act_space.n)[action] if discrete else np.abs(action))
             total += float(r)
             done = term or trunc
         returns.append(total)
