@@ -146,7 +146,8 @@ def shipped_agent(folder: str | Path) -> Path | None:
 
 
 def _ship_evals(cfg: ShipConfig, tmp: Path, shipped: tuple[Path, str] | None) -> list[dict[str, Any]]:
-    """Write the given results with folder-relative paths; return every eval*.json, given ones first."""
+    """Write the given results with folder-relative paths; return every eval*.json: given ones first, then the
+    folder's own, eval.json before the rest (so shipping a folder onto itself keeps its headline score first)."""
     from dreamgym.evaluate import ship_result
 
     for name, src in cfg.evals.items():
@@ -154,7 +155,8 @@ def _ship_evals(cfg: ShipConfig, tmp: Path, shipped: tuple[Path, str] | None) ->
         path = Path(str(result.get("agent", {}).get("path", "")))
         mine = shipped is not None and path.exists() and path.resolve() == shipped[0]
         ship_result(result, tmp / name, agent=shipped[1] if mine else None)
-    names = list(cfg.evals) + sorted(p.name for p in tmp.glob("eval*.json") if p.name not in cfg.evals)
+    names = list(cfg.evals) + sorted((p.name for p in tmp.glob("eval*.json") if p.name not in cfg.evals),
+                                     key=lambda n: (n != "eval.json", n))
     return [read_json_object(tmp / n) for n in names]
 
 

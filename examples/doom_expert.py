@@ -84,7 +84,9 @@ class Args:
     ppo_steps: int = 300_000
     """dream steps per PPO run (runs of other lengths than 300k are named ...-ppo<K>k-s<seed>)"""
     keep_best_dream: bool = False
-    """score each PPO run in the dream every 50k steps (128 episodes) and keep its best-scoring policy"""
+    """score each PPO run in the dream every --eval-dream-every steps (128 episodes) and keep its best-scoring policy"""
+    eval_dream_every: int = 50_000
+    """with --keep-best-dream: dream steps between scores (session 17's 2M-step runs: 100000)"""
     ship_seed: int = 1
     """the PPO seed (of --ship-dream, at the first --temperatures) that the ship part ships"""
     ship_dream: str = field(default="de", metadata={"choices": ("de", "ded")})
@@ -161,7 +163,8 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
                     if (run / "eval.json").is_file():
                         continue
                     start = time.perf_counter()
-                    best = ["--eval-dream-every", "50000", "--eval-dream-episodes", "128", "--keep", "best-dream"]
+                    best = ["--eval-dream-every", str(args.eval_dream_every), "--eval-dream-episodes", "128", "--keep",
+                            "best-dream"]
                     main(["train-agent", DREAM, "--algo", "ppo", "--model", str(models[name]), "--steps",
                           str(args.ppo_steps), "--n-envs", "64", "--algo-kwargs", '{"n_steps": 128, "batch_size": 1024}',
                           "--termination", "sample", "--temperature", f"{tau:g}", "--seed", str(seed), "--out", str(run),
@@ -191,7 +194,8 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
         config["summary"]["training"]["init_from"] = f"pretrained/doom-takecover at commit {S5_SHIPPED[:7]}"  # no local path
         (staged / "config.json.tmp").write_text(json.dumps(config, indent=2))
         os.replace(staged / "config.json.tmp", staged / "config.json")
-        kept = (", the policy that scored best on 128 dream episodes scored every 50k steps"
+        every = f"{args.eval_dream_every // 1000}k"
+        kept = (f", the policy that scored best on 128 dream episodes scored every {every} steps"
                 if args.keep_best_dream else "")
         summary = {"agent": f"agent/ is PPO (SB3, {args.ppo_steps // 1000}k dream steps, 64 dreams, tau {tau}, sampled "
                             f"termination{kept}) seed {args.ship_seed} of {args.seeds}, chosen by its real score over 100 "
@@ -201,7 +205,8 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
                                 f"ship --dreams {name} --ship-dream {name} --temperatures {tau} "
                                 f"--seeds {' '.join(map(str, args.seeds))} --ship-seed {args.ship_seed}"
                                 + (f" --ppo-steps {args.ppo_steps}" if args.ppo_steps != 300_000 else "")
-                                + (" --keep-best-dream" if args.keep_best_dream else ""),
+                                + (" --keep-best-dream" if args.keep_best_dream else "")
+                                + (f" --eval-dream-every {args.eval_dream_every}" if args.eval_dream_every != 50_000 else ""),
                    "ppo_100_episodes_by_seed": seed_scores(work, name, tau, args)}
         main(["ship", str(staged), "--out", args.ship_to, "--name", "doom-takecover", "--controller", str(run),
               "--eval", f"eval.json={fresh}", "--eval", f"eval-seeds1000.json={run / 'eval.json'}",

@@ -52,7 +52,8 @@ def kwargs(args: Args) -> dict:
 
 
 def policy_dim(obs_dim: int, act_space: gym.Space) -> int:
-    """How many numbers a linear policy needs: a weight row and a bias per action dimension (Box) or action (Discrete)."""
+    """How many numbers a linear policy needs: a weight row and a bias per action dimension (Box) or per action
+    (Discrete)."""
     if isinstance(act_space, gym.spaces.Discrete):
         return int(act_space.n) * (obs_dim + 1)
     if isinstance(act_space, gym.spaces.Box):

@@ -40,7 +40,8 @@ def test_cmaes_trains_and_scores_in_a_discrete_and_a_box_dream(name, model_dirs)
     dream_id = {"doom": "Dream-DoomTakeCover-v0", "pendulum": "Dream-Pendulum-v0"}[name]
     args = ot.Args(dream=dream_id, model=str(model_dirs[name]), generations=2, population=4, rollouts=2)
     act = ot.train_cmaes(args)
-    mean, std, actions = ot.score(act, lambda: gym.make(dream_id, model=str(model_dirs[name]), max_episode_steps=50), 2, 0)
+    make = lambda: gym.make(dream_id, model=str(model_dirs[name]), max_episode_steps=50)  # noqa: E731
+    mean, std, actions = ot.score(act, make, 2, 0)
     assert np.isfinite(mean) and np.isfinite(std)
     if name == "doom":
         assert actions.shape == (3,) and actions.sum() == pytest.approx(1.0)  # how often each action was taken

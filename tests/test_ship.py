@@ -48,11 +48,16 @@ def test_ship_writes_a_pretrained_folder_that_loads(run, tmp_path, capsys):
     card = (out / "README.md").read_text()
     assert "dream-vs-real.gif" in card and "model-index" in card
 
-    # shipping again into the same folder updates it in place: the evals it holds stay on the card
+    # shipping again into the same folder updates it in place: the evals it holds stay on the card, eval.json first
+    other = json.loads((out / "eval.json").read_text())
+    other["real"]["mean"] = 12345.0
+    (out / "eval-a.json").write_text(json.dumps(other))  # sorts before eval.json by name
     main(["ship", str(out), "--out", str(out), "--termination", "sample", "--video-steps", "0"])
     assert WorldModel.from_pretrained(out).config.dream.termination == "sample"
     assert (out / "eval.json").is_file() and (out / "controller" / "README.md").is_file()
-    assert "model-index" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "model-index" in card
+    assert card.index(f"{result['real']['mean']:.2f} +/-") < card.index("12345.00 +/-")
 
 
 def test_ship_takes_an_sb3_agent_as_agent_and_drops_the_old_models_controller(run, tmp_path):

@@ -18,6 +18,7 @@ from torch import nn
 
 from dreamgym import rng
 from dreamgym.backends import Episodes, Noise
+from dreamgym.models.mdnrnn import TAU_FLOOR
 
 if TYPE_CHECKING:
     from dreamgym.models.world_model import WorldModel
@@ -182,7 +183,7 @@ class LeanDream:
         logits, mu, log_sigma = out[0], out[1], np.minimum(np.maximum(out[2], -7.0), 5.0)  # np.clip, minus its wrappers
         if tau > 0:
             u, eps = self._noise(key, t)
-            scaled = logits / np.float32(tau)
+            scaled = logits / np.float32(max(tau, TAU_FLOOR))  # as sample_mixture: no inf - inf for a tiny tau
             cum = np.exp(scaled - scaled.max(axis=0)).cumsum(axis=0)
             comp = np.minimum((cum < u * cum[-1]).sum(axis=0), k - 1)
             z = mu[comp, self._cols] + np.exp(log_sigma[comp, self._cols]) * np.float32(np.sqrt(tau)) * eps

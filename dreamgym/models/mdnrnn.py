@@ -123,6 +123,10 @@ def _tanh(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(2.0 * x) * 2.0 - 1.0
 
 
+TAU_FLOOR = 1e-6
+"""The smallest temperature the mixture logits are divided by (sigma still scales by sqrt(tau))."""
+
+
 def sample_mixture(
     logits: torch.Tensor,
     mu: torch.Tensor,
@@ -138,7 +142,9 @@ def sample_mixture(
     sqrt(tau); tau = 0 takes the most likely component's mean, with no noise.
     """
     tau = temperature[:, None, None]  # b -> b 1 1
-    tau_safe = torch.where(tau > 0, tau, torch.ones_like(tau))
+    # below TAU_FLOOR the logits are divided by the floor: a tiny tau (1e-40, valid) would overflow them to inf and
+    # inf - inf is NaN; at the floor the most likely component already wins, as at tau -> 0
+    tau_safe = torch.where(tau > 0, tau.clamp(min=TAU_FLOOR), torch.ones_like(tau))
     scaled = logits / tau_safe
     top = scaled.amax(dim=1, keepdim=True)
     # inverse-CDF draw of the component from unnormalised weights: count cumulative weights below u * total

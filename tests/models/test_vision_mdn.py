@@ -60,6 +60,16 @@ def test_temperature_zero_is_the_most_likely_mean():
     assert torch.equal(mixed[0::2], expected[0::2]) and not torch.equal(mixed[1::2], expected[1::2])
 
 
+def test_a_tiny_temperature_takes_the_mode_without_nan():
+    # 1e-40 is a valid tau (a float32 subnormal); dividing the logits by it overflowed them to inf, and inf - inf
+    # made the draw NaN-driven
+    logits, mu, log_sigma, g = _mixture()
+    b, _, z = logits.shape
+    out = sample_mixture(logits, mu, log_sigma.fill_(-7.0), torch.full((b,), 1e-40), torch.rand(b, z, generator=g),
+                         torch.zeros(b, z))
+    assert torch.equal(out, mu.gather(1, logits.argmax(1, keepdim=True))[:, 0])
+
+
 def test_spread_grows_with_temperature():
     logits, mu, log_sigma, g = _mixture()
     b, _, z = logits.shape
