@@ -155,7 +155,7 @@ class GpuWindows:
 
 
 def train(pack_dir: Path, out: Path, seconds: float, batch: int, lr: float, lr_min: float, seq_len: int,
-          seed: int, val_every: int, device: str, detach_heads: bool = False) -> None:
+          seed: int, val_every: int, device: str, detach_heads: bool = False, stride: int | None = None) -> None:
     from dreamgym.checkpoint import parse_checkpoint_config
     from dreamgym.data.sequences import LatentSequenceDataset
     from dreamgym.models.world_model import WorldModel, WorldModelConfig
@@ -175,7 +175,9 @@ def train(pack_dir: Path, out: Path, seconds: float, batch: int, lr: float, lr_m
     model.to(dev).train()
     model.vision.requires_grad_(False)
     train_eps, val_eps = _unpack(pack_dir)
-    tr = GpuWindows(LatentSequenceDataset(train_eps, model.action_space, seq_len), dev)
+    if stride is not None and not 1 <= stride <= seq_len:
+        raise SystemExit(f"--stride must be between 1 and --seq-len ({seq_len}), got {stride}.")
+    tr = GpuWindows(LatentSequenceDataset(train_eps, model.action_space, seq_len, stride), dev)  # held-out: fixed
     va = GpuWindows(LatentSequenceDataset(val_eps, model.action_space, seq_len), dev)
     loss_fn = _memory_loss(True, detach_heads)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -244,7 +246,8 @@ def train(pack_dir: Path, out: Path, seconds: float, batch: int, lr: float, lr_m
     save("last.safetensors")
     meta = {"steps": step, "seconds": round(time.time() - t0, 1), "batch": batch, "seq_len": seq_len, "lr": lr,
             "lr_min": lr_min, "seed": seed, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-            "train_windows": len(tr), "val_windows": len(va), "torch": torch.__version__, "detach_heads": detach_heads}
+            "train_windows": len(tr), "val_windows": len(va), "torch": torch.__version__, "detach_heads": detach_heads,
+            "stride": stride or max(seq_len // 2, 1)}
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(json.dumps(meta), flush=True)
 
@@ -362,6 +365,10 @@ class Args:
     """train: last learning rate"""
     seq_len: int = 512
     """train: window length"""
+    stride: int | None = None
+    """train: steps between training windows' starts (default: seq_len // 2, the dataset's; windows never run past
+    an episode's end, so with 512-step windows a 1000-step episode's last 232 steps are in no window; a smaller
+    stride covers more of each episode; held-out windows keep the default)"""
     seed: int = 0
     """train and assemble: noise, data order, start states"""
     val_every: int = 200
@@ -380,6 +387,6 @@ if __name__ == "__main__":
         pack(Path(args.run), Path(args.pack))
     elif args.part == "train":
         train(Path(args.pack), Path(args.out), args.seconds, args.batch, args.lr, args.lr_min, args.seq_len,
-              args.seed, args.val_every, args.device, args.detach_heads)
+              args.seed, args.val_every, args.device, args.detach_heads, args.stride)
     else:
         assemble(Path(args.run), Path(args.weights), Path(args.out), args.seed, args.refit_termination)

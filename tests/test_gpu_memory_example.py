@@ -46,6 +46,16 @@ def test_pack_train_assemble_round_trip(tmp_path, gm):
         assert np.all(np.abs(ep.mu - d["mu"]) <= 0.125 * np.median(sigma, 0) + 1e-6)
     gm.train(tmp_path / "pack", tmp_path / "gpu", seconds=1.0, batch=2, lr=1e-3, lr_min=1e-4, seq_len=16, seed=0,
              val_every=1, device="cpu", detach_heads=True)
+    meta = json.loads((tmp_path / "gpu" / "meta.json").read_text())
+    assert meta["stride"] == 8  # the dataset's default, seq_len // 2
+    gm.train(tmp_path / "pack", tmp_path / "gpu4", seconds=0.5, batch=2, lr=1e-3, lr_min=1e-4, seq_len=16, seed=0,
+             val_every=1, device="cpu", stride=4)  # overlapping training windows; held-out ones unchanged
+    meta4 = json.loads((tmp_path / "gpu4" / "meta.json").read_text())
+    assert meta4["stride"] == 4 and meta4["val_windows"] == meta["val_windows"]
+    assert meta4["train_windows"] >= 2 * meta["train_windows"]
+    with pytest.raises(SystemExit, match="--stride"):
+        gm.train(tmp_path / "pack", tmp_path / "gpu0", seconds=0.5, batch=2, lr=1e-3, lr_min=1e-4, seq_len=16,
+                 seed=0, val_every=1, device="cpu", stride=17)
     log = [json.loads(line) for line in (tmp_path / "gpu" / "log.jsonl").read_text().splitlines()]
     assert log[0]["step"] == 0 and all(np.isfinite(r["val_loss"]) for r in log)
     new = load_file(str(tmp_path / "gpu" / "last.safetensors"))
