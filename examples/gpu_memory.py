@@ -175,9 +175,8 @@ def train(pack_dir: Path, out: Path, seconds: float, batch: int, lr: float, lr_m
     model.to(dev).train()
     model.vision.requires_grad_(False)
     train_eps, val_eps = _unpack(pack_dir)
-    if stride is not None and not 1 <= stride <= seq_len:
-        raise SystemExit(f"--stride must be between 1 and --seq-len ({seq_len}), got {stride}.")
-    tr = GpuWindows(LatentSequenceDataset(train_eps, model.action_space, seq_len, stride), dev)  # held-out: fixed
+    train_ds = LatentSequenceDataset(train_eps, model.action_space, seq_len, stride)  # held-out: the default stride
+    tr = GpuWindows(train_ds, dev)
     va = GpuWindows(LatentSequenceDataset(val_eps, model.action_space, seq_len), dev)
     loss_fn = _memory_loss(True, detach_heads)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -247,7 +246,7 @@ def train(pack_dir: Path, out: Path, seconds: float, batch: int, lr: float, lr_m
     meta = {"steps": step, "seconds": round(time.time() - t0, 1), "batch": batch, "seq_len": seq_len, "lr": lr,
             "lr_min": lr_min, "seed": seed, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
             "train_windows": len(tr), "val_windows": len(va), "torch": torch.__version__, "detach_heads": detach_heads,
-            "stride": stride or max(seq_len // 2, 1)}
+            "stride": train_ds.stride}
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(json.dumps(meta), flush=True)
 

@@ -14,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from dreamgym.data.collect import CollectConfig, collect
+from dreamgym.errors import ConfigError
 from dreamgym.models.world_model import WorldModel
 from dreamgym.train.recipes import RecipeConfig, train_world_model
 
@@ -53,7 +54,7 @@ def test_pack_train_assemble_round_trip(tmp_path, gm):
     meta4 = json.loads((tmp_path / "gpu4" / "meta.json").read_text())
     assert meta4["stride"] == 4 and meta4["val_windows"] == meta["val_windows"]
     assert meta4["train_windows"] >= 2 * meta["train_windows"]
-    with pytest.raises(SystemExit, match="--stride"):
+    with pytest.raises(ConfigError, match="stride must be between 1 and seq_len"):
         gm.train(tmp_path / "pack", tmp_path / "gpu0", seconds=0.5, batch=2, lr=1e-3, lr_min=1e-4, seq_len=16,
                  seed=0, val_every=1, device="cpu", stride=17)
     log = [json.loads(line) for line in (tmp_path / "gpu" / "log.jsonl").read_text().splitlines()]

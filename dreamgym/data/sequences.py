@@ -18,6 +18,17 @@ from dreamgym.errors import ConfigError
 from dreamgym.spaces import encode_actions
 
 
+def window_stride(seq_len: int, stride: int | None) -> int:
+    """Steps between window starts: ``stride``, or ``seq_len // 2`` when None. A window never runs past its
+    episode's end, so a stride above ``seq_len`` would leave steps in no window and one below 1 none at all."""
+    if stride is None:
+        return max(seq_len // 2, 1)
+    if not 1 <= stride <= seq_len:
+        raise ConfigError(f"stride must be between 1 and seq_len ({seq_len}), got {stride}. Pass None for "
+                          f"seq_len // 2, or a smaller stride to cover more of each episode.")
+    return stride
+
+
 class FrameDataset(torch.utils.data.Dataset):
     """Every observation of every episode, for training V."""
 
@@ -45,7 +56,7 @@ class PaddedWindows(torch.utils.data.Dataset):
                  action_space: spaces.Space, seq_len: int, stride: int | None = None) -> None:
         if not episodes:
             raise ConfigError("No episodes to train on.")
-        stride = stride or max(seq_len // 2, 1)
+        stride = self.stride = window_stride(seq_len, stride)
         self.seq_len = seq_len
         lengths = [len(ep) for ep in episodes]
         total = sum(n + seq_len for n in lengths)
@@ -215,7 +226,7 @@ class LatentSequenceDataset(torch.utils.data.Dataset):
         return self
 
     def _setup(self, arrays: dict, n: np.ndarray, seq_len: int, stride: int | None) -> None:
-        stride = stride or max(seq_len // 2, 1)
+        stride = self.stride = window_stride(seq_len, stride)
         self.seq_len = seq_len
         self.mu, self.logvar, self.action = arrays["mu"], arrays["logvar"], arrays["action"]
         self.reward, self.terminated = arrays["reward"], arrays["terminated"]

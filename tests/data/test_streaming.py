@@ -141,6 +141,26 @@ def test_latent_sequences_equal_padded_sequences(lengths, seq_len, tmp_path):
         assert np.array_equal(mapped.first_latents(), np.stack([m[0] for m in mus]))
 
 
+def test_window_stride_defaults_to_half_a_window_and_refuses_gaps_and_zero():
+    """Both sequence datasets share one stride rule; stride 0 used to fall back to the default silently, a
+    negative one gave no windows at all, and one above seq_len left steps in no window."""
+    rng = np.random.default_rng(0)
+    space = spaces.Box(-1, 1, (2,), np.float32)
+    n, seq_len = 40, 8
+    ep = Episode(np.zeros((n + 1, 1)), rng.uniform(-1, 1, (n, 2)).astype(np.float32), np.zeros(n, np.float32),
+                 np.zeros(n, bool), np.zeros(n, bool))
+    mu = rng.normal(size=(n + 1, 3)).astype(np.float32)
+    make = {"padded": lambda st: SequenceDataset([mu], None, [ep], space, seq_len, st),
+            "latent": lambda st: LatentSequenceDataset([LatentEpisode(mu, None, ep.actions, ep.rewards, ep.terminated)],
+                                                       space, seq_len, st)}
+    for name, build in make.items():
+        assert build(None).stride == 4 and len(build(None)) == (n - seq_len) // 4 + 1, name
+        assert build(1).stride == 1 and len(build(1)) == n - seq_len + 1, name
+        for bad in (0, -2, seq_len + 1):
+            with pytest.raises(ConfigError, match="stride must be between 1 and seq_len"):
+                build(bad)
+
+
 def test_latents_are_encoded_once_and_reused(tmp_path, monkeypatch):
     _, refs = scan_dataset(_frames_dataset(tmp_path / "d", [4, 6, 5]))
     calls = []
