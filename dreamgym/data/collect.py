@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -70,6 +70,10 @@ class CollectConfig:
     :param workers: processes; ``0`` uses every core.
     :param seed: episode i is reset with ``seed + i``.
     :param max_steps: cap episode length (None: the env's time limit).
+    :param frame_crop: ``[top, bottom, left, right]`` pixels of each raw frame kept before it is resized to
+        64×64, instead of the registered crop (CarRacing's ``[0, 84, 0, 96]`` drops the dashboard with its
+        speed, ABS, steering and gyro bars; ``[0, 96, 0, 96]`` keeps the whole frame). A world model trained
+        on the data reads reality the same way. None: the registered crop, or the whole frame.
     :param min_steps: keep only episodes of more than this many steps (the paper dropped Doom
         episodes of 100 frames or fewer). A shorter one is drawn again, deterministically: draw k of
         episode i resets with ``seed + i + k * 2**20`` and its own rng, so episode i is the same on
@@ -90,6 +94,7 @@ class CollectConfig:
     seed: int = 0
     max_steps: int | None = None
     min_steps: int = 0
+    frame_crop: list[int] | None = None
 
     def validate(self) -> None:
         if self.policy not in POLICIES:
@@ -112,6 +117,10 @@ class CollectConfig:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}.")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0 (0: one process per core), got {self.workers}.")
+        crop = self.frame_crop
+        if crop is not None and (len(crop) != 4 or not (0 <= crop[0] < crop[1] and 0 <= crop[2] < crop[3])):
+            raise ConfigError(f"frame_crop must be [top, bottom, left, right] with 0 <= top < bottom and "
+                              f"0 <= left < right, e.g. [0, 96, 0, 96] for a whole 96×96 frame; got {crop}.")
         if self.min_steps < 0 or (self.max_steps is not None and self.min_steps >= self.max_steps):
             raise ConfigError(f"min_steps must be >= 0 and below max_steps ({self.max_steps}) so that an episode "
                               f"can be kept, got {self.min_steps}.")
@@ -174,8 +183,9 @@ class AgentPolicy:
 
 
 # ----- what the data looks like ---------------------------------------------------------------
-def describe_env(env_id: str, env: gym.Env) -> dict[str, Any]:
-    """obs_kind, obs_shape, frame_key and frame_crop for an env's observations."""
+def describe_env(env_id: str, env: gym.Env, frame_crop: Sequence[int] | None = None) -> dict[str, Any]:
+    """obs_kind, obs_shape, frame_key and frame_crop for an env's observations (``frame_crop``: instead of the
+    registered crop; checked against the frame's size)."""
     spec = dream_spec_for_env(env_id)
     space = env.observation_space
     frame_key, crop = None, None
@@ -188,7 +198,16 @@ def describe_env(env_id: str, env: gym.Env) -> dict[str, Any]:
         frame_key = images[0]
     image = space[frame_key] if frame_key is not None else space
     if isinstance(image, spaces.Box) and len(image.shape) == 3 and image.shape[-1] == 3:
+        if frame_crop is not None:
+            height, width = image.shape[:2]
+            if frame_crop[1] > height or frame_crop[3] > width:
+                raise ConfigError(f"frame_crop {list(frame_crop)} reaches outside {env_id}'s {height}×{width} frames; "
+                                  f"bottom must be <= {height} and right <= {width} ([0, {height}, 0, {width}] keeps "
+                                  "the whole frame).")
+            crop = list(frame_crop)
         return {"obs_kind": "frames", "obs_shape": [FRAME_SIZE, FRAME_SIZE, 3], "frame_key": frame_key, "frame_crop": crop}
+    if frame_crop is not None:
+        raise ConfigError(f"frame_crop applies to frames, but {env_id} observes {image}. Leave frame_crop unset.")
     if isinstance(image, spaces.Box) and len(image.shape) == 1:
         return {"obs_kind": "state", "obs_shape": list(image.shape), "frame_key": None, "frame_crop": None}
     raise ConfigError(
@@ -340,7 +359,7 @@ def _prepare(cfg: CollectConfig) -> tuple[dict[str, Any], list[int]]:
     _remove_stale_tmp(out)
     env = _make_env(cfg)
     real_env = env.unwrapped  # the real env's own spaces, also under the agent's real twin
-    desc = describe_env(cfg.env_id, real_env)
+    desc = describe_env(cfg.env_id, real_env, cfg.frame_crop)
     policy = {"name": cfg.policy, "noise": cfg.noise, "brownian_sigma": cfg.brownian_sigma,
               "agent": cfg.agent, "agent_model": cfg.agent_model, "max_steps": cfg.max_steps}
     # recorded only when used, so that datasets collected before these settings existed still resume

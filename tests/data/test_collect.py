@@ -44,6 +44,29 @@ def test_frames_are_64x64_uint8(tmp_path):
     assert episodes[0].actions.shape == (12, 3)
 
 
+def test_frame_crop_keeps_the_dashboard(tmp_path):
+    cfg = dict(episodes=1, max_steps=12, workers=1)
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "whole"), frame_crop=[0, 96, 0, 96], **cfg), progress=False)
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "road"), **cfg), progress=False)
+    meta, whole = load_dataset(tmp_path / "whole")
+    road = load_dataset(tmp_path / "road")[1][0].obs
+    assert meta.frame_crop == [0, 96, 0, 96] and whole[0].obs.shape == road.shape == (13, 64, 64, 3)
+    # the same episode: the dashboard (the bottom 12 of 96 rows, black) is in the whole frames only
+    assert whole[0].obs[:, -6:].mean() < 40 and road[:, -6:].mean() > 80
+    with pytest.raises(DatasetError, match="other settings .*frame_crop"):  # one dataset, one crop
+        collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "whole"), **{**cfg, "episodes": 2}), progress=False)
+
+
+@pytest.mark.parametrize("crop, match", [([0, 97, 0, 96], "reaches outside CarRacing-v3's 96×96"),
+                                         ([50, 40, 0, 96], "top < bottom"), ([0, 96, 0], "top, bottom, left, right")])
+def test_bad_frame_crop(tmp_path, crop, match):
+    with pytest.raises(ConfigError, match=match):
+        collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "d"), episodes=1, max_steps=5, workers=1,
+                              frame_crop=crop), progress=False)
+    with pytest.raises(ConfigError, match="applies to frames"):
+        collect(_cfg(tmp_path / "p", frame_crop=[0, 2, 0, 2]), progress=False)
+
+
 def test_brownian_actions_are_smooth():
     import gymnasium as gym
 
