@@ -115,7 +115,8 @@ def _architecture_lines(model: "WorldModel") -> list[str]:
     return [
         "## Architecture",
         f"- V: `{cfg.vision.kind}`, z = {cfg.vision.z_dim}",
-        f"- M: LSTM {cfg.memory.hidden_size} units, {cfg.memory.n_mixtures} Gaussians per latent dimension",
+        f"- M: LSTM {cfg.memory.hidden_size} units, {cfg.memory.n_mixtures} Gaussians "
+        + ("in one mixture over the whole latent" if cfg.memory.joint else "per latent dimension"),
         f"- heads: reward {'learned' if cfg.heads.reward else f'constant {cfg.heads.constant_reward}'}, "
         f"termination {'learned (p > ' + str(cfg.heads.done_threshold) + ')' if cfg.heads.termination else 'none'}",
         f"- default temperature: {cfg.default_temperature}; time limit: {cfg.max_episode_steps} steps",

@@ -120,7 +120,8 @@ def recipe_from_args(args: argparse.Namespace):
         top["real_sample_z"] = args.real_z == "sample"
     if args.detach_heads:
         top["detach_heads"] = True
-    top.update({k: v for k, v in {"ensemble": args.ensemble, "dropout": args.dropout}.items() if v is not None})
+    top.update({k: v for k, v in {"ensemble": args.ensemble, "dropout": args.dropout,
+                                  "mixture": getattr(args, "mixture", None)}.items() if v is not None})
     return replace(cfg, vision=replace(cfg.vision, **vision), memory=replace(cfg.memory, **memory), **top)
 
 
@@ -148,9 +149,9 @@ def _train(args: argparse.Namespace) -> None:
         from dreamgym.train.rssm_recipe import train_rssm
 
         if (args.keep_vision or args.fresh_memory or args.ensemble or args.dropout or args.memory_z or args.real_z
-                or args.detach_heads):
-            raise ConfigError("--keep-vision, --fresh-memory, --memory-z, --real-z, --ensemble, --dropout and "
-                              "--detach-heads are MDN-RNN options; drop them with --backend rssm.")
+                or args.detach_heads or args.mixture):
+            raise ConfigError("--keep-vision, --fresh-memory, --memory-z, --real-z, --ensemble, --dropout, --mixture "
+                              "and --detach-heads are MDN-RNN options; drop them with --backend rssm.")
         model = train_rssm(_data_dirs(args.data, out), out, rssm_recipe_from_args(args), resume=args.resume,
                            device=args.device)
     else:
@@ -273,7 +274,8 @@ def _iterate(args: argparse.Namespace) -> None:
     print(format_rounds(iterate(cfg, args.out)))
 
 
-MDNRNN_ONLY = ("vision_steps", "vision_batch", "z_dim", "hidden_size", "ensemble", "dropout", "memory_z", "real_z")
+MDNRNN_ONLY = ("vision_steps", "vision_batch", "z_dim", "hidden_size", "ensemble", "dropout", "memory_z", "real_z",
+               "mixture")
 
 
 def _iterate_dreamer_line(args: argparse.Namespace, flat: argparse.Namespace) -> dict[str, Any]:
@@ -366,6 +368,9 @@ def add_train_args(p: argparse.ArgumentParser, data: bool = True, schedule: bool
                    "draw one per episode and report their disagreement (default: 1, a single M)")
     p.add_argument("--dropout", type=nonneg_float, help="dropout on M's output in training; dreams draw a fresh mask "
                    "per episode, as in Dropout's Dream Land (default: 0, none)")
+    p.add_argument("--mixture", choices=["per_dim", "joint"], help="M's mixture over the next latent: each dimension "
+                   "draws its own component (per_dim, the paper), or one component for the whole latent (joint: a "
+                   "sample is one coherent outcome) (default: per_dim)")
     p.add_argument("--detach-heads", action="store_true", help="the reward and termination heads learn on a "
                    "detached h, so M's LSTM learns only z and cannot memorise the training episodes' deaths "
                    "(default: off, the heads train jointly)")

@@ -77,6 +77,7 @@ class LeanDream:
     def __init__(self, model: "WorldModel") -> None:
         self.model = model
         self.z_dim, self.hidden, self.k = model.z_dim, model.hidden_size, model.config.memory.n_mixtures
+        self.joint = model.config.memory.joint
         self._key: list = []
         self._stream = _splitmix64(np.arange(self.z_dim, dtype=np.uint64))  # splitmix64(index) of rng._bits
         self._cols = np.arange(self.z_dim)
@@ -181,8 +182,12 @@ class LeanDream:
         full = hm @ self.w_out + self.b_out
         out = full[: 3 * k * zd].reshape(3, k, zd)  # (3 k z) -> 3 k z
         logits, mu, log_sigma = out[0], out[1], np.minimum(np.maximum(out[2], -7.0), 5.0)  # np.clip, minus its wrappers
+        if self.joint:  # one component for the whole latent (mdnrnn.joint_logits)
+            logits = np.broadcast_to(logits.mean(axis=1, keepdims=True), logits.shape)
         if tau > 0:
             u, eps = self._noise(key, t)
+            if self.joint:
+                u = np.broadcast_to(u[:1], u.shape)
             scaled = logits / np.float32(max(tau, TAU_FLOOR))  # as sample_mixture: no inf - inf for a tiny tau
             cum = np.exp(scaled - scaled.max(axis=0)).cumsum(axis=0)
             comp = np.minimum((cum < u * cum[-1]).sum(axis=0), k - 1)

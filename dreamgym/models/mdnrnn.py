@@ -1,7 +1,8 @@
 """M: an LSTM with a mixture-density head over the next latent, p(z_{t+1} | z_t, a_t, h_t).
 
 Stateless: the recurrent carry ``(h, c)`` is passed in and returned, so envs hold it.
-Each latent dimension has its own mixture of ``n_mixtures`` Gaussians, as in the paper.
+Each latent dimension has its own mixture of ``n_mixtures`` Gaussians, as in the paper, or (``mixture="joint"``)
+one mixture over the whole latent: a sample then takes one component for every dimension.
 """
 
 from __future__ import annotations
@@ -27,12 +28,18 @@ class MemoryConfig:
         draws one member per episode (ME-TRPO) and reports how far they disagree. 1: a single M.
     :param dropout: dropout on M's output before the mixture and the heads, in training; a dream
         draws a fresh mask per episode (Wellmer & Kwok, *Dropout's Dream Land*). 0: none.
+    :param mixture: ``"per_dim"`` (the paper): each latent dimension draws its own component, so at τ > 0 a
+        sample mixes modes across dimensions (half of one outcome, half of another). ``"joint"``: one set of
+        component weights for the whole latent, a diagonal Gaussian mixture over the vector: a sample takes one
+        component for all dimensions, a coherent outcome. Its logits are the mean of the head's per-dimension
+        logit rows, so the head keeps its shape.
     """
 
     hidden_size: int = 256
     n_mixtures: int = 5
     ensemble: int = 1
     dropout: float = 0.0
+    mixture: str = "per_dim"
 
     def validate(self) -> None:
         if self.hidden_size <= 0 or self.n_mixtures <= 0:
@@ -43,6 +50,21 @@ class MemoryConfig:
             raise ConfigError(f"memory.ensemble must be in 1..64 (members of M), got {self.ensemble}.")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"memory.dropout must be in [0, 1), got {self.dropout}.")
+        if self.mixture not in MIXTURES:
+            raise ConfigError(f"memory.mixture must be one of {MIXTURES}, got {self.mixture!r}.")
+
+    @property
+    def joint(self) -> bool:
+        return self.mixture == "joint"
+
+
+MIXTURES = ("per_dim", "joint")
+
+
+def joint_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Per-dimension logits (..., k, z) -> one component's logit for the whole latent, the mean of its row,
+    repeated over z (..., k, z)."""
+    return logits.mean(dim=-1, keepdim=True).expand_as(logits)
 
 
 class MDNRNN(nn.Module):
@@ -106,6 +128,8 @@ class MDNRNN(nn.Module):
             out = (h.to(compute_dtype) @ w).float() + self.mdn.bias
         out = out.view(*h.shape[:-1], 3, self.config.n_mixtures, self.z_dim)  # ... (3 k z) -> ... 3 k z
         logits, mu, log_sigma = out.unbind(dim=-3)
+        if self.config.joint:
+            logits = joint_logits(logits)
         return logits, mu, log_sigma.clamp(-7.0, 5.0)
 
     def sequence(
@@ -134,13 +158,17 @@ def sample_mixture(
     temperature: torch.Tensor,
     u: torch.Tensor,
     eps: torch.Tensor,
+    joint: bool = False,
 ) -> torch.Tensor:
     """Sample z from per-dimension mixtures with the paper's temperature.
 
     logits / mu / log_sigma: (b, k, z). temperature: (b,) >= 0. u: (b, z) uniforms choosing the
     component; eps: (b, z) standard normals. Logits are divided by tau and sigma multiplied by
-    sqrt(tau); tau = 0 takes the most likely component's mean, with no noise.
+    sqrt(tau); tau = 0 takes the most likely component's mean, with no noise. ``joint``: the logits are the
+    same for every dimension (:func:`joint_logits`) and u's first column chooses one component for all of them.
     """
+    if joint:
+        u = u[:, :1].expand_as(u)
     tau = temperature[:, None, None]  # b -> b 1 1
     # below TAU_FLOOR the logits are divided by the floor: a tiny tau (1e-40, valid) would overflow them to inf and
     # inf - inf is NaN; at the floor the most likely component already wins, as at tau -> 0
@@ -159,8 +187,16 @@ def sample_mixture(
     return mu_k + sigma_k * torch.sqrt(temperature)[:, None] * eps
 
 
-def mixture_nll(logits: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Negative log-likelihood of target (..., z) under the mixtures (..., k, z), per element (..., z)."""
+def mixture_nll(logits: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, target: torch.Tensor,
+                joint: bool = False) -> torch.Tensor:
+    """Negative log-likelihood of target (..., z) under the mixtures (..., k, z), per element (..., z).
+
+    ``joint``: one mixture over the vector (logits equal across z); its NLL does not split by dimension, so each
+    element holds the vector's NLL / z (their mean, as callers take it, is the NLL per dimension).
+    """
     x = target[..., None, :]
     log_prob = -0.5 * ((x - mu) / log_sigma.exp()).pow(2) - log_sigma - _LOG_SQRT_2PI
+    if joint:
+        vector = torch.logsumexp(torch.log_softmax(logits[..., 0], dim=-1) + log_prob.sum(dim=-1), dim=-1)  # ... k -> ...
+        return (-vector / target.shape[-1])[..., None].expand(target.shape)
     return -torch.logsumexp(torch.log_softmax(logits, dim=-2) + log_prob, dim=-2)

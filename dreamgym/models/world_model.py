@@ -22,7 +22,7 @@ from dreamgym.data.frames import extract_frames, preprocess_frames
 from dreamgym.errors import ConfigError
 from dreamgym.models.heads import Heads, HeadsConfig
 from dreamgym.models.hub_mixin import StrictHubMixin
-from dreamgym.models.mdnrnn import MDNRNN, MemoryConfig, mixture_nll, sample_mixture
+from dreamgym.models.mdnrnn import MDNRNN, MemoryConfig, joint_logits, mixture_nll, sample_mixture
 from dreamgym.models.vision import VisionConfig, build_vision
 from dreamgym.spaces import action_dim, space_from_dict, space_to_dict
 
@@ -286,7 +286,7 @@ class WorldModel(
         """
         h, c = self.memory.step(z, action, h, c, compute_dtype)
         logits, mu, log_sigma = self.memory.mixture(h, compute_dtype)
-        z = sample_mixture(logits, mu, log_sigma, temperature, u, eps)
+        z = sample_mixture(logits, mu, log_sigma, temperature, u, eps, self.config.memory.joint)
         reward, done_logit = self.heads(h)
         return z, h, c, reward, torch.sigmoid(done_logit)
 
@@ -352,8 +352,12 @@ class WorldModel(
         out = out.view(k, b, 3, n_mix, self.z_dim)  # K b (3 k z) -> K b 3 k z
         logits, mu, log_sigma = out.unbind(dim=2)
         log_sigma = log_sigma.clamp(-7.0, 5.0)
+        joint = self.config.memory.joint
+        if joint:
+            logits = joint_logits(logits)
         rows = torch.arange(b, device=z.device)
-        z_next = sample_mixture(logits[member, rows], mu[member, rows], log_sigma[member, rows], temperature, u, eps)
+        z_next = sample_mixture(logits[member, rows], mu[member, rows], log_sigma[member, rows], temperature, u, eps,
+                                joint)
         rewards, logits_done = zip(*(self.member(j)[1](hm[j]) for j in range(k)))
         reward = torch.stack(rewards)[member, rows]
         p_done = torch.sigmoid(torch.stack(logits_done)[member, rows])
@@ -555,7 +559,7 @@ class WorldModel(
             if self.config.memory.dropout > 0:
                 out = F.dropout(out, self.config.memory.dropout, training=self.training)
             logits, mu, log_sigma = memory.mixture(out)
-            nll = mixture_nll(logits, mu, log_sigma, z[:, 1:]).mean(dim=-1)  # b t z -> b t
+            nll = mixture_nll(logits, mu, log_sigma, z[:, 1:], self.config.memory.joint).mean(dim=-1)  # b t z -> b t
             z_loss = (nll * m).sum() / m.sum().clamp(min=1)
             head_loss, metrics = heads.loss(out.detach() if detach_heads else out, batch["reward"],
                                             batch["terminated"], m)

@@ -40,6 +40,8 @@ class RecipeConfig:
     """A whole world-model training run.
 
     :param z_dim: / :param hidden_size: / :param n_mixtures: / :param channels: model sizes
+    :param mixture: M's mixture over the next latent: ``"per_dim"`` (the paper) or ``"joint"``
+        (:class:`~dreamgym.models.mdnrnn.MemoryConfig`)
         (None: the registered env's paper sizes, or 32 / 256 / 5 / paper channels).
     :param vision: / :param memory: the two stages' TrainConfigs.
     :param seq_len: steps per training window for M. :param val_fraction: episodes held out.
@@ -71,6 +73,7 @@ class RecipeConfig:
     z_dim: int | None = None
     hidden_size: int | None = None
     n_mixtures: int = 5
+    mixture: str = "per_dim"
     channels: list[int] | None = None
     vision: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=100, lr=1e-3))
     memory: TrainConfig = field(default_factory=lambda: TrainConfig(steps=2000, batch_size=64, lr=1e-3))
@@ -145,7 +148,8 @@ def build_model_config(env_id: str, action_space: dict[str, Any], observation_sp
     return WorldModelConfig(
         env_id=env_id, action_space=action_space, observation_space=observation_space,
         vision=vision, heads=heads,
-        memory=MemoryConfig(hidden_size=hidden, n_mixtures=cfg.n_mixtures, ensemble=cfg.ensemble, dropout=cfg.dropout),
+        memory=MemoryConfig(hidden_size=hidden, n_mixtures=cfg.n_mixtures, ensemble=cfg.ensemble, dropout=cfg.dropout,
+                            mixture=cfg.mixture),
         env_kwargs=dict(env_kwargs or {}), frame_key=frame_key, frame_crop=list(frame_crop) if frame_crop else None,
         max_episode_steps=spec.max_episode_steps if spec else time_limit(),
         default_temperature=cfg.default_temperature, render_fps=spec.render_fps if spec else 30,
@@ -268,7 +272,7 @@ def fidelity(model: WorldModel, episodes: Iterable[Episode | LatentEpisode], mus
         a = torch.as_tensor(encode_actions(ep.actions, space))[None]  # 1 T a
         hs, _ = model.memory.sequence(z[:, :-1], a)
         logits, m, log_sigma = model.memory.mixture(hs)
-        nll.append(mixture_nll(logits, m, log_sigma, z[:, 1:]).mean(-1)[0])
+        nll.append(mixture_nll(logits, m, log_sigma, z[:, 1:], model.config.memory.joint).mean(-1)[0])
         reward, logit = model.heads(hs)
         if model.config.heads.reward:
             abs_err.append((reward[0] - torch.as_tensor(ep.rewards)).abs())
@@ -382,7 +386,7 @@ def _init_from(model: WorldModel, path: str | Path, fresh_memory: bool = False) 
                           "frame_crop") if getattr(mine, k) != getattr(theirs, k)]
     if not fresh_memory:  # with a fresh M only V is copied: M and the heads may take other sizes
         # ensemble size and dropout may change: a single M seeds every member of a new ensemble
-        differ += [f"memory.{k}" for k in ("hidden_size", "n_mixtures")
+        differ += [f"memory.{k}" for k in ("hidden_size", "n_mixtures", "mixture")
                    if getattr(mine.memory, k) != getattr(theirs.memory, k)]
         # the heads' shapes must match; their loss weights and threshold may change
         differ += [f"heads.{k}" for k in ("reward", "termination", "hidden")
