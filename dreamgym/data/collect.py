@@ -33,7 +33,7 @@ from dreamgym.data.episodes import (
     write_meta,
 )
 from dreamgym.data.experts import CarRacingPursuit, check_expert, expert_name, make_expert
-from dreamgym.data.frames import FRAME_SIZE, extract_frames, preprocess_frames
+from dreamgym.data.frames import FRAME_SIZE, crop_is_valid, extract_frames, preprocess_frames
 from dreamgym.errors import CheckpointError, ConfigError, DatasetError
 from dreamgym.registry import dream_spec_for_env, make_real_env
 from dreamgym.rollout import BrownianPolicy, RandomPolicy, play
@@ -118,7 +118,7 @@ class CollectConfig:
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0 (0: one process per core), got {self.workers}.")
         crop = self.frame_crop
-        if crop is not None and (len(crop) != 4 or not (0 <= crop[0] < crop[1] and 0 <= crop[2] < crop[3])):
+        if not crop_is_valid(crop):
             raise ConfigError(f"frame_crop must be [top, bottom, left, right] with 0 <= top < bottom and "
                               f"0 <= left < right, e.g. [0, 96, 0, 96] for a whole 96×96 frame; got {crop}.")
         if self.min_steps < 0 or (self.max_steps is not None and self.min_steps >= self.max_steps):

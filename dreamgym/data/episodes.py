@@ -28,6 +28,7 @@ import numpy as np
 from gymnasium import spaces
 
 from dreamgym.checkpoint import check_format_version, parse_dataclass, read_json_object
+from dreamgym.data.frames import crop_is_valid
 from dreamgym.errors import ConfigError, DatasetError
 from dreamgym.spaces import MAX_SPACE_SIZE, same_space, space_from_dict
 from dreamgym.utils import atomic_write, atomic_write_text
@@ -132,7 +133,7 @@ def check_meta(meta: DatasetMeta, path: str | Path = META_NAME) -> None:
     if not isinstance(action_space, (spaces.Box, spaces.Discrete)):
         raise DatasetError(f"{path}['action_space'] must be a Box or a Discrete space, got {action_space}.")
     crop = meta.frame_crop
-    if crop is not None and (len(crop) != 4 or not (0 <= crop[0] < crop[1] and 0 <= crop[2] < crop[3])):
+    if not crop_is_valid(crop):
         raise DatasetError(f"{path}['frame_crop'] must be [top, bottom, left, right] with 0 <= top < bottom and "
                            f"0 <= left < right, or null, got {crop}. Fix dataset.json.")
 

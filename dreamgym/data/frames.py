@@ -13,6 +13,11 @@ from dreamgym.errors import ConfigError
 FRAME_SIZE = 64  # the side of every stored and modelled frame (the paper's 64×64)
 
 
+def crop_is_valid(crop: Sequence[int] | None) -> bool:
+    """None, or ``[top, bottom, left, right]`` with 0 <= top < bottom and 0 <= left < right."""
+    return crop is None or (len(crop) == 4 and 0 <= crop[0] < crop[1] and 0 <= crop[2] < crop[3])
+
+
 def extract_frames(obs: Any, frame_key: str | None) -> np.ndarray:
     """The image part of an observation (a dict key for ViZDoom's {'screen': ...})."""
     if frame_key is not None:

@@ -18,7 +18,7 @@ from torch import nn
 from dreamgym import rng
 from dreamgym.backends import Episodes, Noise
 from dreamgym.checkpoint import parse_checkpoint_config
-from dreamgym.data.frames import extract_frames, preprocess_frames
+from dreamgym.data.frames import crop_is_valid, extract_frames, preprocess_frames
 from dreamgym.errors import ConfigError
 from dreamgym.models.heads import Heads, HeadsConfig
 from dreamgym.models.hub_mixin import StrictHubMixin
@@ -171,7 +171,7 @@ class WorldModelConfig:
         action_dim(space_from_dict(self.action_space, "config.json['action_space']"))  # Box or Discrete
         space_from_dict(self.observation_space, "config.json['observation_space']")
         crop = self.frame_crop
-        if crop is not None and (len(crop) != 4 or not (0 <= crop[0] < crop[1] and 0 <= crop[2] < crop[3])):
+        if not crop_is_valid(crop):
             raise ConfigError(f"frame_crop must be [top, bottom, left, right] with 0 <= top < bottom and "
                               f"0 <= left < right, or null, got {crop}.")
         if self.render_fps < 1 or self.burn_in_steps < 0:
