@@ -1,6 +1,5 @@
 """M's joint mixture (``memory.mixture="joint"``): one component for the whole latent."""
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
