@@ -310,8 +310,8 @@ def _ship(args: argparse.Namespace) -> None:
 def _ensemble(args: argparse.Namespace) -> None:
     from dreamgym.agents.ensemble import write_ensemble
 
-    out = write_ensemble(args.agents, args.out, combine=args.combine)
-    print(f"wrote an ensemble of {len(args.agents)} agents ({args.combine} action) to {out}: dreamgym evaluate {out}")
+    out = write_ensemble(args.agents, args.out)
+    print(f"wrote an ensemble of {len(args.agents)} agents to {out}: dreamgym evaluate {out}")
 
 
 def _push(args: argparse.Namespace) -> None:
@@ -643,15 +643,11 @@ def _add_ship_parser(sub: Any) -> None:
 
 
 def _add_ensemble_parser(sub: Any) -> None:
-    p = sub.add_parser("ensemble", help="agents trained apart (e.g. seeds) as one agent: the mean (or median) of "
-                                        "their actions")
+    p = sub.add_parser("ensemble", help="agents trained apart (e.g. seeds) as one agent: the mean of their actions")
     p.add_argument("agents", nargs="+", help="train-agent runs (SB3: zip + agent.json) or controllers, all trained "
                                             "in the same dream")
     p.add_argument("--out", required=True, type=out_dir, help="the ensemble folder to write (evaluate, fidelity "
                                                              "and ship read it like one agent)")
-    p.add_argument("--combine", choices=("mean", "median"), default="mean",
-                   help="continuous actions: the members' mean, or their median dimension by dimension, which a "
-                        "minority of members cannot move (default: mean). Discrete actions: a vote, with mean")
     p.set_defaults(func=_ensemble)
 
 

@@ -129,10 +129,9 @@ def _ship_controller(cfg: ShipConfig, tmp: Path) -> tuple[Path, str] | None:
     for folder in AGENT_DIRS:  # an agent of the old world model would not fit the new one
         shutil.rmtree(tmp / folder, ignore_errors=True)
     if kind == "ensemble":  # its members, gathered again under the shipped dream's name
-        from dreamgym.agents.ensemble import COMBINES, member_paths, read_ensemble, write_ensemble
+        from dreamgym.agents.ensemble import member_paths, write_ensemble
 
-        combine = {v: k for k, v in COMBINES.items()}[read_ensemble(path).get("combine", "mean action")]
-        write_ensemble(member_paths(path), tmp / "agent", world_model=name, combine=combine)
+        write_ensemble(member_paths(path), tmp / "agent", world_model=name)
         return Path(path).resolve(), "agent"
     copy_agent(path, tmp / ("agent" if kind == "sb3" else "controller"), name)
     return Path(path).resolve(), "agent" if kind == "sb3" else "controller"

@@ -1,4 +1,4 @@
-"""Agents trained apart (e.g. over seeds) that act as one: the mean (or median) of their deterministic actions.
+"""Agents trained apart (e.g. over seeds) that act as one: the mean of their deterministic actions.
 
 A dream-trained agent's real score depends on its seed far more than its dream score shows (CarRacing,
 PPO 300k: 387 to 743 over 100 real episodes across three seeds of one dream), and a dream cannot tell the
@@ -7,12 +7,11 @@ each seed learned to exploit on its own (pretrained/README.md has the measuremen
 
 On disk an ensemble is a folder::
 
-    ensemble.json      {"format_version": 1, "members": ["member-0", ...], "env_id", "obs_type", "world_model",
-                        "combine": "mean action" | "median action", ...}
+    ensemble.json      {"format_version": 1, "members": ["member-0", ...], "env_id", "obs_type", "world_model", ...}
     member-0/          an agent folder: an SB3 zip with its agent.json, or a linear controller
     member-1/ ...
 
-``dreamgym ensemble RUN RUN ... --out DIR [--combine median]`` writes one; ``dreamgym evaluate``, ``fidelity`` and ``ship``
+``dreamgym ensemble RUN RUN ... --out DIR`` writes one; ``dreamgym evaluate``, ``fidelity`` and ``ship``
 read it like any agent. It holds JSON, safetensors and SB3 zips only, each loaded without pickle.
 """
 
@@ -38,32 +37,19 @@ FORMAT_VERSION = 1
 MAX_MEMBERS = 64
 _MEMBER_NAME = re.compile(r"member-[0-9]{1,4}")  # a folder inside the ensemble: no separators, no ".."
 _SHARED = ("env_id", "obs_type", "world_model")  # what every member must agree on
-COMBINES = {"mean": "mean action", "median": "median action"}  # --combine -> what ensemble.json records
 
 
 class AgentEnsemble:
-    """Members acting as one agent, SB3-style ``predict``: for a Box action space the mean of their
-    deterministic actions, or with ``combine="median"`` their median, dimension by dimension (inside the
-    space's bounds); for a Discrete one the most common action (ties: the lowest).
+    """Members acting as one agent, SB3-style ``predict``: the mean of their deterministic actions for a Box
+    action space (inside its bounds), the most common action (ties: the lowest) for a Discrete one."""
 
-    The median ignores a minority of members whatever they do: one seed that brakes hard where the others
-    drive on moves the mean, not the median."""
-
-    def __init__(self, members: Sequence[Any], action_space: spaces.Space, combine: str = "mean"):
+    def __init__(self, members: Sequence[Any], action_space: spaces.Space):
         if not members:
             raise ConfigError("An agent ensemble needs at least one member.")
         if not isinstance(action_space, (spaces.Box, spaces.Discrete)):
             raise ConfigError(f"An agent ensemble acts in a Box or Discrete action space, got {action_space}.")
-        if combine not in COMBINES:
-            raise ConfigError(f"An agent ensemble combines its members' actions by one of {sorted(COMBINES)}, "
-                              f"got {combine!r}.")
-        if combine == "median" and not isinstance(action_space, spaces.Box):
-            raise ConfigError(f"combine='median' takes the median of continuous actions; this action space is "
-                              f"{action_space}, whose members vote instead. Write the ensemble with "
-                              f"`--combine mean` (a vote for Discrete actions).")
         self.members = list(members)
         self.action_space = action_space
-        self.combine = combine
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None,
                 deterministic: bool = True) -> tuple[np.ndarray, None]:
@@ -71,9 +57,8 @@ class AgentEnsemble:
         (the members never draw)."""
         actions = np.stack([np.asarray(m.predict(observation, deterministic=True)[0]) for m in self.members])
         if isinstance(self.action_space, spaces.Box):
-            reduce = np.median if self.combine == "median" else np.mean
-            action = reduce(actions.astype(np.float64), axis=0)
-            return np.clip(action, self.action_space.low, self.action_space.high).astype(self.action_space.dtype), None
+            mean = actions.astype(np.float64).mean(axis=0)
+            return np.clip(mean, self.action_space.low, self.action_space.high).astype(self.action_space.dtype), None
         n = int(self.action_space.n)
         flat = actions.reshape(len(self.members), -1).astype(np.int64) - int(self.action_space.start)
         votes = np.stack([np.bincount(col, minlength=n) for col in flat.T])  # (rows, n)
@@ -100,9 +85,9 @@ def read_ensemble(folder: str | Path) -> dict[str, Any]:
     for m in members:
         if not (folder / m).is_dir():
             raise CheckpointError(f"{where} names member {m!r}, but {folder / m} is not a folder.")
-    if meta.get("combine", "mean action") not in COMBINES.values():
-        raise CheckpointError(f"{where}: 'combine' must be one of {sorted(COMBINES.values())} (the ways this "
-                              f"dreamgym combines members), got {str(meta.get('combine'))[:80]}.")
+    if meta.get("combine", "mean action") != "mean action":
+        raise CheckpointError(f"{where}: 'combine' must be 'mean action' (the one way this dreamgym combines "
+                              f"members), got {str(meta.get('combine'))[:80]}.")
     for key in _SHARED:
         if not isinstance(meta.get(key), str):
             raise CheckpointError(f"{where}: expected a string {key!r}, got {str(meta.get(key))[:80]}.")
@@ -117,35 +102,24 @@ def load_ensemble(folder: str | Path, observation_space: spaces.Space, action_sp
     """Every member loaded strictly (:func:`dreamgym.agents.load_agent`) and checked against the spaces."""
     from dreamgym.agents import load_agent
 
-    meta = read_ensemble(folder)
-    combine = {v: k for k, v in COMBINES.items()}[meta.get("combine", "mean action")]
-    if combine == "median" and not isinstance(action_space, spaces.Box):
-        raise CheckpointError(f"{Path(folder) / ENSEMBLE_FILE}: 'combine' is 'median action', but the agent acts in "
-                              f"{action_space}, where members vote. Write it again with `dreamgym ensemble ... "
-                              f"--combine mean`.")
     members = []
-    for m in meta["members"]:
-        path = Path(folder) / m
+    for path in member_paths(folder):
         if is_ensemble(path):
             raise CheckpointError(f"{path}: an ensemble member cannot itself be an ensemble.")
         members.append(load_agent(path, observation_space, action_space))  # an SB3 member's algo: its agent.json
-    return AgentEnsemble(members, action_space, combine)
+    return AgentEnsemble(members, action_space)
 
 
-def write_ensemble(runs: Sequence[str | Path], out: str | Path, world_model: str | None = None,
-                   combine: str = "mean") -> Path:
+def write_ensemble(runs: Sequence[str | Path], out: str | Path, world_model: str | None = None) -> Path:
     """Gather agents trained apart (SB3 runs with their agent.json, controllers or CMA-ES runs) into the
     ensemble folder ``out``; they must act in the same dream (env id, obs_type, world model).
 
-    ``world_model`` rewrites the world model every member's metadata names (as ``ship`` does). ``combine``
-    ("mean" or "median") is how the members' actions become one, recorded in ensemble.json.
+    ``world_model`` rewrites the world model every member's metadata names (as ``ship`` does).
     ``out`` appears whole or not at all: the folder is built beside it, then renamed onto it.
     """
     from dreamgym.agents import copy_agent, locate_agent
     from dreamgym.evaluate import agent_info
 
-    if combine not in COMBINES:
-        raise ConfigError(f"An ensemble combines its members' actions by one of {sorted(COMBINES)}, got {combine!r}.")
     if not 1 <= len(runs) <= MAX_MEMBERS:
         raise ConfigError(f"An ensemble takes 1 to {MAX_MEMBERS} agents, got {len(runs)}.")
     out = Path(out)
@@ -170,7 +144,7 @@ def write_ensemble(runs: Sequence[str | Path], out: str | Path, world_model: str
             copy_agent(run, tmp / f"member-{i}", name)
             members.append(f"member-{i}")
         meta = {"format_version": FORMAT_VERSION, "members": members, "env_id": infos[0].env_id,
-                "obs_type": infos[0].obs_type, "world_model": name, "combine": COMBINES[combine],
+                "obs_type": infos[0].obs_type, "world_model": name, "combine": "mean action",
                 "sources": [Path(r).name for r in runs]}  # names, not this machine's paths
         atomic_write_text(tmp / ENSEMBLE_FILE, json.dumps(meta, indent=2) + "\n")
         old = None

@@ -42,23 +42,6 @@ def test_the_ensemble_acts_by_the_mean_inside_the_box_and_by_vote_when_discrete(
         AgentEnsemble([], box)
 
 
-def test_the_median_ignores_a_minority_that_the_mean_follows():
-    box = spaces.Box(np.array([-1.0, 0.0, 0.0], np.float32), np.array([1.0, 1.0, 1.0], np.float32))
-    drivers = [_Fixed([0.1, 0.5, 0.0]), _Fixed([0.3, 0.4, 0.0]), _Fixed([0.2, 0.6, 0.0])]
-    braker = _Fixed([-1.0, 0.0, 1.0])  # one member that stops where the others drive on
-    obs = np.zeros((2, 3), np.float32)
-    median, _ = AgentEnsemble([*drivers, braker, drivers[0]], box, combine="median").predict(obs)
-    np.testing.assert_allclose(median, [[0.1, 0.5, 0.0]] * 2, rtol=1e-6)
-    mean, _ = AgentEnsemble([*drivers, braker, drivers[0]], box).predict(obs)
-    np.testing.assert_allclose(mean[0], [-0.06, 0.4, 0.2], rtol=1e-5, atol=1e-7)
-    even, _ = AgentEnsemble([*drivers, braker], box, combine="median").predict(obs)  # even: the middle two's mean
-    np.testing.assert_allclose(even[0], [0.15, 0.45, 0.0], rtol=1e-5)
-    with pytest.raises(ConfigError, match="median"):
-        AgentEnsemble([_Fixed(1)], spaces.Discrete(3), combine="median")
-    with pytest.raises(ConfigError, match="one of"):
-        AgentEnsemble(drivers, box, combine="max")
-
-
 @pytest.fixture(scope="module")
 def agents(tmp_path_factory, model_dirs):
     """Two tiny PPO runs and a CMA-ES run in the same Pendulum dream."""
@@ -132,29 +115,6 @@ def test_an_ensemble_json_from_a_newer_dreamgym_or_missing_fields_is_refused(age
     (out / "ensemble.json").write_text(json.dumps({**meta, "combine": "median"}))
     with pytest.raises(CheckpointError, match="combine"):
         read_ensemble(out)
-    (out / "ensemble.json").write_text(json.dumps({**meta, "combine": "median action"}))
-    with pytest.raises(CheckpointError, match="vote"):  # a median of Discrete actions means nothing
-        load_agent(out, spaces.Box(-1, 1, (4,)), spaces.Discrete(3))
-
-
-def test_a_median_ensemble_acts_by_its_members_median_and_ship_keeps_it(agents, model_dirs, tmp_path, capsys):
-    runs = [agents / "ppo0", agents / "ppo1", agents / "cmaes"]
-    main(["ensemble", *map(str, runs), "--out", str(tmp_path / "ens"), "--combine", "median"])
-    assert "median action" in capsys.readouterr().out
-    assert read_ensemble(tmp_path / "ens")["combine"] == "median action"
-    env = DreamVectorEnv(num_envs=3, model=str(model_dirs["pendulum"]), dream_id="Dream-Pendulum-v0")
-    obs, _ = env.reset(seed=0)
-    ens = load_agent(tmp_path / "ens", env.single_observation_space, env.single_action_space)
-    each = np.stack([load_agent(r, env.single_observation_space, env.single_action_space).predict(
-        obs, deterministic=True)[0] for r in runs])
-    np.testing.assert_allclose(ens.predict(obs)[0], np.clip(np.median(each, axis=0), -2.0, 2.0), rtol=1e-5)
-    out = tmp_path / "pend"
-    main(["ship", str(model_dirs["pendulum"]), "--out", str(out), "--controller", str(tmp_path / "ens"),
-          "--name", "pend", "--video-steps", "0"])
-    assert read_ensemble(out / "agent")["combine"] == "median action"
-    with pytest.raises(ConfigError, match="one of"):
-        write_ensemble(runs, tmp_path / "bad", combine="vote")
-    assert not (tmp_path / "bad").exists()
 
 
 def test_writing_an_ensemble_again_replaces_the_old_one_whole(agents, tmp_path):
