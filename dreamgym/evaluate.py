@@ -83,8 +83,10 @@ def load(info: AgentInfo, observation_space: spaces.Space, action_space: spaces.
 
 
 def evaluate_dream(info: AgentInfo, episodes: int, temperature: float | None = None, seed: int = 0,
-                   max_steps: int | None = None, dream_options: dict[str, Any] | None = None) -> np.ndarray:
-    """Returns of ``episodes`` dream episodes, run as one batch (env i seeded seed + i)."""
+                   max_steps: int | None = None, dream_options: dict[str, Any] | None = None,
+                   stats: dict[str, Any] | None = None) -> np.ndarray:
+    """Returns of ``episodes`` dream episodes, run as one batch (env i seeded seed + i); ``stats`` (when given)
+    receives the steps taken and the agent's actions' mean and std per dimension (:func:`dream_returns`)."""
     from dreamgym.envs.dream_vector import DreamVectorEnv
 
     env = DreamVectorEnv(num_envs=episodes, model=info.world_model, temperature=temperature, obs_type=info.obs_type,
@@ -92,7 +94,7 @@ def evaluate_dream(info: AgentInfo, episodes: int, temperature: float | None = N
     agent = load(info, env.single_observation_space, env.single_action_space, seed)
     # every dream stepped to the end: its scores stay bit-identical to those measured before (dropping
     # finished dreams would shrink the batch, and BLAS's small-batch kernels round differently)
-    return dream_returns(env, predicting(agent, episodes), seed, drop_finished=False)
+    return dream_returns(env, predicting(agent, episodes), seed, stats=stats, drop_finished=False)
 
 
 def _real_chunk(info: AgentInfo, seeds: list[int], sample_z: bool | None = None) -> list[float]:
@@ -148,7 +150,9 @@ def evaluate(
     """Score an agent (controller dir, CMA-ES run, SB3 zip, agent ensemble or ``"random"``) in the dream and in reality.
 
     Returns (and writes to ``out`` as JSON) ``{"dream": {mean, std, ...}, "real": {...}, "gap": dream - real}``.
-    If ``out`` holds earlier results of the same agent, a part not measured now (``dream=False`` or
+    The dream part also holds ``actions``: the mean and std of each action dimension over the dreams' steps,
+    how the agent drives the dream (in most CarRacing dreams measured, the PPO seeds that press the gas
+    least there score best in reality: pretrained/README.md). If ``out`` holds earlier results of the same agent, a part not measured now (``dream=False`` or
     ``real=False``) is kept from them, with the seed and temperature it was measured with.
     Real episodes run in ``workers`` spawned processes (0: one per core), so a script that calls this
     needs the usual ``if __name__ == "__main__":`` guard (or ``workers=1``).
@@ -166,8 +170,10 @@ def evaluate(
     start = time.perf_counter()
     if dream:
         options = {k: v for k, v in (dream_options or {}).items() if v is not None}
-        result["dream"] = {**_stats(evaluate_dream(info, episodes, temperature, seed, dream_options=options)),
-                           "seed": seed, "temperature": temperature, **({"options": options} if options else {})}
+        stats: dict[str, Any] = {}
+        returns = evaluate_dream(info, episodes, temperature, seed, dream_options=options, stats=stats)
+        result["dream"] = {**_stats(returns), "seed": seed, "temperature": temperature, "actions": stats["actions"],
+                           **({"options": options} if options else {})}
     if real:
         if sample_z is None:  # the model's default, recorded as what it resolved to
             from dreamgym.envs.real import default_sample_z
@@ -250,6 +256,9 @@ def format_result(result: dict[str, Any]) -> str:
         if where in result:
             r = result[where]
             lines.append(f"  {where:<5} {r['mean']:9.1f} ± {r['std']:.1f}  ({r['episodes']} episodes)")
+            if isinstance(r.get("actions"), dict) and isinstance(r["actions"].get("mean"), list):
+                means = ", ".join(f"{float(m):.2f}" for m in r["actions"]["mean"][:8])
+                lines.append(f"        mean action [{means}{', ...' if len(r['actions']['mean']) > 8 else ''}]")
     if "gap" in result:
         lines.append(f"  dream - real gap: {result['gap']:.1f}")
     return "\n".join(lines)

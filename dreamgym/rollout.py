@@ -88,7 +88,7 @@ def dream_returns(
     act: RowsAct,
     seed: int | Sequence[int],
     max_steps: int | None = None,
-    stats: dict[str, int] | None = None,
+    stats: dict[str, Any] | None = None,
     drop_finished: bool = True,
 ) -> np.ndarray:
     """First-episode return of every dream of ``env`` (float64, ``(num_envs,)``), reset with ``seed`` first.
@@ -100,7 +100,10 @@ def dream_returns(
     leave it (``DreamBatch.subset``), else they run on with their later rewards ignored. The noise is
     per dream, so the returns are those of stepping ``env`` to the end; dropping changes only the
     batch size, which can move float32 results by an ulp (BLAS picks kernels by batch size).
-    ``stats["steps"]`` (when given) receives the dream steps actually taken.
+    ``stats["steps"]`` (when given) receives the dream steps actually taken, and ``stats["actions"]``
+    the mean and std of each action dimension over the steps of dreams still running (float64; a
+    Discrete action is its index), which shows how an agent drives the dream, e.g. how hard it presses
+    the gas.
     """
     env.reset(seed=seed if isinstance(seed, (int, np.integer)) else [int(s) for s in seed])
     limit = env.max_episode_steps if max_steps is None else max_steps
@@ -109,11 +112,17 @@ def dream_returns(
     rows = torch.arange(env.num_envs)  # which dream each row of the (shrinking) batch is
     running = torch.ones(env.num_envs, dtype=torch.bool)  # per row of the batch
     steps = 0
+    moments = np.zeros((3, 0))  # count, sum and sum of squares of each action dimension
     for _ in range(limit):
         steps += batch.num_envs
         actions = act(torch.as_tensor(batch.observations()), rows)
         if isinstance(actions, torch.Tensor):
             actions = actions.cpu().numpy()
+        if stats is not None:
+            live = np.asarray(actions, np.float64).reshape(batch.num_envs, -1)[running.cpu().numpy()]
+            if moments.shape[1] == 0:
+                moments = np.zeros((3, live.shape[1]))
+            moments += [np.full(live.shape[1], len(live)), live.sum(0), (live**2).sum(0)]
         reward, terminated = batch.step(batch.adapter.batch(actions, batch.num_envs))
         total[rows] += torch.where(running, reward.double().cpu(), 0.0)
         running &= ~(terminated.cpu() | (batch.t.cpu() >= limit))
@@ -123,6 +132,10 @@ def dream_returns(
             batch, rows, running = batch.subset(running), rows[running], running[running]
     if stats is not None:
         stats["steps"] = steps
+        count = np.maximum(moments[0], 1)
+        mean = moments[1] / count
+        std = np.sqrt(np.maximum(moments[2] / count - mean**2, 0.0))
+        stats["actions"] = {"mean": [round(float(m), 4) for m in mean], "std": [round(float(v), 4) for v in std]}
     return total.numpy()
 
 

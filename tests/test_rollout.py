@@ -41,23 +41,25 @@ def _agent(env: DreamVectorEnv, kind: str) -> object:
     return controller
 
 
-def _stepped_to_the_end(env: DreamVectorEnv, agent: object) -> np.ndarray:
-    """The reference: the vector env stepped until every dream ended once, later rewards ignored."""
+def _stepped_to_the_end(env: DreamVectorEnv, agent: object) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: the vector env stepped until every dream ended once, later rewards ignored; also the
+    actions taken by dreams still in their first episode, one row per step."""
     obs, _ = env.reset(seed=SEED)
-    total, alive = np.zeros(N), np.ones(N, dtype=bool)
+    total, alive, taken = np.zeros(N), np.ones(N, dtype=bool), []
     while alive.any():
         actions, _ = agent.predict(obs, deterministic=True)
+        taken.append(np.asarray(actions, np.float64).reshape(N, -1)[alive])
         obs, reward, terminated, truncated, _ = env.step(actions)
         total += reward * alive
         alive &= ~(terminated | truncated)
-    return total
+    return total, np.concatenate(taken)
 
 
 @pytest.mark.parametrize("kind", ["controller", "random"])
 @pytest.mark.parametrize("name", ["doom", "carracing"])  # a Discrete and a Box dream
 def test_batched_rollout_equals_stepping_the_vector_env_to_the_end(name, kind):
     env = _dream(name)
-    reference = _stepped_to_the_end(env, _agent(env, kind))
+    reference, taken = _stepped_to_the_end(env, _agent(env, kind))
     assert len(set(np.round(reference, 6))) > 3  # the dreams really end at different steps
     full, dropped = {}, {}
     kept = dream_returns(env, predicting(_agent(env, kind), N), SEED, stats=full, drop_finished=False)
@@ -65,6 +67,10 @@ def test_batched_rollout_equals_stepping_the_vector_env_to_the_end(name, kind):
     fast = dream_returns(env, predicting(_agent(env, kind), N), SEED, stats=dropped)
     np.testing.assert_allclose(fast, reference, rtol=1e-6, atol=1e-5)  # smaller batches: BLAS rounding only
     assert dropped["steps"] < full["steps"] <= N * STEPS  # finished dreams left the batch
+    for stats in (full, dropped):  # the actions of running dreams only, however the batch was stepped
+        np.testing.assert_allclose(stats["actions"]["mean"], taken.mean(0), atol=1e-4)
+        np.testing.assert_allclose(stats["actions"]["std"], taken.std(0), atol=1e-4)
+    assert taken.std(0).min() > 0.01  # the actions vary, so counting finished dreams' steps would show
 
 
 def test_batched_rollout_takes_seeds_per_dream_rows_and_a_shorter_limit():

@@ -110,7 +110,8 @@ def test_iterate_two_rounds_and_cli(tmp_path, capsys):
                         recipe=replace(cfg.recipe, memory=replace(cfg.recipe.memory, steps=99))),
                 tmp_path / "iter", progress=False)
     main(["evaluate", str(tmp_path / "iter" / "round1" / "agent"), "--episodes", "2", "--workers", "1"])
-    assert "dream - real gap" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "dream - real gap" in printed and "mean action [" in printed
     assert (tmp_path / "iter" / "round1" / "agent" / "eval.json").is_file()
 
 
@@ -163,6 +164,10 @@ def test_evaluate_merges_with_earlier_results_and_refuses_nothing_to_do(tmp_path
     assert on_disk["dream"]["temperature"] == on_disk["temperature"] == 0.5 and on_disk["dream"]["seed"] == 0
     assert on_disk["real"]["seed"] == 7 and on_disk["real"]["episodes"] == 3
     assert on_disk["gap"] == pytest.approx(on_disk["dream"]["mean"] - on_disk["real"]["mean"])
+    assert len(first["dream"]["actions"]["mean"]) == 1 and abs(first["dream"]["actions"]["mean"][0]) <= 2.0
+    held = evaluate("constant:1.5", env_id="Dream-Pendulum-v0", model=str(model_dirs["pendulum"]), episodes=2,
+                    real=False)
+    assert held["dream"]["actions"] == {"mean": [1.5], "std": [0.0]}  # how the agent drove the dream
     with pytest.raises(ConfigError, match="Nothing to evaluate"):
         evaluate(agent, episodes=1, dream=False, real=False, out=out)
     with pytest.raises(SystemExit) as exit_info:
