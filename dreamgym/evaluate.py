@@ -152,7 +152,8 @@ def evaluate(
     Returns (and writes to ``out`` as JSON) ``{"dream": {mean, std, ...}, "real": {...}, "gap": dream - real}``.
     The dream part also holds ``actions``: the mean and std of each action dimension over the dreams' steps,
     how the agent drives the dream (in most CarRacing dreams measured, the PPO seeds that press the gas
-    least there score best in reality: pretrained/README.md). If ``out`` holds earlier results of the same agent, a part not measured now (``dream=False`` or
+    hardest there score worse in reality: pretrained/README.md).
+    If ``out`` holds earlier results of the same agent, a part not measured now (``dream=False`` or
     ``real=False``) is kept from them, with the seed and temperature it was measured with.
     Real episodes run in ``workers`` spawned processes (0: one per core), so a script that calls this
     needs the usual ``if __name__ == "__main__":`` guard (or ``workers=1``).
