@@ -422,12 +422,19 @@ def _add_dream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dropout-masks", dest="dropout_masks", action="store_const", const=False, default=None,
                    help="a dropout-trained M dreams with its mean network, not a fresh dropout mask per episode "
                         "(default: the model's, a mask per episode)")
+    p.add_argument("--action-low", type=finite_float, nargs="+", metavar="A",
+                   help="a narrower Box for the agent in the dream and in reality: its lower bounds, one per action "
+                        "dimension or one for all, inside the real env's (default: the model's, the real env's)")
+    p.add_argument("--action-high", type=finite_float, nargs="+", metavar="A",
+                   help="its upper bounds, e.g. 1 0.3 1 caps CarRacing's gas at 0.3 (default: the model's, the real "
+                        "env's)")
 
 
 def _dream_option_values(args: argparse.Namespace) -> dict[str, object]:
     return {"temperature_range": list(args.temperature_range) if args.temperature_range else None,
             "disagreement_penalty": args.disagreement_penalty, "halt_threshold": args.halt_threshold,
-            "halt_penalty": args.halt_penalty, "termination": args.termination, "dropout_masks": args.dropout_masks}
+            "halt_penalty": args.halt_penalty, "termination": args.termination, "dropout_masks": args.dropout_masks,
+            "action_low": args.action_low, "action_high": args.action_high}
 
 
 def _add_collect_parser(sub: Any) -> None:
@@ -638,6 +645,9 @@ def _add_ship_parser(sub: Any) -> None:
                         help="record that the real twin draws z from V's posterior by default (default: unchanged)")
     sample.add_argument("--mean-z", dest="real_sample_z", action="store_const", const=False,
                         help="record that the real twin takes V's posterior mean by default (default: unchanged)")
+    p.add_argument("--action-high", type=finite_float, nargs="+", metavar="A",
+                   help="record these upper bounds of a narrower Box as the dream's (and real twin's) default, e.g. "
+                        "1 0.3 1 (default: unchanged)")
     field_argument(p, S, "summary", type=json_object, help="JSON entries added to the world model's summary and card")
     p.set_defaults(func=_ship)
 

@@ -31,6 +31,20 @@ class AgentInfo:
     obs_type: str
     world_model: str
     algo: str | None = None
+    action_space: dict[str, Any] | None = None  # the Box it was trained in (``space_to_dict``); None: the model's
+
+
+def action_bounds(info: AgentInfo) -> dict[str, Any]:
+    """``action_low`` / ``action_high`` of the Box the agent was trained in, as dream and make_real keyword
+    arguments; {} when it does not record one (the model's own bounds then apply)."""
+    if info.action_space is None:
+        return {}
+    from dreamgym.spaces import space_from_dict
+
+    space = space_from_dict(info.action_space, f"{info.path}: action_space")
+    if not isinstance(space, spaces.Box):
+        return {}
+    return {"action_low": space.low.reshape(-1).tolist(), "action_high": space.high.reshape(-1).tolist()}
 
 
 def agent_info(path: str | Path, env_id: str | None = None, model: str | None = None, obs_type: str | None = None
@@ -51,20 +65,36 @@ def agent_info(path: str | Path, env_id: str | None = None, model: str | None = 
         from dreamgym.agents.ensemble import read_ensemble
 
         meta = read_ensemble(p)
-        info = AgentInfo(str(p), kind, meta["env_id"], meta["obs_type"], meta["world_model"])
+        info = AgentInfo(str(p), kind, meta["env_id"], meta["obs_type"], meta["world_model"],
+                         action_space=_recorded_space(meta, p / "ensemble.json"))
     elif kind == "controller":
         cfg = read_config(p)
-        info = AgentInfo(str(p), kind, cfg.get("env_id", ""), cfg.get("obs_type", "latent"), cfg.get("world_model", ""))
+        info = AgentInfo(str(p), kind, cfg.get("env_id", ""), cfg.get("obs_type", "latent"), cfg.get("world_model", ""),
+                         action_space=_recorded_space(cfg, p / "config.json"))
     else:
         meta = read_json_object(p.parent / "agent.json") if (p.parent / "agent.json").is_file() else {}
         info = AgentInfo(str(p), kind, meta.get("env_id", ""), meta.get("obs_type", "latent"),
-                         meta.get("world_model", ""), meta.get("algo"))
+                         meta.get("world_model", ""), meta.get("algo"),
+                         action_space=_recorded_space(meta, p.parent / "agent.json"))
     info.env_id = (env_id or info.env_id).split(":", 1)[-1]
     info.world_model = model or info.world_model or (DREAMS[info.env_id].pretrained if info.env_id in DREAMS else "")
     info.obs_type = obs_type or info.obs_type
     if info.env_id not in DREAMS:
         raise ConfigError(f"Agent {path} does not say which dream it acts in; pass env_id (one of {sorted(DREAMS)}).")
     return info
+
+
+def _recorded_space(meta: dict[str, Any], where: Path) -> dict[str, Any] | None:
+    """The action space an agent's metadata records (None if it records none), checked to be one."""
+    d = meta.get("action_space")
+    if d is None:
+        return None
+    from dreamgym.spaces import space_from_dict
+
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected 'action_space' to be a space (an object), got {str(d)[:80]}.")
+    space_from_dict(d, f"{where}: action_space")
+    return d
 
 
 def is_baseline(agent: str | Path) -> bool:
@@ -90,20 +120,23 @@ def evaluate_dream(info: AgentInfo, episodes: int, temperature: float | None = N
     from dreamgym.envs.dream_vector import DreamVectorEnv
 
     env = DreamVectorEnv(num_envs=episodes, model=info.world_model, temperature=temperature, obs_type=info.obs_type,
-                         max_episode_steps=max_steps, dream_id=info.env_id, **(dream_options or {}))
+                         max_episode_steps=max_steps, dream_id=info.env_id,
+                         **{**action_bounds(info), **{k: v for k, v in (dream_options or {}).items() if v is not None}})
     agent = load(info, env.single_observation_space, env.single_action_space, seed)
     # every dream stepped to the end: its scores stay bit-identical to those measured before (dropping
     # finished dreams would shrink the batch, and BLAS's small-batch kernels round differently)
     return dream_returns(env, predicting(agent, episodes), seed, stats=stats, drop_finished=False)
 
 
-def _real_chunk(info: AgentInfo, seeds: list[int], sample_z: bool | None = None) -> list[float]:
+def _real_chunk(info: AgentInfo, seeds: list[int], sample_z: bool | None = None,
+                bounds: dict[str, Any] | None = None) -> list[float]:
     import torch
 
     from dreamgym.envs.real import make_real
 
     torch.set_num_threads(1)
-    env = make_real(info.env_id, model=info.world_model, obs_type=info.obs_type, sample_z=sample_z)
+    env = make_real(info.env_id, model=info.world_model, obs_type=info.obs_type, sample_z=sample_z,
+                    **{**action_bounds(info), **(bounds or {})})
     agent = load(info, env.observation_space, env.action_space, seeds[0])
     returns = [run_episode(env, episode_policy(agent, s), s) for s in seeds]
     env.close()
@@ -111,18 +144,20 @@ def _real_chunk(info: AgentInfo, seeds: list[int], sample_z: bool | None = None)
 
 
 def evaluate_real(info: AgentInfo, episodes: int, seed: int = 0, workers: int = 0,
-                  sample_z: bool | None = None) -> np.ndarray:
+                  sample_z: bool | None = None, bounds: dict[str, Any] | None = None) -> np.ndarray:
     """Returns of ``episodes`` real episodes (seeds seed + i), spread over worker processes.
+
+    ``bounds``: ``action_low`` / ``action_high`` for the agent's Box, over those it records (:func:`action_bounds`).
 
     ``sample_z``: the agent sees z drawn from V's posterior (True) or its mean (False); None: the world
     model's default (:func:`dreamgym.envs.real.default_sample_z`)."""
     seeds = [seed + i for i in range(episodes)]
     workers = min(workers or os.cpu_count() or 1, episodes)
     if workers == 1:
-        return np.asarray(_real_chunk(info, seeds, sample_z))
+        return np.asarray(_real_chunk(info, seeds, sample_z, bounds))
     chunks = [seeds[w::workers] for w in range(workers)]
     with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        parts = list(pool.map(_real_chunk, [info] * workers, chunks, [sample_z] * workers))
+        parts = list(pool.map(_real_chunk, [info] * workers, chunks, [sample_z] * workers, [bounds] * workers))
     by_seed = {s: r for chunk, part in zip(chunks, parts) for s, r in zip(chunk, part)}
     return np.asarray([by_seed[s] for s in seeds])
 
@@ -181,7 +216,8 @@ def evaluate(
             from dreamgym.models.resolve import resolve_model
 
             sample_z = default_sample_z(resolve_model(info.world_model))
-        result["real"] = {**_stats(evaluate_real(info, episodes, seed, workers, sample_z)), "seed": seed,
+        bounds = {k: v for k, v in (dream_options or {}).items() if k in ("action_low", "action_high") and v is not None}
+        result["real"] = {**_stats(evaluate_real(info, episodes, seed, workers, sample_z, bounds)), "seed": seed,
                           "sample_z": sample_z}
     result["seconds"] = round(time.perf_counter() - start, 2)
     result = merge_results(earlier, result)

@@ -48,7 +48,7 @@ import torch
 
 from dreamgym.backends import Backend, Carry, Episodes, Noise, is_backend
 from dreamgym.errors import CheckpointError, ConfigError
-from dreamgym.evaluate import AgentInfo, agent_info, is_baseline, load
+from dreamgym.evaluate import AgentInfo, action_bounds, agent_info, is_baseline, load
 from dreamgym.rollout import episode_policy, play
 from dreamgym.utils import atomic_write, atomic_write_text
 
@@ -129,7 +129,7 @@ def _record_chunk(info: AgentInfo, model: Any, seeds: list[int], sample_z: bool 
 
     if not is_backend(model):
         torch.set_num_threads(1)  # a worker process: one core each
-    twin = make_real(info.env_id, model=model, obs_type=info.obs_type, sample_z=sample_z)
+    twin = make_real(info.env_id, model=model, obs_type=info.obs_type, sample_z=sample_z, **action_bounds(info))
     agent = load(info, twin.observation_space, twin.action_space, seeds[0])
     try:
         return [record_episode(agent, twin, s) for s in seeds]

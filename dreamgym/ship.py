@@ -47,6 +47,8 @@ class ShipConfig:
     :param termination: record this rule as the dream's default termination (None: unchanged).
     :param real_sample_z: record whether the real twin draws z from V's posterior by default (the paper's
         code) or takes its mean (None: unchanged); ship what the agent's scores were measured with.
+    :param action_high: record this narrower Box's upper bounds as the dream's default (``action_high`` of
+        :class:`~dreamgym.models.world_model.DreamOptions`, which the real twin follows too; None: unchanged).
     :param summary: entries added to the world model's recorded summary (and so to its card).
     """
 
@@ -61,6 +63,7 @@ class ShipConfig:
     fps: float = 25.0
     termination: str | None = field(default=None, metadata={"choices": ("threshold", "sample")})
     real_sample_z: bool | None = None
+    action_high: list[float] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -93,6 +96,11 @@ def ship(cfg: ShipConfig) -> Path:
         model = load_backend(tmp)  # any backend: config.json's "backend" picks the class
         if cfg.termination is not None:
             model.config.dream.termination = cfg.termination
+        if cfg.action_high is not None:
+            from dreamgym.envs.core import dream_options
+
+            model.config.dream.action_high = [float(x) for x in cfg.action_high]
+            dream_options(model, None)  # bounds that do not fit the model's action space fail before anything ships
         if cfg.real_sample_z is not None:
             if not hasattr(model.config, "real_sample_z"):
                 raise ConfigError(f"real_sample_z: the {type(model).__name__} backend has no V posterior to draw "

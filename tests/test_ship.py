@@ -52,8 +52,13 @@ def test_ship_writes_a_pretrained_folder_that_loads(run, tmp_path, capsys):
     other = json.loads((out / "eval.json").read_text())
     other["real"]["mean"] = 12345.0
     (out / "eval-a.json").write_text(json.dumps(other))  # sorts before eval.json by name
-    main(["ship", str(out), "--out", str(out), "--termination", "sample", "--video-steps", "0"])
-    assert WorldModel.from_pretrained(out).config.dream.termination == "sample"
+    main(["ship", str(out), "--out", str(out), "--termination", "sample", "--video-steps", "0", "--action-high", "1.5"])
+    shipped = WorldModel.from_pretrained(out).config.dream
+    assert shipped.termination == "sample" and shipped.action_high == [1.5]  # the dream's and real twin's default now
+    with pytest.raises(SystemExit):  # Pendulum's torque is within ±2
+        main(["ship", str(out), "--out", str(out), "--video-steps", "0", "--action-high", "3"])
+    assert "inside the real env's bounds" in capsys.readouterr().err
+    assert WorldModel.from_pretrained(out).config.dream.action_high == [1.5]
     assert (out / "eval.json").is_file() and (out / "controller" / "README.md").is_file()
     card = (out / "README.md").read_text()
     assert "model-index" in card

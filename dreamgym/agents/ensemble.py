@@ -128,8 +128,8 @@ def write_ensemble(runs: Sequence[str | Path], out: str | Path, world_model: str
     if out.exists() and not is_ensemble(out):
         raise ConfigError(f"{out} exists and is not an ensemble; pass a new folder for --out.")
     infos = [agent_info(r) for r in runs]
-    for key in _SHARED if world_model is None else _SHARED[:-1]:  # a given world_model renames them all
-        values = {str(getattr(i, key)) for i in infos}
+    for key in (*(_SHARED if world_model is None else _SHARED[:-1]), "action_space"):  # a world_model renames them all
+        values = {json.dumps(getattr(i, key), sort_keys=True) for i in infos}
         if len(values) > 1:
             raise ConfigError(f"The agents of an ensemble must share their {key}; got {sorted(values)} "
                               f"from {[str(r) for r in runs]}.")
@@ -145,7 +145,8 @@ def write_ensemble(runs: Sequence[str | Path], out: str | Path, world_model: str
             members.append(f"member-{i}")
         meta = {"format_version": FORMAT_VERSION, "members": members, "env_id": infos[0].env_id,
                 "obs_type": infos[0].obs_type, "world_model": name, "combine": "mean action",
-                "sources": [Path(r).name for r in runs]}  # names, not this machine's paths
+                "sources": [Path(r).name for r in runs],  # names, not this machine's paths
+                **({"action_space": infos[0].action_space} if infos[0].action_space is not None else {})}
         atomic_write_text(tmp / ENSEMBLE_FILE, json.dumps(meta, indent=2) + "\n")
         old = None
         if out.exists():  # the old ensemble steps aside until the new one is in place

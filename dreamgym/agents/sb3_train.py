@@ -19,6 +19,7 @@ from dreamgym.errors import ConfigError
 from dreamgym.registry import DREAMS
 from dreamgym.rollout import run_episodes
 from dreamgym.agents.sb3 import DreamVecEnv
+from dreamgym.spaces import space_to_dict
 from dreamgym.utils import atomic_write_text
 
 OFF_POLICY_BOX = ("sac", "td3", "ddpg")
@@ -193,7 +194,8 @@ def train_sb3(cfg: SB3Config, out: str | Path, progress: bool = True, callbacks:
     calls = list(callbacks or [])
     real_cb = None
     if cfg.eval_real_every > 0:
-        real_cb = RealEvalCallback(lambda: make_real(dream_id, model=world_model, obs_type=cfg.obs_type),
+        real_cb = RealEvalCallback(lambda: make_real(dream_id, model=world_model, obs_type=cfg.obs_type,
+                                                     action_low=cfg.action_low, action_high=cfg.action_high),
                                    cfg.eval_real_every, cfg.eval_real_episodes)
         calls.append(real_cb)
     out = Path(out)
@@ -213,6 +215,7 @@ def train_sb3(cfg: SB3Config, out: str | Path, progress: bool = True, callbacks:
     meta = {"algo": cfg.algo.lower(), "env_id": dream_id, "obs_type": cfg.obs_type, "world_model": str(world_model),
             "temperature": temperature, "config": asdict(cfg),
             "max_episode_steps": venv.dream.max_episode_steps,
+            "action_space": space_to_dict(venv.action_space),  # the Box it acts in (narrowed by action_low/high)
             "real_eval": real_cb.history if real_cb else [],
             **({"dream_eval": dream_cb.history} if dream_cb else {})}
     if dream_cb is None:

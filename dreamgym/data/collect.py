@@ -222,11 +222,15 @@ def _make_env(cfg: CollectConfig) -> gym.Env:
 
         from dreamgym.evaluate import agent_info
 
-        try:  # the twin shows the agent what it was trained on (z‖h, z‖c‖h)
-            obs_type = agent_info(cfg.agent).obs_type
+        from dreamgym.evaluate import action_bounds
+
+        try:  # the twin shows the agent what it was trained on (z‖h, z‖c‖h), in the Box it was trained in
+            info = agent_info(cfg.agent)
+            obs_type, bounds = info.obs_type, action_bounds(info)
         except (ConfigError, CheckpointError):  # reported with its cause when the agent loads
-            obs_type = "latent"
-        env = make_real(cfg.agent_model, env_id=cfg.env_id, obs_type=obs_type, **cfg.env_kwargs)  # the user's id
+            obs_type, bounds = "latent", {}
+        env = make_real(cfg.agent_model, env_id=cfg.env_id, obs_type=obs_type, **bounds,
+                        **cfg.env_kwargs)  # the user's id
         if env.model.config.env_id != cfg.env_id:
             raise ConfigError(f"agent_model {cfg.agent_model} is a world model of {env.model.config.env_id}, not {cfg.env_id}.")
         return gym.wrappers.TimeLimit(env, cfg.max_steps) if cfg.max_steps is not None else env

@@ -52,7 +52,8 @@ class DreamBatch:
         self.obs_type = obs_type
         self.device = device
         self.single_observation_space = model.feature_space(obs_type)
-        self.adapter = ActionAdapter(model.action_space, device)
+        self.action_space = dream_action_space(model, self.options)  # the model's, or narrowed by the options
+        self.adapter = ActionAdapter(self.action_space, device)
         make_lean = getattr(model, "lean", None) if lean and num_envs == 1 else None
         self.lean = make_lean() if make_lean is not None else None  # the backend's numpy step, or None
         self.engine = self.lean if self.lean is not None else model
@@ -303,12 +304,14 @@ class DreamOptionFields:
     halt_penalty: float | None = None
     termination: str | None = field(default=None, metadata={"choices": ("threshold", "sample")})
     dropout_masks: bool | None = None
+    action_low: list[float] | None = None
+    action_high: list[float] | None = None
 
     def dream_kwargs(self) -> dict[str, Any]:
         """These options as DreamVectorEnv keyword arguments."""
         return dict(temperature_range=self.temperature_range, disagreement_penalty=self.disagreement_penalty,
                     halt_threshold=self.halt_threshold, halt_penalty=self.halt_penalty, termination=self.termination,
-                    dropout_masks=self.dropout_masks)
+                    dropout_masks=self.dropout_masks, action_low=self.action_low, action_high=self.action_high)
 
 
 def dream_options(model: Backend, overrides: dict[str, Any] | None) -> DreamOptions:
@@ -317,8 +320,9 @@ def dream_options(model: Backend, overrides: dict[str, Any] | None) -> DreamOpti
     unknown = sorted(set(given) - set(DREAM_OPTION_NAMES))
     if unknown:
         raise ConfigError(f"Unknown dream option(s) {unknown}; expected some of {list(DREAM_OPTION_NAMES)}.")
-    if "temperature_range" in given:
-        given["temperature_range"] = list(np.asarray(given["temperature_range"], dtype=object).reshape(-1))
+    for name in ("temperature_range", "action_low", "action_high"):  # numpy arrays and tuples as JSON's lists
+        if name in given:
+            given[name] = np.asarray(given[name], dtype=object).reshape(-1).tolist()
     opts = replace(model.config.dream, **given)
     try:
         opts.validate()
@@ -330,4 +334,34 @@ def dream_options(model: Backend, overrides: dict[str, Any] | None) -> DreamOpti
             "disagreement_penalty and halt_threshold need a world model trained as an ensemble "
             f"(memory.ensemble > 1); this one has {members} member. Train one with `dreamgym train --ensemble 5`."
         )
+    dream_action_space(model, opts)  # bounds that do not fit the model's action space fail here, at make time
     return opts
+
+
+def dream_action_space(model: Backend, options: DreamOptions) -> spaces.Space:
+    """The action space of ``model``'s dream and real twin: the real env's, or the Box narrowed to the options'
+    ``action_low`` / ``action_high`` (each one number per dimension, or one for all)."""
+    space = model.action_space
+    low, high = options.action_low, options.action_high
+    if low is None and high is None:
+        return space
+    if not isinstance(space, spaces.Box):
+        raise ConfigError(f"action_low / action_high narrow a Box action space; this model's is {space}. "
+                          "Leave them unset.")
+    n = int(np.prod(space.shape))
+    bounds = []
+    for name, given, real in (("action_low", low, space.low), ("action_high", high, space.high)):
+        real = real.reshape(-1).astype(np.float64)
+        if given is None:
+            bounds.append(real)
+            continue
+        if len(given) not in (1, n):
+            raise ConfigError(f"{name} needs 1 or {n} numbers (one per action dimension of {space}), "
+                              f"got {len(given)}: {given}.")
+        bounds.append(np.broadcast_to(np.asarray(given, dtype=np.float64), (n,)).copy())
+    new_low, new_high = bounds
+    if (new_low < space.low.reshape(-1)).any() or (new_high > space.high.reshape(-1)).any() or (new_low > new_high).any():
+        raise ConfigError(f"action_low / action_high must lie inside the real env's bounds {space} with low <= high; "
+                          f"got low {new_low.tolist()}, high {new_high.tolist()}. Narrow the bounds, do not widen them.")
+    return spaces.Box(new_low.reshape(space.shape).astype(space.dtype), new_high.reshape(space.shape).astype(space.dtype),
+                      dtype=space.dtype)

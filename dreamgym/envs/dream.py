@@ -54,6 +54,9 @@ class DreamEnv(gym.Env):
     :param dropout_masks: dropout-trained models: a fresh dropout mask per episode (default True).
     :param termination: ``"threshold"`` (p(done) > done_threshold, the paper) or ``"sample"``
         (terminate with p(done) calibrated for the head's positive-class weight, from the seeded noise).
+    :param action_low, action_high: a narrower Box for the agent, one number per action dimension (or
+        one for all), inside the real env's bounds (CarRacing: ``action_high=[1, 0.3, 1]`` caps the gas);
+        :func:`dreamgym.make_real` takes the same, so the agent acts within it in reality too.
         Every option's default is the model's ``config.json`` ``dream`` section.
     :param render_mode: ``"rgb_array"`` (the decoded dream frame) or ``"human"`` (a window).
     :param device: torch device.
@@ -94,6 +97,8 @@ class DreamEnv(gym.Env):
         ensemble_draw: bool | None = None,
         dropout_masks: bool | None = None,
         termination: str | None = None,
+        action_low: Sequence[float] | float | None = None,
+        action_high: Sequence[float] | float | None = None,
         max_episode_steps: int | None = None,
     ) -> None:
         if render_mode not in (None, "rgb_array", "human"):
@@ -103,7 +108,8 @@ class DreamEnv(gym.Env):
         cfg = self.model.config
         options = dict(temperature_range=temperature_range, disagreement_penalty=disagreement_penalty,
                        halt_threshold=halt_threshold, halt_penalty=halt_penalty, ensemble_draw=ensemble_draw,
-                       dropout_masks=dropout_masks, termination=termination)
+                       dropout_masks=dropout_masks, termination=termination,
+                       action_low=action_low, action_high=action_high)
         # one env on the CPU: the backend's numpy step if it has one (same results without torch's per-op overhead)
         lean = fast and self.device.type == "cpu" and dtype == "float32" and obs_type != "pixels"
         self._batch = DreamBatch(self.model, 1, obs_type, self.device, dtype, options, lean=lean)
@@ -115,7 +121,7 @@ class DreamEnv(gym.Env):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": cfg.render_fps}
         self.observation_space = self._batch.single_observation_space
-        self.action_space = self.model.action_space
+        self.action_space = self._batch.action_space
         self._viewer: Viewer | None = None
         self._was_reset = False
 

@@ -47,8 +47,8 @@ class DreamVectorEnv(VectorEnv):
         ``set_temperature(values, indices)`` for some envs.
     :param obs_type: ``"latent"``, ``"zch"`` (z‖c‖h), ``"z"`` or ``"pixels"``.
     :param temperature_range, disagreement_penalty, halt_threshold, halt_penalty, ensemble_draw,
-        dropout_masks, termination: the dream's options against exploitation, as in :class:`DreamEnv`; with an
-        ensemble, ``info["disagreement"]`` holds each env's disagreement of the step.
+        dropout_masks, termination, action_low, action_high: the dream's options against exploitation, as in
+        :class:`DreamEnv`; with an ensemble, ``info["disagreement"]`` holds each env's disagreement of the step.
     :param max_episode_steps: truncate after this many steps (None: the model's time limit).
     :param render_mode: ``"rgb_array"`` or ``"human"``.
     :param device: torch device of the batch (``"cpu"``, ``"cuda"``).
@@ -89,6 +89,8 @@ class DreamVectorEnv(VectorEnv):
         ensemble_draw: bool | None = None,
         dropout_masks: bool | None = None,
         termination: str | None = None,
+        action_low: Sequence[float] | float | None = None,
+        action_high: Sequence[float] | float | None = None,
     ) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ConfigError(f"num_envs must be a positive integer, got {num_envs!r}.")
@@ -106,14 +108,15 @@ class DreamVectorEnv(VectorEnv):
             raise ConfigError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
         options = dict(temperature_range=temperature_range, disagreement_penalty=disagreement_penalty,
                        halt_threshold=halt_threshold, halt_penalty=halt_penalty, ensemble_draw=ensemble_draw,
-                       dropout_masks=dropout_masks, termination=termination)
+                       dropout_masks=dropout_masks, termination=termination,
+                       action_low=action_low, action_high=action_high)
         self._batch = DreamBatch(self.model, self.num_envs, obs_type, self.device, dtype, options)
         self.temperature = cfg.default_temperature if temperature is None else temperature
         self.obs_type = obs_type
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": cfg.render_fps, "autoreset_mode": mode}
         self.single_observation_space = self._batch.single_observation_space
-        self.single_action_space = self.model.action_space
+        self.single_action_space = self._batch.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._rngs: list[np.random.Generator] | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -11,6 +11,7 @@ import torch
 from gymnasium import spaces
 
 from dreamgym.backends import Backend, is_backend
+from dreamgym.envs.core import dream_action_space, dream_options
 from dreamgym.models.resolve import resolve_model
 from dreamgym.registry import checked_env_id, dream_spec, make_real_env
 from dreamgym.spaces import ActionAdapter
@@ -39,16 +40,18 @@ class RealTwin(gym.Wrapper):
     ``info["real_obs"]`` holds the untouched real observation.
     """
 
-    def __init__(self, env: gym.Env, model: Backend, obs_type: str = "latent", sample_z: bool = False) -> None:
+    def __init__(self, env: gym.Env, model: Backend, obs_type: str = "latent", sample_z: bool = False,
+                 action_space: spaces.Space | None = None) -> None:
         super().__init__(env)
         self.model = model
         self.obs_type = obs_type
         self.sample_z = sample_z
         self._noise = np.random.default_rng()
         self.observation_space = model.feature_space(obs_type)
-        self.action_space = model.action_space
+        # the dream's action space: the model's, or the Box its action_low / action_high narrow it to
+        self.action_space = model.action_space if action_space is None else action_space
         self.device = _device(model)
-        self.adapter = ActionAdapter(model.action_space, self.device)
+        self.adapter = ActionAdapter(self.action_space, self.device)  # clips to the narrowed bounds, as the dream does
         real_space = env.action_space
         if real_space != model.action_space:
             raise ConfigError(
@@ -126,6 +129,8 @@ def make_real(
     device: str | torch.device = "cpu",
     sample_z: bool | None = None,
     env_id: str | None = None,
+    action_low: Sequence[float] | float | None = None,
+    action_high: Sequence[float] | float | None = None,
     **env_kwargs: Any,
 ) -> RealTwin:
     """The real env of a dream, with the dream's observation and action spaces and time limit.
@@ -141,12 +146,15 @@ def make_real(
     :param env_id: the real env to make, instead of the model's ``env_id`` (same env name); the one way
         to make an id with a ``module:`` part, whose module Gymnasium imports: a checkpoint's own
         ``env_id`` may not choose a module to import.
+    :param action_low, action_high: the agent's narrower Box, as in the dream (None: the model's
+        ``config.json`` ``dream`` defaults; made from a dream env: that env's). Actions are clipped to it.
     :param env_kwargs: extra kwargs for the real env (merged over the model's ``env_kwargs``).
 
     >>> real = dreamgym.make_real("Dream-CarRacing-v0", model="path/to/dir")  # doctest: +SKIP
     >>> obs, info = real.reset(seed=0)  # doctest: +SKIP
     """
     dream_id = None
+    bounds = {"action_low": action_low, "action_high": action_high}
     unwrapped = getattr(id_or_model, "unwrapped", None)
     if isinstance(id_or_model, str) and id_or_model.split(":", 1)[-1].startswith("Dream-") \
             and not Path(id_or_model).is_dir():
@@ -155,6 +163,9 @@ def make_real(
     elif unwrapped is not None and is_backend(getattr(unwrapped, "model", None)):
         source = unwrapped.model
         obs_type = getattr(unwrapped, "obs_type", obs_type)
+        made_with = getattr(getattr(unwrapped, "_batch", None), "options", None)  # the dream env's own bounds
+        if made_with is not None:
+            bounds = {k: (v if v is not None else getattr(made_with, k)) for k, v in bounds.items()}
     else:
         source = id_or_model if model is None else model
     wm = resolve_model(source, revision, device, dream_id=dream_id).eval()
@@ -164,7 +175,9 @@ def make_real(
         kwargs["render_mode"] = render_mode
     env = make_real_env(_real_env_id(cfg.env_id, env_id, source),
                         max_episode_steps=cfg.max_episode_steps + cfg.burn_in_steps, **kwargs)
-    return RealTwin(env, wm, obs_type, sample_z=default_sample_z(wm) if sample_z is None else sample_z)
+    space = dream_action_space(wm, dream_options(wm, bounds))
+    return RealTwin(env, wm, obs_type, sample_z=default_sample_z(wm) if sample_z is None else sample_z,
+                    action_space=space)
 
 
 def default_sample_z(model: Backend) -> bool:

@@ -62,6 +62,12 @@ class DreamOptions:
         drawn from the env's seeded noise. The head was trained with deaths weighted
         ``termination_pos_weight`` times, which moves its logit up by log(weight); thresholding that
         at 0.5 kills far more often than reality does.
+    :param action_low, action_high: narrower bounds for a Box action space, one number per action
+        dimension (or one for all), inside the real env's bounds; None: the real env's. The dream and
+        its real twin (:func:`dreamgym.make_real`) both expose the narrowed Box and clip actions to
+        it, so an agent trained in the dream acts within it in reality too. CarRacing: a cap on the
+        gas (``action_high=[1, 0.3, 1]``) keeps agents from the speeds that the dream pays for and
+        reality does not (pretrained/README.md).
     """
 
     temperature_range: list[float] | None = None
@@ -71,8 +77,20 @@ class DreamOptions:
     ensemble_draw: bool = True
     dropout_masks: bool = True
     termination: str = "threshold"
+    action_low: list[float] | None = None
+    action_high: list[float] | None = None
 
     def validate(self) -> None:
+        for name in ("action_low", "action_high"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            values = list(v) if isinstance(v, (list, tuple)) else [v]
+            if not values or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x)
+                                 for x in values):
+                raise ConfigError(f"{name} must be a list of finite numbers (one per action dimension, or one "
+                                  f"for all), got {v!r}.")
+            setattr(self, name, [float(x) for x in values])
         if self.temperature_range is not None:
             r = self.temperature_range
             if not isinstance(r, (list, tuple)) or len(r) != 2:

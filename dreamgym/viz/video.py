@@ -131,12 +131,16 @@ def rollout_frames(
         check_baseline(policy)  # before loading a model
     obs_type = "latent" if info is None else info.obs_type
     kwargs: dict[str, Any] = {} if model is None else {"model": model}
+    if info is not None:
+        from dreamgym.evaluate import action_bounds
+
+        kwargs.update(action_bounds(info))  # the Box the agent was trained in
     dream = gym.make(dream_id, temperature=temperature, obs_type=obs_type, render_mode="rgb_array", **kwargs)
     real = None
     try:
         act = _actor(info, policy, dream, seed)
         if side_by_side:
-            real = make_real(dream_id, model=dream.unwrapped.model, obs_type=obs_type, render_mode="rgb_array")
+            real = make_real(dream, render_mode="rgb_array")  # the dream's model, obs_type and action bounds
         return _play(dream, real, act, steps, seed, scale, annotated)
     finally:
         dream.close()
