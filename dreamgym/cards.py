@@ -120,10 +120,22 @@ def _architecture_lines(model: "WorldModel") -> list[str]:
         f"- heads: reward {'learned' if cfg.heads.reward else f'constant {cfg.heads.constant_reward}'}, "
         f"termination {'learned (p > ' + str(cfg.heads.done_threshold) + ')' if cfg.heads.termination else 'none'}",
         f"- default temperature: {cfg.default_temperature}; time limit: {cfg.max_episode_steps} steps",
+        *([f"- the agent's actions: the Box {_bounds(model)}, narrower than the real env's (`action_low` / "
+           "`action_high`; the real twin's too)"] if _bounds(model) else []),
         *([f"- the real twin's z: {'a draw from' if cfg.real_sample_z else 'the mean of'} V's posterior"]
           if cfg.pixels else []),
         f"- weights on disk: {cfg.storage_dtype}",
     ]
+
+
+def _bounds(model: "WorldModel") -> str:
+    """The dream's default narrowed Box as text ("" when it acts in the real env's Box)."""
+    from dreamgym.envs.core import dream_action_space
+
+    space = dream_action_space(model, model.config.dream)
+    if space is model.action_space:
+        return ""
+    return f"[{', '.join(f'{x:g}' for x in space.low)}]–[{', '.join(f'{x:g}' for x in space.high)}]"
 
 
 def _fidelity_lines(source: dict[str, str]) -> list[str]:

@@ -24,7 +24,9 @@ table are in pretrained/README.md, "expert data, alone and with dropout dreams")
    ensemble``), each scored as in step 5 (session 12)
 7. ship: xd and its PPO agent of seed ``--ship-seed`` (or its ensemble ``--ship-ensemble``) as
    ``pretrained/carracing`` (``--ship-to``), with its 100-episode scores and random actions' (100 real episodes,
-   seeds 1000-1099), the real twin drawing z from V's posterior by default (what the scores were measured with)
+   seeds 1000-1099), the real twin drawing z from V's posterior by default (what the scores were measured with),
+   and the gas capped at 0.3 in the dream and the real twin by default (session 23: ``dream.action_high``; the
+   agents trained here act in the full Box, which their agent.json records, so they are scored as trained)
 """
 
 from __future__ import annotations
@@ -172,4 +174,4 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
                   "--seed", "1000", "--temperature", "1.15", "--workers", "2", "--json", str(random)])
         main(["ship", str(xd), "--out", args.ship_to, "--name", "carracing", "--controller", str(run),
               "--eval", f"eval.json={run / 'eval100.json'}", "--eval", f"eval-random.json={random}",
-              "--temperature", "1.15", "--sample-z"])
+              "--temperature", "1.15", "--sample-z", "--action-high", "1", "0.3", "1"])
