@@ -2,6 +2,8 @@
 
 Run: python examples/outside_trainer.py --trainer cmaes   (pycma's ask/tell on a linear policy)
      python examples/outside_trainer.py --trainer ppo     (Stable-Baselines3's PPO with its defaults)
+     python examples/outside_trainer.py --trainer ppo --train-in real   (the same PPO and budget in reality,
+                                                                          for comparison; slow)
 
 Nothing here uses dreamgym's trainers: the dream is `gym.make_vec("Dream-CarRacing-v0")` (or SB3's
 `make_vec_env` over `gym.make`) with the shipped defaults, and the agent is scored in
@@ -45,6 +47,9 @@ class Args:
     """real episodes to score the agent on"""
     real_seed: int = 1000
     """seed of the first real episode"""
+    train_in: str = field(default="dream", metadata={"choices": ["dream", "real"]})
+    """where PPO trains: the dream, or (for comparison, same budget) the real twin, which sees reality through the
+    same world model (``dreamgym.make_real``); slow: real CarRacing steps at a few hundred per second"""
 
 
 def kwargs(args: Args) -> dict:
@@ -107,7 +112,10 @@ def train_ppo(args: Args):
     from stable_baselines3 import PPO
     from stable_baselines3.common.env_util import make_vec_env
 
-    venv = make_vec_env(args.dream, n_envs=args.n_envs, seed=args.seed, env_kwargs=kwargs(args))
+    if args.train_in == "dream":
+        venv = make_vec_env(args.dream, n_envs=args.n_envs, seed=args.seed, env_kwargs=kwargs(args))
+    else:
+        venv = make_vec_env(lambda: dreamgym.make_real(args.dream, **kwargs(args)), n_envs=args.n_envs, seed=args.seed)
     model = PPO("MlpPolicy", venv, seed=args.seed, verbose=0)
     model.learn(args.steps, progress_bar=False)
     venv.close()
@@ -136,11 +144,13 @@ def score(act, make_env, episodes: int, seed: int) -> tuple[float, float, np.nda
 
 if __name__ == "__main__":
     args = parse_cli(Args, description=__doc__)
+    if args.train_in == "real" and args.trainer != "ppo":
+        raise SystemExit("--train-in real: PPO only (CMA-ES's thousands of episodes would take days in reality)")
     t0 = time.perf_counter()
     act = train_cmaes(args) if args.trainer == "cmaes" else train_ppo(args)
     train_s = time.perf_counter() - t0
     dream = score(act, lambda: gym.make(args.dream, **kwargs(args)), args.episodes, args.real_seed)
     real = score(act, lambda: dreamgym.make_real(args.dream, **kwargs(args)), args.episodes, args.real_seed)
     print(f"mean |action|: dream {np.round(dream[2], 2).tolist()}, real {np.round(real[2], 2).tolist()}")
-    print(f"{args.trainer} seed {args.seed}: trained {train_s:.0f} s; dream {dream[0]:.1f} ± {dream[1]:.1f}, "
+    print(f"{args.trainer} seed {args.seed} (trained in the {'dream' if args.train_in == 'dream' else 'real twin'}): trained {train_s:.0f} s; dream {dream[0]:.1f} ± {dream[1]:.1f}, "
           f"real {real[0]:.1f} ± {real[1]:.1f} ({args.episodes} episodes each)")

@@ -45,3 +45,18 @@ def test_cmaes_trains_and_scores_in_a_discrete_and_a_box_dream(name, model_dirs)
     assert np.isfinite(mean) and np.isfinite(std)
     if name == "doom":
         assert actions.shape == (3,) and actions.sum() == pytest.approx(1.0)  # how often each action was taken
+
+
+@pytest.mark.parametrize("train_in", ["dream", "real"])
+def test_ppo_trains_in_the_dream_or_the_real_twin(train_in, model_dirs, monkeypatch):
+    ot = load()
+    seen = []
+    real = ot.dreamgym.make_real
+    monkeypatch.setattr(ot.dreamgym, "make_real", lambda *a, **k: seen.append(a) or real(*a, **k))
+    args = ot.Args(trainer="ppo", dream="Dream-Pendulum-v0", model=str(model_dirs["pendulum"]), steps=64, n_envs=1,
+                   train_in=train_in)
+    act = ot.train_ppo(args)
+    assert len(seen) == (1 if train_in == "real" else 0)  # the real twin stepped only when asked for
+    env = real("Dream-Pendulum-v0", model=str(model_dirs["pendulum"]))
+    obs, _ = env.reset(seed=0)
+    assert env.action_space.contains(np.asarray(act(obs), dtype=np.float32))
