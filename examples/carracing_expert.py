@@ -77,7 +77,8 @@ class Args:
     ship_seed: int = 0
     """the seed of the xd PPO agent that ships"""
     ship_ensemble: int | None = None
-    """ship this ensemble of xd (xd-ppo-eN, or xd-ppo-capCAP-eN with --gas-cap) instead of the PPO agent of --ship-seed"""
+    """ship this ensemble of xd (xd-ppo-eN, or xd-ppo-capCAP-eN with --gas-cap) instead of the PPO agent of
+    --ship-seed"""
     ship_to: str = "pretrained/carracing"
     """where the ship part writes"""
     gas_cap: float | None = None
@@ -165,7 +166,8 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
 
     if "ensembles" in args.only:
         for e in range(args.ensembles):
-            runs = [work / f"xd-ppo{tag}-s{seed}" for seed in range(e * args.ensemble_size, (e + 1) * args.ensemble_size)]
+            seeds = range(e * args.ensemble_size, (e + 1) * args.ensemble_size)
+            runs = [work / f"xd-ppo{tag}-s{seed}" for seed in seeds]
             for seed, run in enumerate(runs, start=e * args.ensemble_size):
                 if not (run / "agent.json").is_file():
                     main(["train-agent", "Dream-CarRacing-v0", "--algo", "ppo", "--model", str(xd), "--temperature",
@@ -179,7 +181,8 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
             score100(work / f"xd-ppo{tag}-s{seed}")
 
     if "ship" in args.only:
-        run = work / (f"xd-ppo{tag}-s{args.ship_seed}" if args.ship_ensemble is None else f"xd-ppo{tag}-e{args.ship_ensemble}")
+        run = work / (f"xd-ppo{tag}-s{args.ship_seed}" if args.ship_ensemble is None
+                      else f"xd-ppo{tag}-e{args.ship_ensemble}")
         random = work / "eval-random.json"
         if not random.is_file():  # random actions, beside the agent on the card
             main(["evaluate", "random", "--env-id", "Dream-CarRacing-v0", "--model", str(xd), "--episodes", "100",

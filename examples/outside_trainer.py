@@ -152,5 +152,7 @@ if __name__ == "__main__":
     dream = score(act, lambda: gym.make(args.dream, **kwargs(args)), args.episodes, args.real_seed)
     real = score(act, lambda: dreamgym.make_real(args.dream, **kwargs(args)), args.episodes, args.real_seed)
     print(f"mean |action|: dream {np.round(dream[2], 2).tolist()}, real {np.round(real[2], 2).tolist()}")
-    print(f"{args.trainer} seed {args.seed} (trained in the {'dream' if args.train_in == 'dream' else 'real twin'}): trained {train_s:.0f} s; dream {dream[0]:.1f} ± {dream[1]:.1f}, "
+    where = "dream" if args.train_in == "dream" else "real twin"
+    print(f"{args.trainer} seed {args.seed} (trained in the {where}): trained {train_s:.0f} s; "
+          f"dream {dream[0]:.1f} ± {dream[1]:.1f}, "
           f"real {real[0]:.1f} ± {real[1]:.1f} ({args.episodes} episodes each)")

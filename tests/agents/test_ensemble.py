@@ -63,6 +63,8 @@ def test_an_ensemble_folder_loads_like_one_agent_and_acts_by_its_members_mean(ag
     assert meta["members"] == ["member-0", "member-1", "member-2"] and meta["env_id"] == "Dream-Pendulum-v0"
     assert meta["sources"] == ["ppo0", "ppo1", "cmaes"]  # run names, not this machine's paths
     assert locate_agent(out) == ("ensemble", out)
+    (tmp_path / "plain").mkdir()  # the folder's permissions are a plain mkdir's, not a temp folder's 0700
+    assert out.stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777
     env = DreamVectorEnv(num_envs=3, model=str(model_dirs["pendulum"]), dream_id="Dream-Pendulum-v0")
     obs, _ = env.reset(seed=0)
     ens = load_agent(out, env.single_observation_space, env.single_action_space)
