@@ -112,6 +112,7 @@ def _architecture_lines(model: "WorldModel") -> list[str]:
     if hasattr(model, "architecture_lines"):  # another backend describes itself
         return model.architecture_lines()
     cfg = model.config
+    bounds = _bounds(model)
     return [
         "## Architecture",
         f"- V: `{cfg.vision.kind}`, z = {cfg.vision.z_dim}",
@@ -120,8 +121,8 @@ def _architecture_lines(model: "WorldModel") -> list[str]:
         f"- heads: reward {'learned' if cfg.heads.reward else f'constant {cfg.heads.constant_reward}'}, "
         f"termination {'learned (p > ' + str(cfg.heads.done_threshold) + ')' if cfg.heads.termination else 'none'}",
         f"- default temperature: {cfg.default_temperature}; time limit: {cfg.max_episode_steps} steps",
-        *([f"- the agent's actions: the Box {_bounds(model)}, narrower than the real env's (`action_low` / "
-           "`action_high`; the real twin's too)"] if _bounds(model) else []),
+        *([f"- the agent's actions: the Box {bounds}, narrower than the real env's (`action_low` / "
+           "`action_high`; the real twin's too)"] if bounds else []),
         *([f"- the real twin's z: {'a draw from' if cfg.real_sample_z else 'the mean of'} V's posterior"]
           if cfg.pixels else []),
         f"- weights on disk: {cfg.storage_dtype}",

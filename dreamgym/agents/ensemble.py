@@ -30,7 +30,7 @@ from gymnasium import spaces
 
 from dreamgym.checkpoint import check_format_version, read_json_object
 from dreamgym.errors import CheckpointError, ConfigError
-from dreamgym.utils import _umask, atomic_write_text
+from dreamgym.utils import atomic_write_text, umask
 
 ENSEMBLE_FILE = "ensemble.json"
 FORMAT_VERSION = 1
@@ -137,7 +137,7 @@ def write_ensemble(runs: Sequence[str | Path], out: str | Path, world_model: str
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700 folders; give the usual permissions
+        tmp.chmod(0o777 & ~umask())  # mkdtemp makes 0700 folders; give the usual permissions
         members = []
         for i, run in enumerate(runs):
             if locate_agent(run)[0] == "ensemble":
