@@ -452,6 +452,8 @@ def _add_collect_parser(sub: Any) -> None:
     field_argument(p, C, "noise", type=nonneg_float, help="exploration noise of --policy agent or expert")
     field_argument(p, C, "pedal_noise", type=nonneg_float,
                    help="--policy expert: probability per step that its pedals turn random for 10-40 steps (0: off)")
+    field_argument(p, C, "expert_speed", type=positive_float,
+                   help="--policy expert on CarRacing: multiply its target speeds (1.5 finishes most laps in time)")
     field_argument(p, C, "workers", type=nonneg_int, help="processes (0: every core)")
     field_argument(p, C, "seed", type=nonneg_int, help="episode i is seeded with seed + i")
     field_argument(p, C, "max_steps", type=positive_int, help="cap episode length (default: the env's time limit)")

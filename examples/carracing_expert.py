@@ -56,9 +56,9 @@ class Args:
     work: str = "runs/carracing-expert"
     """run directory: data, both world models and every agent"""
     only: list[str] = field(default_factory=lambda: ["data", "x", "xd", "agents"],
-                            metadata={"choices": ("data", "x", "xd", "agents", "eval100", "ensembles", "ship")})
+                            metadata={"choices": ("data", "x", "xd", "xf", "agents", "eval100", "ensembles", "ship")})
     """which parts to run"""
-    dreams: list[str] = field(default_factory=lambda: ["x", "xd"], metadata={"choices": ("x", "xd")})
+    dreams: list[str] = field(default_factory=lambda: ["x", "xd"], metadata={"choices": ("x", "xd", "xf")})
     """the dreams the agents part trains in"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """one run per agent and seed"""
@@ -66,6 +66,9 @@ class Args:
     """the agents"""
     expert_episodes: int = 200
     """episodes of the scripted expert"""
+    fast_episodes: int = 0
+    """episodes of the scripted expert at ``--expert-speed 1.5`` (session 25), collected by the data part into
+    data-expert-fast; the xf part needs them"""
     dropout: float = 0.2
     """dropout on xd's M"""
     episodes: int = 20
@@ -76,6 +79,8 @@ class Args:
     """PPO seeds per ensemble"""
     ship_seed: int = 0
     """the seed of the xd PPO agent that ships"""
+    ship_dream: str = field(default="xd", metadata={"choices": ("xd", "xf")})
+    """the dream the ensembles, eval100 and ship parts use (its agents' runs are named after it)"""
     ship_ensemble: int | None = None
     """ship this ensemble of xd (xd-ppo-eN, or xd-ppo-capCAP-eN with --gas-cap) instead of the PPO agent of
     --ship-seed"""
@@ -122,7 +127,8 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
     args = parse_cli(Args, description=__doc__)
     work = Path(args.work)
     data = [work / "data-brownian", work / "data-agent", work / "data-expert"]  # one dataset per policy
-    models = {"x": work / "x", "xd": work / "xd"}
+    fast = work / "data-expert-fast"
+    models = {"x": work / "x", "xd": work / "xd", "xf": work / "xf"}
 
     work.mkdir(parents=True, exist_ok=True)
     if "data" in args.only:  # collect only writes what is missing
@@ -134,16 +140,26 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
               "--workers", "2", "--seed", "100000", "--out", str(data[1])])
         main(["collect", "CarRacing-v3", "--episodes", str(args.expert_episodes), "--policy", "expert", "--noise",
               "0.2", "--workers", "2", "--seed", "300000", "--out", str(data[2])])
+        if args.fast_episodes:
+            main(["collect", "CarRacing-v3", "--episodes", str(args.fast_episodes), "--policy", "expert", "--noise",
+                  "0.2", "--expert-speed", "1.5", "--workers", "2", "--seed", "400000", "--out", str(fast)])
 
-    x, xd = models["x"], models["xd"]
+    x, xd, xf = models["x"], models["xd"], models["xf"]
     if "x" in args.only and not (x / "config.json").is_file():
         train_world_model(data, x, recipe(), resume=(x / "stages").exists())
     if "xd" in args.only and not (xd / "config.json").is_file():
         train_world_model(data, xd, recipe(init_from=str(x), train_vision=False, fresh_memory=True,
                                            dropout=args.dropout), resume=(xd / "stages").exists())
+    if "xf" in args.only and not (xf / "config.json").is_file():
+        if not (fast / "dataset.json").is_file():
+            raise SystemExit(f"the xf part trains on the fast expert's data, and {fast} has none: run the data part "
+                             f"with --fast-episodes 100 first")
+        train_world_model([*data, fast], xf, recipe(init_from=str(xd), train_vision=False, fresh_memory=True,
+                                                    dropout=args.dropout), resume=(xf / "stages").exists())
 
     cap = [] if args.gas_cap is None else ["--action-high", "1", str(args.gas_cap), "1"]
     tag = "" if args.gas_cap is None else f"-cap{args.gas_cap:g}"  # xd-ppo-cap0.3-s0
+    dream, dm = args.ship_dream, models[args.ship_dream]  # the ensembles, eval100 and ship parts' dream
 
     if "agents" in args.only:
         for seed in args.seeds:
@@ -167,26 +183,26 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
     if "ensembles" in args.only:
         for e in range(args.ensembles):
             seeds = range(e * args.ensemble_size, (e + 1) * args.ensemble_size)
-            runs = [work / f"xd-ppo{tag}-s{seed}" for seed in seeds]
+            runs = [work / f"{dream}-ppo{tag}-s{seed}" for seed in seeds]
             for seed, run in enumerate(runs, start=e * args.ensemble_size):
                 if not (run / "agent.json").is_file():
-                    main(["train-agent", "Dream-CarRacing-v0", "--algo", "ppo", "--model", str(xd), "--temperature",
+                    main(["train-agent", "Dream-CarRacing-v0", "--algo", "ppo", "--model", str(dm), "--temperature",
                           "1.15", "--seed", str(seed), "--out", str(run), *AGENT_FLAGS["ppo"], *cap])
-            if not (work / f"xd-ppo{tag}-e{e}" / "ensemble.json").is_file():
-                main(["ensemble", *map(str, runs), "--out", str(work / f"xd-ppo{tag}-e{e}")])
-            score100(work / f"xd-ppo{tag}-e{e}")
+            if not (work / f"{dream}-ppo{tag}-e{e}" / "ensemble.json").is_file():
+                main(["ensemble", *map(str, runs), "--out", str(work / f"{dream}-ppo{tag}-e{e}")])
+            score100(work / f"{dream}-ppo{tag}-e{e}")
 
     if "eval100" in args.only:
         for seed in args.seeds:
-            score100(work / f"xd-ppo{tag}-s{seed}")
+            score100(work / f"{dream}-ppo{tag}-s{seed}")
 
     if "ship" in args.only:
-        run = work / (f"xd-ppo{tag}-s{args.ship_seed}" if args.ship_ensemble is None
-                      else f"xd-ppo{tag}-e{args.ship_ensemble}")
+        run = work / (f"{dream}-ppo{tag}-s{args.ship_seed}" if args.ship_ensemble is None
+                      else f"{dream}-ppo{tag}-e{args.ship_ensemble}")
         random = work / "eval-random.json"
         if not random.is_file():  # random actions, beside the agent on the card
-            main(["evaluate", "random", "--env-id", "Dream-CarRacing-v0", "--model", str(xd), "--episodes", "100",
+            main(["evaluate", "random", "--env-id", "Dream-CarRacing-v0", "--model", str(dm), "--episodes", "100",
                   "--seed", "1000", "--temperature", "1.15", "--workers", "2", "--json", str(random)])
-        main(["ship", str(xd), "--out", args.ship_to, "--name", "carracing", "--controller", str(run),
+        main(["ship", str(dm), "--out", args.ship_to, "--name", "carracing", "--controller", str(run),
               "--eval", f"eval.json={run / 'eval100.json'}", "--eval", f"eval-random.json={random}",
               "--temperature", "1.15", "--sample-z", "--action-high", "1", "0.3", "1"])

@@ -66,6 +66,8 @@ class CollectConfig:
     :param pedal_noise: with policy ``"expert"``: the probability per step that its pedals become a random
         setting held for 10-40 steps while it steers, so that M must learn what gas and brake do
         (:mod:`dreamgym.data.experts`; 0: off).
+    :param expert_speed: with policy ``"expert"`` on CarRacing: its target speeds are multiplied by this, so
+        that the data shows laps finished inside the time limit (1.5; :class:`~dreamgym.data.experts.CarRacingPursuit`).
     :param brownian_sigma: per-step std of the brownian walk, as a fraction of the half-range.
     :param workers: processes; ``0`` uses every core.
     :param seed: episode i is reset with ``seed + i``.
@@ -89,6 +91,7 @@ class CollectConfig:
     agent_model: str | None = None
     noise: float = 0.1
     pedal_noise: float = 0.0
+    expert_speed: float = 1.0
     brownian_sigma: float = 0.15
     workers: int = 0
     seed: int = 0
@@ -113,6 +116,12 @@ class CollectConfig:
                               f"no pedals. Leave pedal_noise at 0 and set its lapses with noise.")
         if self.noise < 0:
             raise ConfigError(f"noise must be >= 0, got {self.noise}.")
+        if self.expert_speed != 1.0 and (self.policy != "expert" or expert_name(self.env_id) != "CarRacing"):
+            raise ConfigError(f"expert_speed scales the CarRacing expert's target speeds: it needs policy='expert' on "
+                              f"CarRacing, got policy={self.policy!r} on {self.env_id}. Leave expert_speed at 1.")
+        if not self.expert_speed > 0:
+            raise ConfigError(f"expert_speed multiplies the expert's target speeds; it must be > 0, got "
+                              f"{self.expert_speed}. 1 is the expert as it was; 1.5 finishes most laps in time.")
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}.")
         if self.workers < 0:
@@ -248,7 +257,7 @@ def _make_policy(cfg: CollectConfig, env: gym.Env, rng: np.random.Generator, age
     if cfg.policy == "held":
         return HeldPolicy(env.action_space, rng)
     if cfg.policy == "expert":
-        return make_expert(cfg.env_id, env, rng, cfg.noise, cfg.pedal_noise)
+        return make_expert(cfg.env_id, env, rng, cfg.noise, cfg.pedal_noise, cfg.expert_speed)
     return AgentPolicy(agent, env.action_space, rng, cfg.noise)
 
 
@@ -371,6 +380,7 @@ def _prepare(cfg: CollectConfig) -> tuple[dict[str, Any], list[int]]:
     policy.update({"min_steps": cfg.min_steps} if cfg.min_steps else {})
     if cfg.pedal_noise:  # PEDAL_START recorded too: data collected before it existed is not resumed under it
         policy.update({"pedal_noise": cfg.pedal_noise, "pedal_start": CarRacingPursuit.PEDAL_START})
+    policy.update({"expert_speed": cfg.expert_speed} if cfg.expert_speed != 1.0 else {})
     meta = DatasetMeta(
         env_id=cfg.env_id, env_kwargs=cfg.env_kwargs, action_space=space_to_dict(real_env.action_space),
         observation_space=space_to_dict(real_env.observation_space), policy=policy, seed=cfg.seed,

@@ -44,6 +44,10 @@ class CarRacingPursuit:
     a lapse begins (probability ``noise / 50`` per step; a random gas/steer action held for 10-40 steps).
     ``pedal_noise`` is the probability per step that a pedal lapse begins: random pedals (see the module)
     held for 10-40 steps while the expert steers; with it, an episode begins in one with probability PEDAL_START.
+    ``speed`` scales both target speeds (drawn as above, then multiplied; the lookahead is unchanged). The style
+    above completes few laps within CarRacing's 1000 steps, so its data never shows one: at speed 1.5 (straights
+    67-112, curves 37-60) the noiseless expert scores 880-912 (targets 67/37 and 112/60, seeds 1000-1002), laps
+    done in 782-1000 steps, also with its gas capped at 0.3 (120/50: 906).
     """
 
     CURVE_POINTS = 15  # how far ahead to look for a curve (track points)
@@ -53,15 +57,18 @@ class CarRacingPursuit:
     PEDAL_START = 0.5  # with pedal_noise > 0: the chance that an episode begins in a pedal lapse
     GAIN = 2.0  # steering per radian of heading error
 
-    def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0) -> None:
+    def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0,
+                 speed: float = 1.0) -> None:
         if not isinstance(env.action_space, gym.spaces.Box) or env.action_space.shape != (3,):
             raise ConfigError(f"The CarRacing expert steers, brakes and accelerates: it needs the continuous "
                               f"action space Box(3,), got {env.action_space}. Leave continuous=True (the default).")
         if not 0.0 <= pedal_noise <= 1.0:
             raise ConfigError(f"pedal_noise is a probability per step, in [0, 1]; got {pedal_noise}.")
+        if not speed > 0:
+            raise ConfigError(f"speed scales the expert's target speeds; it must be > 0, got {speed}.")
         self.env, self.rng, self.noise, self.pedal_noise = env, rng, noise, pedal_noise
-        self.v_straight = float(rng.uniform(45.0, 75.0))
-        self.v_curve = float(rng.uniform(25.0, 40.0))
+        self.v_straight = float(rng.uniform(45.0, 75.0)) * speed
+        self.v_curve = float(rng.uniform(25.0, 40.0)) * speed
         self.look = int(rng.integers(4, 8))
         self.lapse_left, self.lapse_action = 0, None
         self.pedal_left, self.pedals = 0, None
@@ -145,13 +152,17 @@ class TakeCoverDodger:
     HORIZON = 60  # steps simulated ahead (a fireball crosses the room in ~50)
     ACTIONS = {0: 0, -1: 1, 1: 2}  # key -> action: 1 is MOVE_RIGHT (y falls), 2 is MOVE_LEFT (y rises)
 
-    def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0) -> None:
+    def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0,
+                 speed: float = 1.0) -> None:
         game = getattr(env.unwrapped, "game", None)
         if game is None or not hasattr(game, "set_objects_info_enabled"):
             raise ConfigError(f"The TakeCover expert reads ViZDoom's object list: it needs ViZDoom's "
                               f"VizdoomTakeCover env, got {env.unwrapped!r}.")
         if pedal_noise:
             raise ConfigError("pedal_noise is the CarRacing expert's; the TakeCover expert has no pedals. Leave it at 0.")
+        if speed != 1.0:
+            raise ConfigError("speed scales the CarRacing expert's target speeds; the TakeCover expert has none. "
+                              "Leave it at 1.")
         if not noise >= 0:
             raise ConfigError(f"noise sets the expert's lapses (probability noise/10 per step); it must be >= 0, got {noise}.")
         game.set_objects_info_enabled(True)  # takes effect on the next state; no restart needed
@@ -217,7 +228,7 @@ class TakeCoverDodger:
         return action
 
 
-EXPERTS: dict[str, Callable[[gym.Env, np.random.Generator, float, float], Callable[[Any], Any]]] = {
+EXPERTS: dict[str, Callable[[gym.Env, np.random.Generator, float, float, float], Callable[[Any], Any]]] = {
     "CarRacing": CarRacingPursuit,
     "VizdoomTakeCover": TakeCoverDodger,
 }
@@ -236,7 +247,7 @@ def check_expert(env_id: str) -> None:
 
 
 def make_expert(env_id: str, env: gym.Env, rng: np.random.Generator, noise: float,
-                pedal_noise: float = 0.0) -> Callable[[Any], Any]:
+                pedal_noise: float = 0.0, speed: float = 1.0) -> Callable[[Any], Any]:
     """The scripted expert for ``env_id``, driving ``env`` (one per episode: it draws its style from ``rng``)."""
     check_expert(env_id)
-    return EXPERTS[expert_name(env_id)](env, rng, noise, pedal_noise)
+    return EXPERTS[expert_name(env_id)](env, rng, noise, pedal_noise, speed)

@@ -139,6 +139,31 @@ def test_pedal_noise_makes_the_pedals_random_while_the_expert_steers(tmp_path):
     assert "pedal_noise" not in read_meta(tmp_path / "f").policy  # datasets from before the option still resume
 
 
+
+def test_expert_speed_scales_the_target_speeds_and_covers_more_track(tmp_path):
+    """speed multiplies the episode's drawn target speeds (same draws, so the style is otherwise the same): the fast
+    expert covers more of the track in the same steps. Recorded in dataset.json only when set; refused elsewhere."""
+    env = gym.make("CarRacing-v3")
+    env.reset(seed=0)
+    slow, fast = (CarRacingPursuit(env, np.random.default_rng(5), speed=k) for k in (1.0, 1.5))
+    assert (fast.v_straight, fast.v_curve, fast.look) == pytest.approx((1.5 * slow.v_straight, 1.5 * slow.v_curve, slow.look))
+    env.close()
+    _, slow_tiles, _ = _drive(lambda env: make_expert("CarRacing-v3", env, np.random.default_rng(5), 0.0), 300)
+    _, fast_tiles, _ = _drive(lambda env: make_expert("CarRacing-v3", env, np.random.default_rng(5), 0.0, speed=1.5), 300)
+    assert fast_tiles > 1.15 * slow_tiles, (fast_tiles, slow_tiles)
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "e"), episodes=1, max_steps=20, workers=1,
+                          policy="expert", expert_speed=1.5), progress=False)
+    assert read_meta(tmp_path / "e").policy["expert_speed"] == 1.5
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "f"), episodes=1, max_steps=20, workers=1,
+                          policy="expert"), progress=False)
+    assert "expert_speed" not in read_meta(tmp_path / "f").policy  # datasets from before the option still resume
+    with pytest.raises(ConfigError, match="expert_speed.*needs policy='expert' on CarRacing.*brownian"):
+        CollectConfig("CarRacing-v3", out=str(tmp_path / "b"), policy="brownian", expert_speed=1.5).validate()
+    with pytest.raises(ConfigError, match="expert_speed.*needs policy='expert' on CarRacing"):
+        CollectConfig("VizdoomTakeCover-v1", out=str(tmp_path / "d"), policy="expert", expert_speed=1.5).validate()
+    with pytest.raises(ConfigError, match="must be > 0, got 0"):
+        CollectConfig("CarRacing-v3", out=str(tmp_path / "z"), policy="expert", expert_speed=0.0).validate()
+
 def _doom_steps(policy_for, seed, limit):
     env = make_real_env("VizdoomTakeCover-v1")
     policy, actions = policy_for(env), []  # made before reset, as collect does: ViZDoom lists objects from then on
