@@ -1,22 +1,28 @@
 """CarRacing-v3 dreams from expert data, with and without dropout (Dropout's Dream Land's recipe), and agents
 trained only in them. This is how the shipped pretrained/carracing was made (session 11: xd with dropout 0.2;
-session 24: its agent, the mean action of five PPO seeds trained with the gas capped at 0.3).
+session 24: its agent, the mean action of five PPO seeds trained with the gas capped at 0.3; session 25: xf, xd's V
+with a fresh M on the same data plus 200 episodes of the expert driving 1.5 times faster, and its capped agent).
 
-The shipped folder: ``python examples/carracing_expert.py --only data x xd ensembles ship --gas-cap 0.3
---ensembles 1 --ensemble-size 5 --ship-ensemble 0``.
+The shipped folder: ``python examples/carracing_expert.py --only data x xd xf ensembles ship --fast-episodes 100
+--gas-cap 0.3 --ensembles 1 --ensemble-size 5 --ship-ensemble 0 --ship-dream xf``.
 
-Run: python examples/carracing_expert.py [--work runs/carracing-expert] [--only data x xd agents eval100 ensembles ship]
+Run: python examples/carracing_expert.py [--work runs/carracing-expert]
+     [--only data x xd xf agents eval100 ensembles ship]
 
 Each part skips what is done, so the parts can run as separate processes (session 10 ran ``--only agents --dreams
 x`` beside ``--only xd``, then ``--only agents --dreams xd``, each with ``OMP_NUM_THREADS=1``). Steps (times and the
 table are in pretrained/README.md, "expert data, alone and with dropout dreams"):
 1. data: session 7's mix (60 brownian episodes, 60 driven by session 7's shipped controller with action noise
    0.2; that model and controller are read from git history, commit ``S7_SHIPPED``), plus 200 episodes of the
-   scripted expert (``--policy expert --noise 0.2``; 826 s with 2 workers)
+   scripted expert (``--policy expert --noise 0.2``; 826 s with 2 workers); with ``--fast-episodes N``, N episodes of
+   the expert at ``--expert-speed 1.5`` and noise 0.2, and N more at noise 0.1 (session 25: 100 each, 347 s with 2
+   workers and 695 s with one)
 2. x: V and M + heads from scratch on the 320 episodes, session 7's recipe (VAE 3000 steps of 100 frames, M 3000
    steps of 64 sequences of 64 steps), temperature 1.15 (1,228 s on 2 threads)
 3. xd: a fresh M + heads with dropout ``--dropout`` on x's V (dreams draw a dropout mask per episode), same
    data and M stage (747 s on one thread at 0.2, the shipped one; session 10 also measured 0.1, session 11 0.3)
+3b. xf: the same on xd's V (x's) over the 320 episodes and the fast expert's 200 (session 25; about 14 min on one
+   thread)
 4. per dream, seed and agent (PPO 300k steps, CMA-ES 20 generations of 32 x 8), trained only in the dream, then
    scored over ``--episodes`` real episodes (seeds 1000 onward, z drawn from V's posterior) and as many dream
    episodes (about 4-6 min per agent and score, one thread)
@@ -26,8 +32,10 @@ table are in pretrained/README.md, "expert data, alone and with dropout dreams")
    ensemble 0, 3-5 ensemble 1, ...; PPO as in step 4), acting by the mean of their actions (``dreamgym
    ensemble``), each scored as in step 5 (session 12). With ``--gas-cap 0.3`` (session 23) every agent trains
    and is scored with the gas capped at 0.3, as the shipped dream's default is since then; five such seeds
-   (``--ensemble-size 5``) scored 753.7 ± 127.8 over the 100 episodes of step 5
-7. ship: xd and its PPO agent of seed ``--ship-seed`` (or its ensemble ``--ship-ensemble``) as
+   (``--ensemble-size 5``) scored 753.7 ± 127.8 over the 100 episodes of step 5 in xd, and 838.7 ± 100.0 in xf
+   (``--ship-dream xf``, session 25)
+7. ship: xd (or ``--ship-dream xf``, as in session 25; the ensembles and eval100 parts then use it too, and their
+   runs are named xf-...) and its PPO agent of seed ``--ship-seed`` (or its ensemble ``--ship-ensemble``) as
    ``pretrained/carracing`` (``--ship-to``), with its 100-episode scores and random actions' (100 real episodes,
    seeds 1000-1099), the real twin drawing z from V's posterior by default (what the scores were measured with),
    and the gas capped at 0.3 in the dream and the real twin by default (session 23: ``dream.action_high``; each
@@ -67,8 +75,8 @@ class Args:
     expert_episodes: int = 200
     """episodes of the scripted expert"""
     fast_episodes: int = 0
-    """episodes of the scripted expert at ``--expert-speed 1.5`` (session 25), collected by the data part into
-    data-expert-fast; the xf part needs them"""
+    """episodes of the scripted expert at ``--expert-speed 1.5`` (session 25: 100), collected by the data part twice:
+    at noise 0.2 (data-expert-fast) and at noise 0.1 (data-expert-fast01); the xf part needs them"""
     dropout: float = 0.2
     """dropout on xd's M"""
     episodes: int = 20
@@ -127,7 +135,7 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
     args = parse_cli(Args, description=__doc__)
     work = Path(args.work)
     data = [work / "data-brownian", work / "data-agent", work / "data-expert"]  # one dataset per policy
-    fast = work / "data-expert-fast"
+    fast = [work / "data-expert-fast", work / "data-expert-fast01"]  # the expert at speed 1.5, noise 0.2 and 0.1
     models = {"x": work / "x", "xd": work / "xd", "xf": work / "xf"}
 
     work.mkdir(parents=True, exist_ok=True)
@@ -140,9 +148,10 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
               "--workers", "2", "--seed", "100000", "--out", str(data[1])])
         main(["collect", "CarRacing-v3", "--episodes", str(args.expert_episodes), "--policy", "expert", "--noise",
               "0.2", "--workers", "2", "--seed", "300000", "--out", str(data[2])])
-        if args.fast_episodes:
-            main(["collect", "CarRacing-v3", "--episodes", str(args.fast_episodes), "--policy", "expert", "--noise",
-                  "0.2", "--expert-speed", "1.5", "--workers", "2", "--seed", "400000", "--out", str(fast)])
+        for noise, seed, out in zip(("0.2", "0.1"), ("400000", "500000"), fast):
+            if args.fast_episodes:
+                main(["collect", "CarRacing-v3", "--episodes", str(args.fast_episodes), "--policy", "expert", "--noise",
+                      noise, "--expert-speed", "1.5", "--workers", "2", "--seed", seed, "--out", str(out)])
 
     x, xd, xf = models["x"], models["xd"], models["xf"]
     if "x" in args.only and not (x / "config.json").is_file():
@@ -151,10 +160,10 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
         train_world_model(data, xd, recipe(init_from=str(x), train_vision=False, fresh_memory=True,
                                            dropout=args.dropout), resume=(xd / "stages").exists())
     if "xf" in args.only and not (xf / "config.json").is_file():
-        if not (fast / "dataset.json").is_file():
-            raise SystemExit(f"the xf part trains on the fast expert's data, and {fast} has none: run the data part "
-                             f"with --fast-episodes 100 first")
-        train_world_model([*data, fast], xf, recipe(init_from=str(xd), train_vision=False, fresh_memory=True,
+        if not all((f / "dataset.json").is_file() for f in fast):
+            raise SystemExit(f"the xf part trains on the fast expert's data ({', '.join(map(str, fast))}), which "
+                             f"is not all there: run the data part with --fast-episodes 100 first")
+        train_world_model([*data, *fast], xf, recipe(init_from=str(xd), train_vision=False, fresh_memory=True,
                                                     dropout=args.dropout), resume=(xf / "stages").exists())
 
     cap = [] if args.gas_cap is None else ["--action-high", "1", str(args.gas_cap), "1"]
