@@ -40,7 +40,8 @@ table are in pretrained/README.md, "expert data, alone and with dropout dreams")
    seeds 1000-1099), the real twin drawing z from V's posterior by default (what the scores were measured with),
    and the gas capped at 0.3 in the dream and the real twin by default (session 23: ``dream.action_high``; each
    agent's agent.json records the Box it trained in, the full one without ``--gas-cap``, so it is scored as
-   trained)
+   trained); then ``dreamgym fidelity`` along 10 real episodes of the shipped agent (about 2.5 min), and the card
+   written again with its report
 """
 
 from __future__ import annotations
@@ -209,9 +210,14 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
         run = work / (f"{dream}-ppo{tag}-s{args.ship_seed}" if args.ship_ensemble is None
                       else f"{dream}-ppo{tag}-e{args.ship_ensemble}")
         random = work / "eval-random.json"
-        if not random.is_file():  # random actions, beside the agent on the card
+        if not random.is_file():  # random actions, beside the agent on the card, as the shipped dream runs them
             main(["evaluate", "random", "--env-id", "Dream-CarRacing-v0", "--model", str(dm), "--episodes", "100",
-                  "--seed", "1000", "--temperature", "1.15", "--workers", "2", "--json", str(random)])
+                  "--seed", "1000", "--temperature", "1.15", "--workers", "2", "--sample-z",
+                  "--action-high", "1", "0.3", "1", "--json", str(random)])
         main(["ship", str(dm), "--out", args.ship_to, "--name", "carracing", "--controller", str(run),
               "--eval", f"eval.json={run / 'eval100.json'}", "--eval", f"eval-random.json={random}",
               "--temperature", "1.15", "--sample-z", "--action-high", "1", "0.3", "1"])
+        # the lie detector's report along the shipped agent's real episodes, then the card again with it
+        main(["fidelity", args.ship_to, "--agent", str(Path(args.ship_to) / "agent"), "--episodes", "10", "--seed", "0",
+              "--workers", "1"])
+        main(["ship", args.ship_to, "--out", args.ship_to, "--video-steps", "0"])
