@@ -1,10 +1,11 @@
 """CarRacing-v3 dreams from expert data, with and without dropout (Dropout's Dream Land's recipe), and agents
 trained only in them. This is how the shipped pretrained/carracing was made (session 11: xd with dropout 0.2;
-session 24: its agent, the mean action of five PPO seeds trained with the gas capped at 0.3; session 25: xf, xd's V
-with a fresh M on the same data plus 200 episodes of the expert driving 1.5 times faster, and its capped agent).
+session 24: its agent, the mean action of five PPO seeds trained with the gas capped at 0.3). Session 25 measured xf,
+xd's V with a fresh M on the same data plus 200 episodes of the expert driving 1.5 times faster (``--ship-dream xf``):
+its agents score more, a stranger's PPO less, so it was not shipped (pretrained/README.md, session 25).
 
-The shipped folder: ``python examples/carracing_expert.py --only data x xd xf ensembles ship --fast-episodes 100
---gas-cap 0.3 --ensembles 1 --ensemble-size 5 --ship-ensemble 0 --ship-dream xf``.
+The shipped folder: ``python examples/carracing_expert.py --only data x xd ensembles ship --gas-cap 0.3
+--ensembles 1 --ensemble-size 5 --ship-ensemble 0``.
 
 Run: python examples/carracing_expert.py [--work runs/carracing-expert]
      [--only data x xd xf agents eval100 ensembles ship]
@@ -34,7 +35,7 @@ table are in pretrained/README.md, "expert data, alone and with dropout dreams")
    and is scored with the gas capped at 0.3, as the shipped dream's default is since then; five such seeds
    (``--ensemble-size 5``) scored 753.7 ± 127.8 over the 100 episodes of step 5 in xd, and 838.7 ± 100.0 in xf
    (``--ship-dream xf``, session 25)
-7. ship: xd (or ``--ship-dream xf``, as in session 25; the ensembles and eval100 parts then use it too, and their
+7. ship: xd (or ``--ship-dream xf``; the ensembles and eval100 parts then use it too, and their
    runs are named xf-...) and its PPO agent of seed ``--ship-seed`` (or its ensemble ``--ship-ensemble``) as
    ``pretrained/carracing`` (``--ship-to``), with its 100-episode scores and random actions' (100 real episodes,
    seeds 1000-1099), the real twin drawing z from V's posterior by default (what the scores were measured with),
