@@ -454,6 +454,9 @@ def _add_collect_parser(sub: Any) -> None:
                    help="--policy expert: probability per step that its pedals turn random for 10-40 steps (0: off)")
     field_argument(p, C, "expert_speed", type=positive_float,
                    help="--policy expert on CarRacing: multiply its target speeds (1.5 finishes most laps in time)")
+    field_argument(p, C, "expert_rest_every", type=nonneg_int,
+                   help="--policy expert on CarRacing: stop on the road and rest about once every this many steps, "
+                        "half the episodes starting at rest (0: never; 300 cut the dream's pay for standing still)")
     field_argument(p, C, "workers", type=nonneg_int, help="processes (0: every core)")
     field_argument(p, C, "seed", type=nonneg_int, help="episode i is seeded with seed + i")
     field_argument(p, C, "max_steps", type=positive_int, help="cap episode length (default: the env's time limit)")

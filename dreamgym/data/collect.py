@@ -68,6 +68,10 @@ class CollectConfig:
         (:mod:`dreamgym.data.experts`; 0: off).
     :param expert_speed: with policy ``"expert"`` on CarRacing: its target speeds are multiplied by this, so
         that the data shows laps finished inside the time limit (1.5; :class:`~dreamgym.data.experts.CarRacingPursuit`).
+    :param expert_rest_every: with policy ``"expert"`` on CarRacing: the car stops on the road and rests (no pedals, a
+        light brake or a creep) on average once every this many steps, and half of the episodes begin at rest, so
+        that the data shows what reality pays for standing still (0: never;
+        :class:`~dreamgym.data.experts.CarRacingPursuit`).
     :param brownian_sigma: per-step std of the brownian walk, as a fraction of the half-range.
     :param workers: processes; ``0`` uses every core.
     :param seed: episode i is reset with ``seed + i``.
@@ -92,6 +96,7 @@ class CollectConfig:
     noise: float = 0.1
     pedal_noise: float = 0.0
     expert_speed: float = 1.0
+    expert_rest_every: int = 0
     brownian_sigma: float = 0.15
     workers: int = 0
     seed: int = 0
@@ -119,6 +124,13 @@ class CollectConfig:
         if self.expert_speed != 1.0 and (self.policy != "expert" or expert_name(self.env_id) != "CarRacing"):
             raise ConfigError(f"expert_speed scales the CarRacing expert's target speeds: it needs policy='expert' on "
                               f"CarRacing, got policy={self.policy!r} on {self.env_id}. Leave expert_speed at 1.")
+        if self.expert_rest_every and (self.policy != "expert" or expert_name(self.env_id) != "CarRacing"):
+            raise ConfigError(f"expert_rest_every stops the CarRacing expert's car on the road: it needs "
+                              f"policy='expert' on CarRacing, got policy={self.policy!r} on {self.env_id}. "
+                              f"Leave expert_rest_every at 0.")
+        if not self.expert_rest_every >= 0:
+            raise ConfigError(f"expert_rest_every is the mean number of steps between rests (0: never); got "
+                              f"{self.expert_rest_every}. 300 is what session 26 used.")
         if not self.expert_speed > 0:
             raise ConfigError(f"expert_speed multiplies the expert's target speeds; it must be > 0, got "
                               f"{self.expert_speed}. 1 is the expert as it was; 1.5 finishes most laps in time.")
@@ -257,7 +269,7 @@ def _make_policy(cfg: CollectConfig, env: gym.Env, rng: np.random.Generator, age
     if cfg.policy == "held":
         return HeldPolicy(env.action_space, rng)
     if cfg.policy == "expert":
-        return make_expert(cfg.env_id, env, rng, cfg.noise, cfg.pedal_noise, cfg.expert_speed)
+        return make_expert(cfg.env_id, env, rng, cfg.noise, cfg.pedal_noise, cfg.expert_speed, cfg.expert_rest_every)
     return AgentPolicy(agent, env.action_space, rng, cfg.noise)
 
 
@@ -381,6 +393,8 @@ def _prepare(cfg: CollectConfig) -> tuple[dict[str, Any], list[int]]:
     if cfg.pedal_noise:  # PEDAL_START recorded too: data collected before it existed is not resumed under it
         policy.update({"pedal_noise": cfg.pedal_noise, "pedal_start": CarRacingPursuit.PEDAL_START})
     policy.update({"expert_speed": cfg.expert_speed} if cfg.expert_speed != 1.0 else {})
+    if cfg.expert_rest_every:
+        policy.update({"expert_rest_every": cfg.expert_rest_every, "rest_start": CarRacingPursuit.REST_START})
     meta = DatasetMeta(
         env_id=cfg.env_id, env_kwargs=cfg.env_kwargs, action_space=space_to_dict(real_env.action_space),
         observation_space=space_to_dict(real_env.observation_space), policy=policy, seed=cfg.seed,

@@ -48,6 +48,13 @@ class CarRacingPursuit:
     above completes few laps within CarRacing's 1000 steps, so its data never shows one: at speed 1.5 (straights
     67-112, curves 37-60) the noiseless expert scores 880-912 (targets 67/37 and 112/60, seeds 1000-1002), laps
     done in 782-1000 steps, also with its gas capped at 0.3 (120/50: 906).
+    ``rest_every`` makes the car stop on the road and rest, on average once every that many steps (probability
+    1/rest_every per step while driving; 0: never): it brakes (0.8, until its speed
+    is under 1, at most REST_BRAKE steps), then holds one setting for 30-250 steps: no pedals (p 0.6), a light brake
+    0.1-0.5 (p 0.2), or gas 0-0.05 under brake 0.3 (p 0.2), the wheel held straight or at a random angle. With it, an
+    episode begins in such a rest with probability REST_START. Reality pays -0.1 a step for each; a dream whose data
+    never shows a car standing still lets it drive on (session 26: 100 such episodes cut what the dream pays for
+    doing nothing from 119 to 24).
     """
 
     CURVE_POINTS = 15  # how far ahead to look for a curve (track points)
@@ -56,9 +63,11 @@ class CarRacingPursuit:
     V_LOST = 12.0  # target speed while off course
     PEDAL_START = 0.5  # with pedal_noise > 0: the chance that an episode begins in a pedal lapse
     GAIN = 2.0  # steering per radian of heading error
+    REST_START = 0.5  # with rest > 0: the chance that an episode begins in a rest
+    REST_BRAKE = 60  # a rest's braking phase lasts until the car is nearly still, or this many steps
 
     def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0,
-                 speed: float = 1.0) -> None:
+                 speed: float = 1.0, rest_every: int = 0) -> None:
         if not isinstance(env.action_space, gym.spaces.Box) or env.action_space.shape != (3,):
             raise ConfigError(f"The CarRacing expert steers, brakes and accelerates: it needs the continuous "
                               f"action space Box(3,), got {env.action_space}. Leave continuous=True (the default).")
@@ -66,7 +75,11 @@ class CarRacingPursuit:
             raise ConfigError(f"pedal_noise is a probability per step, in [0, 1]; got {pedal_noise}.")
         if not speed > 0:
             raise ConfigError(f"speed scales the expert's target speeds; it must be > 0, got {speed}.")
+        if isinstance(rest_every, bool) or not isinstance(rest_every, int) or rest_every < 0:
+            raise ConfigError(f"rest_every is the mean number of steps between rests, an int >= 1 (0: never); "
+                              f"got {rest_every!r}.")
         self.env, self.rng, self.noise, self.pedal_noise = env, rng, noise, pedal_noise
+        self.rest = 1.0 / rest_every if rest_every else 0.0  # the chance per step that a rest begins
         self.v_straight = float(rng.uniform(45.0, 75.0)) * speed
         self.v_curve = float(rng.uniform(25.0, 40.0)) * speed
         self.look = int(rng.integers(4, 8))
@@ -74,6 +87,10 @@ class CarRacingPursuit:
         self.pedal_left, self.pedals = 0, None
         if pedal_noise > 0 and rng.random() < self.PEDAL_START:
             self.pedal_lapse()
+        self.rest_mode: str | None = None  # None (driving), "brake" or "rest"
+        self.rest_left, self.rest_hold = 0, np.zeros(3, dtype=np.float32)
+        if self.rest > 0 and rng.random() < self.REST_START:
+            self.begin_rest(braking=False)
         self.points: np.ndarray | None = None  # the track's centre line (read on the first step)
         self.headings: np.ndarray | None = None
 
@@ -106,7 +123,43 @@ class CarRacingPursuit:
         brake = self.rng.uniform(0, 1) if self.rng.random() < 0.3 else 0.0
         self.pedals = np.array([gas, brake], dtype=np.float32)
 
+    def begin_rest(self, braking: bool = True) -> None:
+        """Stop (``braking``) and rest, or rest at once (at the start, where the car stands still already)."""
+        self.rest_mode = "brake" if braking else "rest"
+        self.rest_left = self.REST_BRAKE if braking else int(self.rng.integers(30, 251))
+        u = self.rng.random()
+        steer = float(self.rng.uniform(-1, 1)) if self.rng.random() < 0.5 else 0.0
+        if u < 0.6:
+            gas, brake = 0.0, 0.0
+        elif u < 0.8:
+            gas, brake = 0.0, float(self.rng.uniform(0.1, 0.5))
+        else:
+            gas, brake = float(self.rng.uniform(0, 0.05)), 0.3
+        self.rest_hold = np.array([steer, gas, brake], dtype=np.float32)
+
+    def resting(self) -> np.ndarray | None:
+        """The action of a rest under way (or begun now), or None while driving."""
+        if self.rest_mode is None and self.rest > 0 and self.rng.random() < self.rest:
+            self.begin_rest()
+        if self.rest_mode == "brake":
+            self.rest_left -= 1
+            if float(np.linalg.norm(self.env.unwrapped.car.hull.linearVelocity)) < 1.0 or self.rest_left <= 0:
+                self.rest_mode, self.rest_left = "rest", int(self.rng.integers(30, 251))
+            action = self.steer_gas_brake()
+            action[1:] = (0.0, 0.8)
+            return action
+        if self.rest_mode == "rest":
+            self.rest_left -= 1
+            if self.rest_left <= 0:
+                self.rest_mode = None
+            return self.rest_hold.copy()
+        return None
+
     def __call__(self, obs: Any) -> np.ndarray:
+        if self.rest > 0:
+            action = self.resting()
+            if action is not None:
+                return action
         if self.lapse_left == 0 and self.noise > 0 and self.rng.random() < self.noise / 50:
             self.lapse_left = int(self.rng.integers(10, 41))
             self.lapse_action = np.array([self.rng.uniform(-1, 1), self.rng.uniform(0, 1), 0.0], dtype=np.float32)
@@ -153,7 +206,7 @@ class TakeCoverDodger:
     ACTIONS = {0: 0, -1: 1, 1: 2}  # key -> action: 1 is MOVE_RIGHT (y falls), 2 is MOVE_LEFT (y rises)
 
     def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0,
-                 speed: float = 1.0) -> None:
+                 speed: float = 1.0, rest_every: int = 0) -> None:
         game = getattr(env.unwrapped, "game", None)
         if game is None or not hasattr(game, "set_objects_info_enabled"):
             raise ConfigError(f"The TakeCover expert reads ViZDoom's object list: it needs ViZDoom's "
@@ -163,6 +216,9 @@ class TakeCoverDodger:
         if speed != 1.0:
             raise ConfigError("speed scales the CarRacing expert's target speeds; the TakeCover expert has none. "
                               "Leave it at 1.")
+        if rest_every:
+            raise ConfigError("rest_every stops the CarRacing expert's car on the road; the TakeCover expert has no "
+                              "car. Leave it at 0.")
         if not noise >= 0:
             raise ConfigError(f"noise sets the expert's lapses (probability noise/10 per step); it must be >= 0, got {noise}.")
         game.set_objects_info_enabled(True)  # takes effect on the next state; no restart needed
@@ -228,7 +284,7 @@ class TakeCoverDodger:
         return action
 
 
-EXPERTS: dict[str, Callable[[gym.Env, np.random.Generator, float, float, float], Callable[[Any], Any]]] = {
+EXPERTS: dict[str, Callable[[gym.Env, np.random.Generator, float, float, float, int], Callable[[Any], Any]]] = {
     "CarRacing": CarRacingPursuit,
     "VizdoomTakeCover": TakeCoverDodger,
 }
@@ -247,7 +303,7 @@ def check_expert(env_id: str) -> None:
 
 
 def make_expert(env_id: str, env: gym.Env, rng: np.random.Generator, noise: float,
-                pedal_noise: float = 0.0, speed: float = 1.0) -> Callable[[Any], Any]:
+                pedal_noise: float = 0.0, speed: float = 1.0, rest_every: int = 0) -> Callable[[Any], Any]:
     """The scripted expert for ``env_id``, driving ``env`` (one per episode: it draws its style from ``rng``)."""
     check_expert(env_id)
-    return EXPERTS[expert_name(env_id)](env, rng, noise, pedal_noise, speed)
+    return EXPERTS[expert_name(env_id)](env, rng, noise, pedal_noise, speed, rest_every)

@@ -164,6 +164,44 @@ def test_expert_speed_scales_the_target_speeds_and_covers_more_track(tmp_path):
     with pytest.raises(ConfigError, match="must be > 0, got 0"):
         CollectConfig("CarRacing-v3", out=str(tmp_path / "z"), policy="expert", expert_speed=0.0).validate()
 
+def test_expert_rest_stops_the_car_on_the_road_and_holds_it_still(tmp_path):
+    """rest_every: the expert brakes to a stop and rests (its car nearly still, reality paying -0.1 a step), then drives
+    on; without it the same draws drive as before. Recorded in dataset.json only when set; refused elsewhere."""
+    def speeds(rest_every, seed, steps=400):
+        env = gym.make("CarRacing-v3")
+        obs, _ = env.reset(seed=seed)
+        expert = CarRacingPursuit(env, np.random.default_rng(seed), speed=1.5, rest_every=rest_every)
+        out = []
+        for _ in range(steps):
+            obs, reward, *_ = env.step(expert(obs))
+            out.append((float(np.linalg.norm(env.unwrapped.car.hull.linearVelocity)), expert.rest_mode, reward))
+        env.close()
+        return out
+
+    # rest_every=1: a rest begins at once after every one that ends, so the car mostly stands
+    rested = speeds(1, seed=2)
+    still = [(v, r) for v, mode, r in rested[60:] if mode == "rest"]
+    assert len(still) > 150 and np.median([v for v, _ in still]) < 2.0, still[:5]
+    assert np.mean([r for _, r in still]) < 0.0  # standing still costs, as reality pays it
+    driving = speeds(0, seed=2)
+    assert all(mode is None for _, mode, _ in driving) and np.median([v for v, _, _ in driving[60:]]) > 20.0
+    env = gym.make("CarRacing-v3")
+    with pytest.raises(ConfigError, match="rest_every is the mean number of steps between rests"):
+        CarRacingPursuit(env, np.random.default_rng(0), rest_every=-3)
+    env.close()
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "e"), episodes=1, max_steps=20, workers=1,
+                          policy="expert", expert_rest_every=300), progress=False)
+    assert read_meta(tmp_path / "e").policy["expert_rest_every"] == 300
+    assert read_meta(tmp_path / "e").policy["rest_start"] == CarRacingPursuit.REST_START
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "f"), episodes=1, max_steps=20, workers=1,
+                          policy="expert"), progress=False)
+    assert "expert_rest_every" not in read_meta(tmp_path / "f").policy  # datasets from before the option still resume
+    with pytest.raises(ConfigError, match="expert_rest_every.*needs policy='expert'.*brownian"):
+        CollectConfig("CarRacing-v3", out=str(tmp_path / "b"), policy="brownian", expert_rest_every=300).validate()
+    with pytest.raises(ConfigError, match="expert_rest_every.*needs policy='expert'"):
+        CollectConfig("VizdoomTakeCover-v1", out=str(tmp_path / "d"), policy="expert", expert_rest_every=300).validate()
+
+
 def _doom_steps(policy_for, seed, limit):
     env = make_real_env("VizdoomTakeCover-v1")
     policy, actions = policy_for(env), []  # made before reset, as collect does: ViZDoom lists objects from then on
