@@ -128,9 +128,10 @@ class CollectConfig:
             raise ConfigError(f"expert_rest_every stops the CarRacing expert's car on the road: it needs "
                               f"policy='expert' on CarRacing, got policy={self.policy!r} on {self.env_id}. "
                               f"Leave expert_rest_every at 0.")
-        if not self.expert_rest_every >= 0:
-            raise ConfigError(f"expert_rest_every is the mean number of steps between rests (0: never); got "
-                              f"{self.expert_rest_every}. 300 is what session 26 used.")
+        rest = self.expert_rest_every
+        if isinstance(rest, bool) or not isinstance(rest, int) or rest < 0:
+            raise ConfigError(f"expert_rest_every is the mean number of steps between rests, an int >= 0 (0: never); "
+                              f"got {rest!r}. 300 is what session 26 used.")
         if not self.expert_speed > 0:
             raise ConfigError(f"expert_speed multiplies the expert's target speeds; it must be > 0, got "
                               f"{self.expert_speed}. 1 is the expert as it was; 1.5 finishes most laps in time.")

@@ -63,7 +63,7 @@ class CarRacingPursuit:
     V_LOST = 12.0  # target speed while off course
     PEDAL_START = 0.5  # with pedal_noise > 0: the chance that an episode begins in a pedal lapse
     GAIN = 2.0  # steering per radian of heading error
-    REST_START = 0.5  # with rest > 0: the chance that an episode begins in a rest
+    REST_START = 0.5  # with rest_every > 0: the chance that an episode begins in a rest
     REST_BRAKE = 60  # a rest's braking phase lasts until the car is nearly still, or this many steps
 
     def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0,

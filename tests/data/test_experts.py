@@ -200,6 +200,9 @@ def test_expert_rest_stops_the_car_on_the_road_and_holds_it_still(tmp_path):
         CollectConfig("CarRacing-v3", out=str(tmp_path / "b"), policy="brownian", expert_rest_every=300).validate()
     with pytest.raises(ConfigError, match="expert_rest_every.*needs policy='expert'"):
         CollectConfig("VizdoomTakeCover-v1", out=str(tmp_path / "d"), policy="expert", expert_rest_every=300).validate()
+    for bad in (2.5, -1, True):  # refused where the config is checked, before any worker starts
+        with pytest.raises(ConfigError, match=r"expert_rest_every is the mean number of steps.*an int >= 0"):
+            CollectConfig("CarRacing-v3", out=str(tmp_path / "x"), policy="expert", expert_rest_every=bad).validate()
 
 
 def _doom_steps(policy_for, seed, limit):
