@@ -8,7 +8,7 @@ The shipped folder: ``python examples/carracing_expert.py --only data x xd ensem
 --ensembles 1 --ensemble-size 5 --ship-ensemble 0``.
 
 Run: python examples/carracing_expert.py [--work runs/carracing-expert]
-     [--only data x xd xf agents eval100 ensembles ship]
+     [--only data x xd xf xdr agents eval100 ensembles ship]
 
 Each part skips what is done, so the parts can run as separate processes (session 10 ran ``--only agents --dreams
 x`` beside ``--only xd``, then ``--only agents --dreams xd``, each with ``OMP_NUM_THREADS=1``). Steps (times and the
@@ -17,13 +17,17 @@ table are in pretrained/README.md, "expert data, alone and with dropout dreams")
    0.2; that model and controller are read from git history, commit ``S7_SHIPPED``), plus 200 episodes of the
    scripted expert (``--policy expert --noise 0.2``; 826 s with 2 workers); with ``--fast-episodes N``, N episodes of
    the expert at ``--expert-speed 1.5`` and noise 0.2, and N more at noise 0.1 (session 25: 100 each, 347 s with 2
-   workers and 695 s with one)
+   workers and 695 s with one); with ``--rest-episodes N``, N episodes of that expert (noise 0.1) stopping on the road
+   to rest (``--expert-rest-every 300``, half of them starting at rest; session 26/27: 100, 11 min on one worker)
 2. x: V and M + heads from scratch on the 320 episodes, session 7's recipe (VAE 3000 steps of 100 frames, M 3000
    steps of 64 sequences of 64 steps), temperature 1.15 (1,228 s on 2 threads)
 3. xd: a fresh M + heads with dropout ``--dropout`` on x's V (dreams draw a dropout mask per episode), same
    data and M stage (747 s on one thread at 0.2, the shipped one; session 10 also measured 0.1, session 11 0.3)
 3b. xf: the same on xd's V (x's) over the 320 episodes and the fast expert's 200 (session 25; about 14 min on one
    thread)
+3c. xdr: xd's M + heads (not fresh) trained 1500 more steps at lr 3e-4 on xd's 320 episodes and the resting expert's
+   (session 27; 3 min 14 s on 2 threads): the dream stops paying for standing still, a stranger's CMA-ES stops
+   exploiting it, and PPO learns far less in it (pretrained/README.md, session 27; not shipped)
 4. per dream, seed and agent (PPO 300k steps, CMA-ES 20 generations of 32 x 8), trained only in the dream, then
    scored over ``--episodes`` real episodes (seeds 1000 onward, z drawn from V's posterior) and as many dream
    episodes (about 4-6 min per agent and score, one thread)
@@ -52,7 +56,7 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dreamgym.argtypes import parse_cli
@@ -66,9 +70,10 @@ class Args:
     work: str = "runs/carracing-expert"
     """run directory: data, both world models and every agent"""
     only: list[str] = field(default_factory=lambda: ["data", "x", "xd", "agents"],
-                            metadata={"choices": ("data", "x", "xd", "xf", "agents", "eval100", "ensembles", "ship")})
+                            metadata={"choices": ("data", "x", "xd", "xf", "xdr", "agents", "eval100", "ensembles",
+                                                          "ship")})
     """which parts to run"""
-    dreams: list[str] = field(default_factory=lambda: ["x", "xd"], metadata={"choices": ("x", "xd", "xf")})
+    dreams: list[str] = field(default_factory=lambda: ["x", "xd"], metadata={"choices": ("x", "xd", "xf", "xdr")})
     """the dreams the agents part trains in"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """one run per agent and seed"""
@@ -79,6 +84,9 @@ class Args:
     fast_episodes: int = 0
     """episodes of the scripted expert at ``--expert-speed 1.5`` (session 25: 100), collected by the data part twice:
     at noise 0.2 (data-expert-fast) and at noise 0.1 (data-expert-fast01); the xf part needs them"""
+    rest_episodes: int = 0
+    """episodes of the fast expert (speed 1.5, noise 0.1) that stops on the road and rests
+    (``--expert-rest-every 300``; session 27: 100), collected by the data part into data-rest; the xdr part needs them"""
     dropout: float = 0.2
     """dropout on xd's M"""
     episodes: int = 20
@@ -89,7 +97,7 @@ class Args:
     """PPO seeds per ensemble"""
     ship_seed: int = 0
     """the seed of the xd PPO agent that ships"""
-    ship_dream: str = field(default="xd", metadata={"choices": ("xd", "xf")})
+    ship_dream: str = field(default="xd", metadata={"choices": ("xd", "xf", "xdr")})
     """the dream the ensembles, eval100 and ship parts use (its agents' runs are named after it)"""
     ship_ensemble: int | None = None
     """ship this ensemble of xd (xd-ppo-eN, or xd-ppo-capCAP-eN with --gas-cap) instead of the PPO agent of
@@ -138,7 +146,8 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
     work = Path(args.work)
     data = [work / "data-brownian", work / "data-agent", work / "data-expert"]  # one dataset per policy
     fast = [work / "data-expert-fast", work / "data-expert-fast01"]  # the expert at speed 1.5, noise 0.2 and 0.1
-    models = {"x": work / "x", "xd": work / "xd", "xf": work / "xf"}
+    rest = work / "data-rest"  # the fast expert, stopping on the road to rest (session 27)
+    models = {"x": work / "x", "xd": work / "xd", "xf": work / "xf", "xdr": work / "xdr"}
 
     work.mkdir(parents=True, exist_ok=True)
     if "data" in args.only:  # collect only writes what is missing
@@ -154,6 +163,10 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
             if args.fast_episodes:
                 main(["collect", "CarRacing-v3", "--episodes", str(args.fast_episodes), "--policy", "expert", "--noise",
                       noise, "--expert-speed", "1.5", "--workers", "2", "--seed", seed, "--out", str(out)])
+        if args.rest_episodes:
+            main(["collect", "CarRacing-v3", "--episodes", str(args.rest_episodes), "--policy", "expert", "--noise",
+                  "0.1", "--expert-speed", "1.5", "--expert-rest-every", "300", "--workers", "2", "--seed", "600000",
+                  "--out", str(rest)])
 
     x, xd, xf = models["x"], models["xd"], models["xf"]
     if "x" in args.only and not (x / "config.json").is_file():
@@ -167,6 +180,16 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
                              f"is not all there: run the data part with --fast-episodes 100 first")
         train_world_model([*data, *fast], xf, recipe(init_from=str(xd), train_vision=False, fresh_memory=True,
                                                     dropout=args.dropout), resume=(xf / "stages").exists())
+
+    if "xdr" in args.only and not (models["xdr"] / "config.json").is_file():
+        if not (rest / "dataset.json").is_file():
+            raise SystemExit(f"the xdr part trains on the resting expert's data ({rest}), which is not there: run the "
+                             f"data part with --rest-episodes 100 first")
+        # xd's M + heads (not fresh) trained on: 1500 more steps at lr 3e-4 over xd's data and the resting episodes
+        memory = TrainConfig(steps=1500, batch_size=64, lr=3e-4, val_every=500, checkpoint_every=250)
+        train_world_model([*data, rest], models["xdr"],
+                          replace(recipe(init_from=str(xd), train_vision=False, dropout=args.dropout), memory=memory),
+                          resume=(models["xdr"] / "stages").exists())
 
     cap = [] if args.gas_cap is None else ["--action-high", "1", str(args.gas_cap), "1"]
     tag = "" if args.gas_cap is None else f"-cap{args.gas_cap:g}"  # xd-ppo-cap0.3-s0
