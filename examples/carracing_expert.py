@@ -71,7 +71,7 @@ class Args:
     """run directory: data, both world models and every agent"""
     only: list[str] = field(default_factory=lambda: ["data", "x", "xd", "agents"],
                             metadata={"choices": ("data", "x", "xd", "xf", "xdr", "agents", "eval100", "ensembles",
-                                                          "ship")})
+                                                  "ship")})
     """which parts to run"""
     dreams: list[str] = field(default_factory=lambda: ["x", "xd"], metadata={"choices": ("x", "xd", "xf", "xdr")})
     """the dreams the agents part trains in"""
