@@ -452,11 +452,17 @@ def _add_collect_parser(sub: Any) -> None:
     field_argument(p, C, "noise", type=nonneg_float, help="exploration noise of --policy agent or expert")
     field_argument(p, C, "pedal_noise", type=nonneg_float,
                    help="--policy expert: probability per step that its pedals turn random for 10-40 steps (0: off)")
+    field_argument(p, C, "pedal_style",
+                   help="--policy expert with --pedal-noise: random pedals, or cruise (a steady gas in [0.1, 0.35], no "
+                        "brake, for 50-300 steps: how dream-trained agents drive in reality)")
     field_argument(p, C, "expert_speed", type=positive_float,
                    help="--policy expert on CarRacing: multiply its target speeds (1.5 finishes most laps in time)")
     field_argument(p, C, "expert_rest_every", type=nonneg_int,
                    help="--policy expert on CarRacing: stop on the road and rest about once every this many steps, "
                         "half the episodes starting at rest (0: never; 300 cut the dream's pay for standing still)")
+    field_argument(p, C, "expert_drift_every", type=nonneg_int,
+                   help="--policy expert on CarRacing: drive on blind (one nearly straight action for 100-300 steps) "
+                        "about once every this many steps, half the episodes starting so (0: never)")
     field_argument(p, C, "workers", type=nonneg_int, help="processes (0: every core)")
     field_argument(p, C, "seed", type=nonneg_int, help="episode i is seeded with seed + i")
     field_argument(p, C, "max_steps", type=positive_int, help="cap episode length (default: the env's time limit)")

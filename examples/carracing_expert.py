@@ -8,7 +8,7 @@ The shipped folder: ``python examples/carracing_expert.py --only data x xd ensem
 --ensembles 1 --ensemble-size 5 --ship-ensemble 0``.
 
 Run: python examples/carracing_expert.py [--work runs/carracing-expert]
-     [--only data x xd xf xdr agents eval100 ensembles ship]
+     [--only data x xd xf xdr xdrs xdrsd agents eval100 ensembles ship]
 
 Each part skips what is done, so the parts can run as separate processes (session 10 ran ``--only agents --dreams
 x`` beside ``--only xd``, then ``--only agents --dreams xd``, each with ``OMP_NUM_THREADS=1``). Steps (times and the
@@ -18,7 +18,10 @@ table are in pretrained/README.md, "expert data, alone and with dropout dreams")
    scripted expert (``--policy expert --noise 0.2``; 826 s with 2 workers); with ``--fast-episodes N``, N episodes of
    the expert at ``--expert-speed 1.5`` and noise 0.2, and N more at noise 0.1 (session 25: 100 each, 347 s with 2
    workers and 695 s with one); with ``--rest-episodes N``, N episodes of that expert (noise 0.1) stopping on the road
-   to rest (``--expert-rest-every 300``, half of them starting at rest; session 26/27: 100, 11 min on one worker)
+   to rest (``--expert-rest-every 300``, half of them starting at rest; session 26/27: 100, 11 min on one worker);
+   with ``--cruise-episodes N`` and ``--drift-episodes N``, N episodes of the expert (noise 0.1) whose pedal lapses
+   cruise (``--pedal-noise 0.01 --pedal-style cruise``) and N that drive on blind (``--expert-drift-every 250``)
+   (session 28: 100 each, about 8 min on 2 workers)
 2. x: V and M + heads from scratch on the 320 episodes, session 7's recipe (VAE 3000 steps of 100 frames, M 3000
    steps of 64 sequences of 64 steps), temperature 1.15 (1,228 s on 2 threads)
 3. xd: a fresh M + heads with dropout ``--dropout`` on x's V (dreams draw a dropout mask per episode), same
@@ -28,6 +31,8 @@ table are in pretrained/README.md, "expert data, alone and with dropout dreams")
 3c. xdr: xd's M + heads (not fresh) trained 1500 more steps at lr 3e-4 on xd's 320 episodes and the resting expert's
    (session 27; 3 min 14 s on 2 threads): the dream stops paying for standing still, a stranger's CMA-ES stops
    exploiting it, and PPO learns far less in it (pretrained/README.md, session 27; not shipped)
+3d. xdrs, xdrsd: the same fine-tune over xdr's data plus the cruising expert's (xdrs), and plus the blind drives
+   (xdrsd) (session 28; about 4 min each on 2 threads; not shipped)
 4. per dream, seed and agent (PPO 300k steps, CMA-ES 20 generations of 32 x 8), trained only in the dream, then
    scored over ``--episodes`` real episodes (seeds 1000 onward, z drawn from V's posterior) and as many dream
    episodes (about 4-6 min per agent and score, one thread)
@@ -52,6 +57,8 @@ table are in pretrained/README.md, "expert data, alone and with dropout dreams")
 from __future__ import annotations
 
 import io
+import json
+import os
 import subprocess
 import tarfile
 import tempfile
@@ -70,10 +77,11 @@ class Args:
     work: str = "runs/carracing-expert"
     """run directory: data, both world models and every agent"""
     only: list[str] = field(default_factory=lambda: ["data", "x", "xd", "agents"],
-                            metadata={"choices": ("data", "x", "xd", "xf", "xdr", "agents", "eval100", "ensembles",
-                                                  "ship")})
+                            metadata={"choices": ("data", "x", "xd", "xf", "xdr", "xdrs", "xdrsd", "agents",
+                                                  "eval100", "ensembles", "ship")})
     """which parts to run"""
-    dreams: list[str] = field(default_factory=lambda: ["x", "xd"], metadata={"choices": ("x", "xd", "xf", "xdr")})
+    dreams: list[str] = field(default_factory=lambda: ["x", "xd"],
+                              metadata={"choices": ("x", "xd", "xf", "xdr", "xdrs", "xdrsd")})
     """the dreams the agents part trains in"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """one run per agent and seed"""
@@ -87,6 +95,12 @@ class Args:
     rest_episodes: int = 0
     """episodes of the fast expert (speed 1.5, noise 0.1) that stops on the road and rests
     (``--expert-rest-every 300``; session 27: 100), collected by the data part into data-rest; the xdr part needs them"""
+    cruise_episodes: int = 0
+    """episodes of the expert (noise 0.1) whose pedal lapses cruise (``--pedal-noise 0.01 --pedal-style cruise``;
+    session 28: 100), collected by the data part into data-cruise; the xdrs and xdrsd parts need them"""
+    drift_episodes: int = 0
+    """episodes of the expert (noise 0.1) that drives on blind now and then (``--expert-drift-every 250``; session 28:
+    100), collected by the data part into data-drift; the xdrsd part needs them"""
     dropout: float = 0.2
     """dropout on xd's M"""
     episodes: int = 20
@@ -97,7 +111,7 @@ class Args:
     """PPO seeds per ensemble"""
     ship_seed: int = 0
     """the seed of the xd PPO agent that ships"""
-    ship_dream: str = field(default="xd", metadata={"choices": ("xd", "xf", "xdr")})
+    ship_dream: str = field(default="xd", metadata={"choices": ("xd", "xf", "xdr", "xdrs", "xdrsd")})
     """the dream the ensembles, eval100 and ship parts use (its agents' runs are named after it)"""
     ship_ensemble: int | None = None
     """ship this ensemble of xd (xd-ppo-eN, or xd-ppo-capCAP-eN with --gas-cap) instead of the PPO agent of
@@ -133,6 +147,17 @@ AGENT_FLAGS = {
 }
 
 
+def shipped_dream_options(model: Path, shipped: Path = Path("pretrained/carracing")) -> None:
+    """Give a fine-tuned dream the shipped dream's options (the gas cap, ...) and real-twin default (z drawn), which
+    sessions 27-28 measured xdr, xdrs and xdrsd with; written to a temp file, then renamed."""
+    config = json.loads((model / "config.json").read_text())
+    ours = json.loads((shipped / "config.json").read_text())
+    config["dream"], config["real_sample_z"] = ours["dream"], ours["real_sample_z"]
+    tmp = model / "config.json.tmp"
+    tmp.write_text(json.dumps(config, indent=2))
+    os.replace(tmp, model / "config.json")
+
+
 def recipe(**overrides) -> RecipeConfig:
     """Session 7's CarRacing recipe (the shipped one's stages at 3000 steps each)."""
     stage = dict(lr=1e-3, val_every=500, checkpoint_every=250)
@@ -147,7 +172,8 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
     data = [work / "data-brownian", work / "data-agent", work / "data-expert"]  # one dataset per policy
     fast = [work / "data-expert-fast", work / "data-expert-fast01"]  # the expert at speed 1.5, noise 0.2 and 0.1
     rest = work / "data-rest"  # the fast expert, stopping on the road to rest (session 27)
-    models = {"x": work / "x", "xd": work / "xd", "xf": work / "xf", "xdr": work / "xdr"}
+    cruise, drift = work / "data-cruise", work / "data-drift"  # the expert cruising, and driving on blind (session 28)
+    models = {name: work / name for name in ("x", "xd", "xf", "xdr", "xdrs", "xdrsd")}
 
     work.mkdir(parents=True, exist_ok=True)
     if "data" in args.only:  # collect only writes what is missing
@@ -167,6 +193,13 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
             main(["collect", "CarRacing-v3", "--episodes", str(args.rest_episodes), "--policy", "expert", "--noise",
                   "0.1", "--expert-speed", "1.5", "--expert-rest-every", "300", "--workers", "2", "--seed", "600000",
                   "--out", str(rest)])
+        if args.cruise_episodes:
+            main(["collect", "CarRacing-v3", "--episodes", str(args.cruise_episodes), "--policy", "expert", "--noise",
+                  "0.1", "--pedal-noise", "0.01", "--pedal-style", "cruise", "--workers", "2", "--seed", "800000",
+                  "--out", str(cruise)])
+        if args.drift_episodes:
+            main(["collect", "CarRacing-v3", "--episodes", str(args.drift_episodes), "--policy", "expert", "--noise",
+                  "0.1", "--expert-drift-every", "250", "--workers", "2", "--seed", "900000", "--out", str(drift)])
 
     x, xd, xf = models["x"], models["xd"], models["xf"]
     if "x" in args.only and not (x / "config.json").is_file():
@@ -190,6 +223,21 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
         train_world_model([*data, rest], models["xdr"],
                           replace(recipe(init_from=str(xd), train_vision=False, dropout=args.dropout), memory=memory),
                           resume=(models["xdr"] / "stages").exists())
+    # session 28: the same fine-tune of xd over xdr's data and the cruising expert's (xdrs), and the blind drives
+    for name, extra in (("xdrs", [rest, cruise]), ("xdrsd", [rest, cruise, drift])):
+        if name in args.only and not (models[name] / "config.json").is_file():
+            flags = {rest: "--rest-episodes 100", cruise: "--cruise-episodes 100", drift: "--drift-episodes 100"}
+            missing = [d for d in extra if not (d / "dataset.json").is_file()]
+            if missing:
+                raise SystemExit(f"the {name} part trains on {', '.join(map(str, missing))}, not there: run the data "
+                                 f"part with {' '.join(flags[d] for d in missing)} first")
+            memory = TrainConfig(steps=1500, batch_size=64, lr=3e-4, val_every=500, checkpoint_every=250)
+            tune = replace(recipe(init_from=str(xd), train_vision=False, dropout=args.dropout), memory=memory)
+            train_world_model([*data, *extra], models[name], tune,
+                              resume=(models[name] / "stages").exists())
+    for name in ("xdr", "xdrs", "xdrsd"):  # idempotent, so a run stopped between training and this still gets them
+        if name in args.only and (models[name] / "config.json").is_file():
+            shipped_dream_options(models[name])
 
     cap = [] if args.gas_cap is None else ["--action-high", "1", str(args.gas_cap), "1"]
     tag = "" if args.gas_cap is None else f"-cap{args.gas_cap:g}"  # xd-ppo-cap0.3-s0

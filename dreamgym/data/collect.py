@@ -66,11 +66,18 @@ class CollectConfig:
     :param pedal_noise: with policy ``"expert"``: the probability per step that its pedals become a random
         setting held for 10-40 steps while it steers, so that M must learn what gas and brake do
         (:mod:`dreamgym.data.experts`; 0: off).
+    :param pedal_style: with ``pedal_noise``: ``"random"`` pedals (above), or ``"cruise"``: a steady gas in [0.1, 0.35]
+        and no brake held for 50-300 steps, the way dream-trained agents drive in reality, so that the data shows
+        what taking curves that way costs (:class:`~dreamgym.data.experts.CarRacingPursuit`).
     :param expert_speed: with policy ``"expert"`` on CarRacing: its target speeds are multiplied by this, so
         that the data shows laps finished inside the time limit (1.5; :class:`~dreamgym.data.experts.CarRacingPursuit`).
     :param expert_rest_every: with policy ``"expert"`` on CarRacing: the car stops on the road and rests (no pedals, a
         light brake or a creep) on average once every this many steps, and half of the episodes begin at rest, so
         that the data shows what reality pays for standing still (0: never;
+        :class:`~dreamgym.data.experts.CarRacingPursuit`).
+    :param expert_drift_every: with policy ``"expert"`` on CarRacing: the expert drives on blind (one nearly straight
+        action held 100-300 steps) on average once every this many steps, and half of the episodes begin so, so that
+        the data shows the car leaving the road and staying on the grass (0: never;
         :class:`~dreamgym.data.experts.CarRacingPursuit`).
     :param brownian_sigma: per-step std of the brownian walk, as a fraction of the half-range.
     :param workers: processes; ``0`` uses every core.
@@ -95,8 +102,10 @@ class CollectConfig:
     agent_model: str | None = None
     noise: float = 0.1
     pedal_noise: float = 0.0
+    pedal_style: str = field(default="random", metadata={"choices": CarRacingPursuit.PEDAL_STYLES})
     expert_speed: float = 1.0
     expert_rest_every: int = 0
+    expert_drift_every: int = 0
     brownian_sigma: float = 0.15
     workers: int = 0
     seed: int = 0
@@ -119,6 +128,11 @@ class CollectConfig:
         if self.pedal_noise and expert_name(self.env_id) != "CarRacing":
             raise ConfigError(f"pedal_noise drives the CarRacing expert's gas and brake; {self.env_id}'s expert has "
                               f"no pedals. Leave pedal_noise at 0 and set its lapses with noise.")
+        if self.pedal_style not in CarRacingPursuit.PEDAL_STYLES:
+            raise ConfigError(f"pedal_style must be one of {CarRacingPursuit.PEDAL_STYLES}, got {self.pedal_style!r}.")
+        if self.pedal_style != "random" and not self.pedal_noise:
+            raise ConfigError(f"pedal_style={self.pedal_style!r} shapes the expert's pedal lapses, and pedal_noise=0 "
+                              "turns them off. Set pedal_noise too (0.01: a lapse begins about once every 100 steps).")
         if self.noise < 0:
             raise ConfigError(f"noise must be >= 0, got {self.noise}.")
         if self.expert_speed != 1.0 and (self.policy != "expert" or expert_name(self.env_id) != "CarRacing"):
@@ -132,6 +146,14 @@ class CollectConfig:
         if isinstance(rest, bool) or not isinstance(rest, int) or rest < 0:
             raise ConfigError(f"expert_rest_every is the mean number of steps between rests, an int >= 0 (0: never); "
                               f"got {rest!r}. 300 is what session 26 used.")
+        drift = self.expert_drift_every
+        if isinstance(drift, bool) or not isinstance(drift, int) or drift < 0:
+            raise ConfigError(f"expert_drift_every is the mean number of steps between blind drives, an int >= 0 "
+                              f"(0: never); got {drift!r}. 250 is what session 28 used.")
+        if drift and (self.policy != "expert" or expert_name(self.env_id) != "CarRacing"):
+            raise ConfigError(f"expert_drift_every makes the CarRacing expert drive on blind: it needs policy='expert' "
+                              f"on CarRacing, got policy={self.policy!r} on {self.env_id}. "
+                              "Leave expert_drift_every at 0.")
         if not self.expert_speed > 0:
             raise ConfigError(f"expert_speed multiplies the expert's target speeds; it must be > 0, got "
                               f"{self.expert_speed}. 1 is the expert as it was; 1.5 finishes most laps in time.")
@@ -270,7 +292,8 @@ def _make_policy(cfg: CollectConfig, env: gym.Env, rng: np.random.Generator, age
     if cfg.policy == "held":
         return HeldPolicy(env.action_space, rng)
     if cfg.policy == "expert":
-        return make_expert(cfg.env_id, env, rng, cfg.noise, cfg.pedal_noise, cfg.expert_speed, cfg.expert_rest_every)
+        return make_expert(cfg.env_id, env, rng, cfg.noise, cfg.pedal_noise, cfg.expert_speed, cfg.expert_rest_every,
+                           cfg.pedal_style, cfg.expert_drift_every)
     return AgentPolicy(agent, env.action_space, rng, cfg.noise)
 
 
@@ -393,9 +416,15 @@ def _prepare(cfg: CollectConfig) -> tuple[dict[str, Any], list[int]]:
     policy.update({"min_steps": cfg.min_steps} if cfg.min_steps else {})
     if cfg.pedal_noise:  # PEDAL_START recorded too: data collected before it existed is not resumed under it
         policy.update({"pedal_noise": cfg.pedal_noise, "pedal_start": CarRacingPursuit.PEDAL_START})
+    if cfg.pedal_style != "random":
+        policy.update({"pedal_style": cfg.pedal_style, "cruise_gas": list(CarRacingPursuit.CRUISE_GAS),
+                       "cruise_steps": list(CarRacingPursuit.CRUISE_STEPS)})
     policy.update({"expert_speed": cfg.expert_speed} if cfg.expert_speed != 1.0 else {})
     if cfg.expert_rest_every:
         policy.update({"expert_rest_every": cfg.expert_rest_every, "rest_start": CarRacingPursuit.REST_START})
+    if cfg.expert_drift_every:
+        policy.update({"expert_drift_every": cfg.expert_drift_every, "drift_start": CarRacingPursuit.DRIFT_START,
+                       "drift_steps": list(CarRacingPursuit.DRIFT_STEPS)})
     meta = DatasetMeta(
         env_id=cfg.env_id, env_kwargs=cfg.env_kwargs, action_space=space_to_dict(real_env.action_space),
         observation_space=space_to_dict(real_env.observation_space), policy=policy, seed=cfg.seed,

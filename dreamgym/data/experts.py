@@ -55,6 +55,17 @@ class CarRacingPursuit:
     episode begins in such a rest with probability REST_START. Reality pays -0.1 a step for each; a dream whose data
     never shows a car standing still lets it drive on (session 26: 100 such episodes cut what the dream pays for
     doing nothing from 119 to 24).
+    ``pedal_style="cruise"`` makes the pedal lapses steady: a gas drawn from CRUISE_GAS with no brake, held
+    CRUISE_STEPS steps while the expert steers, the way agents trained in the dream drive in reality (session 28:
+    gas about 0.2, never braking, all wheels off the road 22-64 % of the steps). Such a lapse (``pedal_noise`` 1)
+    leaves the road 39-56 % of the steps (seeds 1000-1003), so the data shows what speed without braking costs in
+    curves.
+    ``drift_every`` makes the expert drive on blind, on average once every that many steps (probability 1/drift_every
+    per step; 0: never), and an episode begins so with probability DRIFT_START: it holds one nearly straight action
+    (steering within DRIFT_STEER, gas in DRIFT_GAS, no brake) for DRIFT_STEPS steps, so the car leaves the road at the
+    next curve and stays on the grass until it steers back, as in reality. Every other expert's data shows the car
+    back on the road within 40 steps of leaving it, and a dream trained on it pays for driving straight ahead (gas
+    0.2: 106 in the shipped dream, -47 in reality; session 28).
     """
 
     CURVE_POINTS = 15  # how far ahead to look for a curve (track points)
@@ -62,12 +73,18 @@ class CarRacingPursuit:
     LOST_ANGLE = 0.6  # a heading error above this (rad): drive slowly (V_LOST) until back on course
     V_LOST = 12.0  # target speed while off course
     PEDAL_START = 0.5  # with pedal_noise > 0: the chance that an episode begins in a pedal lapse
+    PEDAL_STYLES = ("random", "cruise")
+    CRUISE_GAS = (0.1, 0.35)  # pedal_style "cruise": the held gas is drawn uniformly from this range, no brake
+    CRUISE_STEPS = (50, 300)  # ... and held this many steps (inclusive)
     GAIN = 2.0  # steering per radian of heading error
     REST_START = 0.5  # with rest_every > 0: the chance that an episode begins in a rest
     REST_BRAKE = 60  # a rest's braking phase lasts until the car is nearly still, or this many steps
+    DRIFT_START = 0.5  # with drift_every > 0: the chance that an episode begins driving blind
+    DRIFT_STEPS = (100, 300)  # a blind drive holds its action this many steps (inclusive) ...
+    DRIFT_STEER, DRIFT_GAS = 0.2, (0.05, 0.4)  # ... steering uniform in [-0.2, 0.2], gas in this range, no brake
 
     def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0,
-                 speed: float = 1.0, rest_every: int = 0) -> None:
+                 speed: float = 1.0, rest_every: int = 0, pedal_style: str = "random", drift_every: int = 0) -> None:
         if not isinstance(env.action_space, gym.spaces.Box) or env.action_space.shape != (3,):
             raise ConfigError(f"The CarRacing expert steers, brakes and accelerates: it needs the continuous "
                               f"action space Box(3,), got {env.action_space}. Leave continuous=True (the default).")
@@ -75,6 +92,9 @@ class CarRacingPursuit:
             raise ConfigError(f"pedal_noise is a probability per step, in [0, 1]; got {pedal_noise}.")
         if not speed > 0:
             raise ConfigError(f"speed scales the expert's target speeds; it must be > 0, got {speed}.")
+        if pedal_style not in self.PEDAL_STYLES:
+            raise ConfigError(f"pedal_style must be one of {self.PEDAL_STYLES}, got {pedal_style!r}.")
+        self.pedal_style = pedal_style
         if isinstance(rest_every, bool) or not isinstance(rest_every, int) or rest_every < 0:
             raise ConfigError(f"rest_every is the mean number of steps between rests, an int >= 1 (0: never); "
                               f"got {rest_every!r}.")
@@ -91,6 +111,13 @@ class CarRacingPursuit:
         self.rest_left, self.rest_hold = 0, np.zeros(3, dtype=np.float32)
         if self.rest > 0 and rng.random() < self.REST_START:
             self.begin_rest(braking=False)
+        if isinstance(drift_every, bool) or not isinstance(drift_every, int) or drift_every < 0:
+            raise ConfigError(f"drift_every is the mean number of steps between blind drives, an int >= 1 (0: never); "
+                              f"got {drift_every!r}.")
+        self.drift = 1.0 / drift_every if drift_every else 0.0  # the chance per step that a blind drive begins
+        self.drift_left, self.drift_action = 0, np.zeros(3, dtype=np.float32)
+        if self.drift > 0 and rng.random() < self.DRIFT_START:
+            self.begin_drift()
         self.points: np.ndarray | None = None  # the track's centre line (read on the first step)
         self.headings: np.ndarray | None = None
 
@@ -117,7 +144,12 @@ class CarRacingPursuit:
         return np.array([steer, 0.6 if speed < target else 0.0, 0.6 if speed > target + 8 else 0.0], dtype=np.float32)
 
     def pedal_lapse(self) -> None:
-        """Random pedals for the next 10-40 steps: gas with p 0.6, brake with p 0.3, each uniform in [0, 1]."""
+        """Random pedals for the next 10-40 steps: gas with p 0.6, brake with p 0.3, each uniform in [0, 1]; or, in
+        pedal_style "cruise", a steady gas in CRUISE_GAS and no brake for CRUISE_STEPS steps."""
+        if self.pedal_style == "cruise":
+            self.pedal_left = int(self.rng.integers(self.CRUISE_STEPS[0], self.CRUISE_STEPS[1] + 1))
+            self.pedals = np.array([self.rng.uniform(*self.CRUISE_GAS), 0.0], dtype=np.float32)
+            return
         self.pedal_left = int(self.rng.integers(10, 41))
         gas = self.rng.uniform(0, 1) if self.rng.random() < 0.6 else 0.0
         brake = self.rng.uniform(0, 1) if self.rng.random() < 0.3 else 0.0
@@ -136,6 +168,12 @@ class CarRacingPursuit:
         else:
             gas, brake = float(self.rng.uniform(0, 0.05)), 0.3
         self.rest_hold = np.array([steer, gas, brake], dtype=np.float32)
+
+    def begin_drift(self) -> None:
+        """Drive on blind: one nearly straight action, held DRIFT_STEPS steps whatever the road does."""
+        self.drift_left = int(self.rng.integers(self.DRIFT_STEPS[0], self.DRIFT_STEPS[1] + 1))
+        self.drift_action = np.array([self.rng.uniform(-self.DRIFT_STEER, self.DRIFT_STEER),
+                                      self.rng.uniform(*self.DRIFT_GAS), 0.0], dtype=np.float32)
 
     def resting(self) -> np.ndarray | None:
         """The action of a rest under way (or begun now), or None while driving."""
@@ -156,6 +194,12 @@ class CarRacingPursuit:
         return None
 
     def __call__(self, obs: Any) -> np.ndarray:
+        if self.drift > 0:
+            if self.drift_left == 0 and self.rng.random() < self.drift:
+                self.begin_drift()
+            if self.drift_left > 0:
+                self.drift_left -= 1
+                return self.drift_action.copy()
         if self.rest > 0:
             action = self.resting()
             if action is not None:
@@ -206,16 +250,20 @@ class TakeCoverDodger:
     ACTIONS = {0: 0, -1: 1, 1: 2}  # key -> action: 1 is MOVE_RIGHT (y falls), 2 is MOVE_LEFT (y rises)
 
     def __init__(self, env: gym.Env, rng: np.random.Generator, noise: float = 0.0, pedal_noise: float = 0.0,
-                 speed: float = 1.0, rest_every: int = 0) -> None:
+                 speed: float = 1.0, rest_every: int = 0, pedal_style: str = "random", drift_every: int = 0) -> None:
         game = getattr(env.unwrapped, "game", None)
         if game is None or not hasattr(game, "set_objects_info_enabled"):
             raise ConfigError(f"The TakeCover expert reads ViZDoom's object list: it needs ViZDoom's "
                               f"VizdoomTakeCover env, got {env.unwrapped!r}.")
-        if pedal_noise:
-            raise ConfigError("pedal_noise is the CarRacing expert's; the TakeCover expert has no pedals. Leave it at 0.")
+        if pedal_noise or pedal_style != "random":
+            raise ConfigError("pedal_noise and pedal_style are the CarRacing expert's; the TakeCover expert has no "
+                              "pedals. Leave them unset.")
         if speed != 1.0:
             raise ConfigError("speed scales the CarRacing expert's target speeds; the TakeCover expert has none. "
                               "Leave it at 1.")
+        if drift_every:
+            raise ConfigError("drift_every makes the CarRacing expert drive on blind; the TakeCover expert does not "
+                              "drive. Leave it at 0.")
         if rest_every:
             raise ConfigError("rest_every stops the CarRacing expert's car on the road; the TakeCover expert has no "
                               "car. Leave it at 0.")
@@ -284,7 +332,8 @@ class TakeCoverDodger:
         return action
 
 
-EXPERTS: dict[str, Callable[[gym.Env, np.random.Generator, float, float, float, int], Callable[[Any], Any]]] = {
+EXPERTS: dict[str, Callable[[gym.Env, np.random.Generator, float, float, float, int, str, int],
+                             Callable[[Any], Any]]] = {
     "CarRacing": CarRacingPursuit,
     "VizdoomTakeCover": TakeCoverDodger,
 }
@@ -303,7 +352,8 @@ def check_expert(env_id: str) -> None:
 
 
 def make_expert(env_id: str, env: gym.Env, rng: np.random.Generator, noise: float,
-                pedal_noise: float = 0.0, speed: float = 1.0, rest_every: int = 0) -> Callable[[Any], Any]:
+                pedal_noise: float = 0.0, speed: float = 1.0, rest_every: int = 0,
+                pedal_style: str = "random", drift_every: int = 0) -> Callable[[Any], Any]:
     """The scripted expert for ``env_id``, driving ``env`` (one per episode: it draws its style from ``rng``)."""
     check_expert(env_id)
-    return EXPERTS[expert_name(env_id)](env, rng, noise, pedal_noise, speed, rest_every)
+    return EXPERTS[expert_name(env_id)](env, rng, noise, pedal_noise, speed, rest_every, pedal_style, drift_every)

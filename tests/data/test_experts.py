@@ -205,6 +205,89 @@ def test_expert_rest_stops_the_car_on_the_road_and_holds_it_still(tmp_path):
             CollectConfig("CarRacing-v3", out=str(tmp_path / "x"), policy="expert", expert_rest_every=bad).validate()
 
 
+
+def test_cruise_pedal_lapses_hold_a_steady_gas_without_braking_while_the_expert_steers(tmp_path):
+    """pedal_style="cruise": each pedal lapse holds one gas in CRUISE_GAS and no brake for CRUISE_STEPS steps while the
+    expert steers (how dream-trained agents drive in reality); recorded in dataset.json; refused without pedal_noise,
+    with an unknown style and for TakeCover."""
+    env = gym.make("CarRacing-v3")
+    obs, _ = env.reset(seed=3)
+    expert = CarRacingPursuit(env, np.random.default_rng(3), pedal_noise=1.0, pedal_style="cruise")
+    actions = []
+    for _ in range(320):
+        action = expert(obs)
+        actions.append(action)
+        obs, *_ = env.step(action)
+    env.close()
+    a = np.asarray(actions)
+    low, high = CarRacingPursuit.CRUISE_GAS
+    assert (a[:, 2] == 0).all() and (a[:, 1] >= low).all() and (a[:, 1] <= high).all()
+    changes = np.flatnonzero(np.diff(a[:, 1]) != 0) + 1  # a new lapse begins where the held gas changes
+    runs = np.diff(np.concatenate([[0], changes, [len(a)]]))[:-1]  # complete lapses (the last may be cut off)
+    shortest, longest = CarRacingPursuit.CRUISE_STEPS
+    assert len(runs) >= 1 and all(shortest <= n <= longest for n in runs), runs
+    assert a[:, 0].std() > 0.05  # it steers all along
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "c"), episodes=1, max_steps=20, workers=1,
+                          policy="expert", pedal_noise=0.01, pedal_style="cruise"), progress=False)
+    recorded = read_meta(tmp_path / "c").policy
+    assert recorded["pedal_style"] == "cruise" and recorded["cruise_gas"] == [low, high]
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "r"), episodes=1, max_steps=20, workers=1,
+                          policy="expert", pedal_noise=0.01), progress=False)
+    assert "pedal_style" not in read_meta(tmp_path / "r").policy  # datasets from before the option still resume
+    with pytest.raises(ConfigError, match="pedal_style='cruise'.*pedal_noise=0 turns them off"):
+        CollectConfig("CarRacing-v3", out=str(tmp_path / "x"), policy="expert", pedal_style="cruise").validate()
+    with pytest.raises(ConfigError, match="pedal_style must be one of"):
+        CollectConfig("CarRacing-v3", out=str(tmp_path / "x"), policy="expert", pedal_noise=0.1,
+                      pedal_style="fast").validate()
+    with pytest.raises(ConfigError, match="pedal_noise drives the CarRacing expert"):
+        CollectConfig("VizdoomTakeCover-v1", out=str(tmp_path / "x"), policy="expert", pedal_noise=0.1,
+                      pedal_style="cruise").validate()
+
+
+def test_expert_drift_drives_on_blind_and_the_car_stays_off_the_road(tmp_path):
+    """drift_every: the expert holds one nearly straight action (no brake) for DRIFT_STEPS steps, so the car leaves
+    the road and stays on the grass; without it the same draws drive as before. Recorded in dataset.json; refused
+    elsewhere."""
+    def drive(drift_every, seed=1, steps=300):
+        env = gym.make("CarRacing-v3")
+        obs, _ = env.reset(seed=seed)
+        expert = CarRacingPursuit(env, np.random.default_rng(seed), drift_every=drift_every)
+        actions, off = [], []
+        for _ in range(steps):
+            action = expert(obs)
+            actions.append(action)
+            obs, *_ = env.step(action)
+            off.append(all(len(w.tiles) == 0 for w in env.unwrapped.car.wheels))  # all four wheels on the grass
+        env.close()
+        return np.asarray(actions), np.asarray(off)
+
+    a, off = drive(1)  # drift_every=1: a blind drive begins whenever none is under way
+    first = int(np.flatnonzero((a != a[0]).any(axis=1))[0]) if (a != a[0]).any() else len(a)
+    assert first >= CarRacingPursuit.DRIFT_STEPS[0] - 1, first  # the first drive holds its action throughout
+    assert (np.abs(a[:, 0]) <= CarRacingPursuit.DRIFT_STEER).all() and (a[:, 2] == 0).all()
+    left = int(np.argmax(off)) if off.any() else None
+    assert left is not None and off[left:].mean() > 0.6, (left, off.mean())  # once off the road it mostly stays off
+    assert drive(0)[1].mean() < 0.05  # the same draws without drives: the expert keeps to the road
+    env = gym.make("CarRacing-v3")
+    with pytest.raises(ConfigError, match="drift_every is the mean number of steps between blind drives"):
+        CarRacingPursuit(env, np.random.default_rng(0), drift_every=2.5)
+    env.close()
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "d"), episodes=1, max_steps=20, workers=1,
+                          policy="expert", expert_drift_every=250), progress=False)
+    recorded = read_meta(tmp_path / "d").policy
+    assert recorded["expert_drift_every"] == 250 and recorded["drift_start"] == CarRacingPursuit.DRIFT_START
+    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "p"), episodes=1, max_steps=20, workers=1,
+                          policy="expert"), progress=False)
+    assert "expert_drift_every" not in read_meta(tmp_path / "p").policy  # datasets from before the option still resume
+    with pytest.raises(ConfigError, match="expert_drift_every.*needs policy='expert'.*brownian"):
+        CollectConfig("CarRacing-v3", out=str(tmp_path / "b"), policy="brownian", expert_drift_every=250).validate()
+    with pytest.raises(ConfigError, match="expert_drift_every.*needs policy='expert'"):
+        CollectConfig("VizdoomTakeCover-v1", out=str(tmp_path / "v"), policy="expert",
+                      expert_drift_every=250).validate()
+    for bad in (2.5, -1, True):
+        with pytest.raises(ConfigError, match=r"expert_drift_every is the mean number of steps.*an int >= 0"):
+            CollectConfig("CarRacing-v3", out=str(tmp_path / "x"), policy="expert", expert_drift_every=bad).validate()
+
 def _doom_steps(policy_for, seed, limit):
     env = make_real_env("VizdoomTakeCover-v1")
     policy, actions = policy_for(env), []  # made before reset, as collect does: ViZDoom lists objects from then on
