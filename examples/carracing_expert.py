@@ -8,7 +8,7 @@ The shipped folder: ``python examples/carracing_expert.py --only data x xd ensem
 --ensembles 1 --ensemble-size 5 --ship-ensemble 0``.
 
 Run: python examples/carracing_expert.py [--work runs/carracing-expert]
-     [--only data x xd xf xdr xdrs xdrsd agents eval100 ensembles ship]
+     [--only data x xd xf xdr xdrs xdrsd xdd agents eval100 ensembles ship]
 
 Each part skips what is done, so the parts can run as separate processes (session 10 ran ``--only agents --dreams
 x`` beside ``--only xd``, then ``--only agents --dreams xd``, each with ``OMP_NUM_THREADS=1``). Steps (times and the
@@ -31,8 +31,9 @@ table are in pretrained/README.md, "expert data, alone and with dropout dreams")
 3c. xdr: xd's M + heads (not fresh) trained 1500 more steps at lr 3e-4 on xd's 320 episodes and the resting expert's
    (session 27; 3 min 14 s on 2 threads): the dream stops paying for standing still, a stranger's CMA-ES stops
    exploiting it, and PPO learns far less in it (pretrained/README.md, session 27; not shipped)
-3d. xdrs, xdrsd: the same fine-tune over xdr's data plus the cruising expert's (xdrs), and plus the blind drives
-   (xdrsd) (session 28; about 4 min each on 2 threads; not shipped)
+3d. xdrs, xdrsd, xdd: the same fine-tune over xdr's data plus the cruising expert's (xdrs), and plus the blind
+   drives (xdrsd); xdd over xd's 320 episodes and the blind drives only (session 28; about 4 min each on 2 threads;
+   not shipped)
 4. per dream, seed and agent (PPO 300k steps, CMA-ES 20 generations of 32 x 8), trained only in the dream, then
    scored over ``--episodes`` real episodes (seeds 1000 onward, z drawn from V's posterior) and as many dream
    episodes (about 4-6 min per agent and score, one thread)
@@ -77,11 +78,11 @@ class Args:
     work: str = "runs/carracing-expert"
     """run directory: data, both world models and every agent"""
     only: list[str] = field(default_factory=lambda: ["data", "x", "xd", "agents"],
-                            metadata={"choices": ("data", "x", "xd", "xf", "xdr", "xdrs", "xdrsd", "agents",
+                            metadata={"choices": ("data", "x", "xd", "xf", "xdr", "xdrs", "xdrsd", "xdd", "agents",
                                                   "eval100", "ensembles", "ship")})
     """which parts to run"""
     dreams: list[str] = field(default_factory=lambda: ["x", "xd"],
-                              metadata={"choices": ("x", "xd", "xf", "xdr", "xdrs", "xdrsd")})
+                              metadata={"choices": ("x", "xd", "xf", "xdr", "xdrs", "xdrsd", "xdd")})
     """the dreams the agents part trains in"""
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """one run per agent and seed"""
@@ -100,7 +101,7 @@ class Args:
     session 28: 100), collected by the data part into data-cruise; the xdrs and xdrsd parts need them"""
     drift_episodes: int = 0
     """episodes of the expert (noise 0.1) that drives on blind now and then (``--expert-drift-every 250``; session 28:
-    100), collected by the data part into data-drift; the xdrsd part needs them"""
+    100), collected by the data part into data-drift; the xdrsd and xdd parts need them"""
     dropout: float = 0.2
     """dropout on xd's M"""
     episodes: int = 20
@@ -111,7 +112,7 @@ class Args:
     """PPO seeds per ensemble"""
     ship_seed: int = 0
     """the seed of the xd PPO agent that ships"""
-    ship_dream: str = field(default="xd", metadata={"choices": ("xd", "xf", "xdr", "xdrs", "xdrsd")})
+    ship_dream: str = field(default="xd", metadata={"choices": ("xd", "xf", "xdr", "xdrs", "xdrsd", "xdd")})
     """the dream the ensembles, eval100 and ship parts use (its agents' runs are named after it)"""
     ship_ensemble: int | None = None
     """ship this ensemble of xd (xd-ppo-eN, or xd-ppo-capCAP-eN with --gas-cap) instead of the PPO agent of
@@ -149,7 +150,7 @@ AGENT_FLAGS = {
 
 def shipped_dream_options(model: Path, shipped: Path = Path("pretrained/carracing")) -> None:
     """Give a fine-tuned dream the shipped dream's options (the gas cap, ...) and real-twin default (z drawn), which
-    sessions 27-28 measured xdr, xdrs and xdrsd with; written to a temp file, then renamed."""
+    sessions 27-28 measured xdr, xdrs, xdrsd and xdd with; written to a temp file, then renamed."""
     config = json.loads((model / "config.json").read_text())
     ours = json.loads((shipped / "config.json").read_text())
     config["dream"], config["real_sample_z"] = ours["dream"], ours["real_sample_z"]
@@ -173,7 +174,7 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
     fast = [work / "data-expert-fast", work / "data-expert-fast01"]  # the expert at speed 1.5, noise 0.2 and 0.1
     rest = work / "data-rest"  # the fast expert, stopping on the road to rest (session 27)
     cruise, drift = work / "data-cruise", work / "data-drift"  # the expert cruising, and driving on blind (session 28)
-    models = {name: work / name for name in ("x", "xd", "xf", "xdr", "xdrs", "xdrsd")}
+    models = {name: work / name for name in ("x", "xd", "xf", "xdr", "xdrs", "xdrsd", "xdd")}
 
     work.mkdir(parents=True, exist_ok=True)
     if "data" in args.only:  # collect only writes what is missing
@@ -224,7 +225,7 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
                           replace(recipe(init_from=str(xd), train_vision=False, dropout=args.dropout), memory=memory),
                           resume=(models["xdr"] / "stages").exists())
     # session 28: the same fine-tune of xd over xdr's data and the cruising expert's (xdrs), and the blind drives
-    for name, extra in (("xdrs", [rest, cruise]), ("xdrsd", [rest, cruise, drift])):
+    for name, extra in (("xdrs", [rest, cruise]), ("xdrsd", [rest, cruise, drift]), ("xdd", [drift])):
         if name in args.only and not (models[name] / "config.json").is_file():
             flags = {rest: "--rest-episodes 100", cruise: "--cruise-episodes 100", drift: "--drift-episodes 100"}
             missing = [d for d in extra if not (d / "dataset.json").is_file()]
@@ -235,7 +236,7 @@ if __name__ == "__main__":  # real episodes may run in worker processes, which r
             tune = replace(recipe(init_from=str(xd), train_vision=False, dropout=args.dropout), memory=memory)
             train_world_model([*data, *extra], models[name], tune,
                               resume=(models[name] / "stages").exists())
-    for name in ("xdr", "xdrs", "xdrsd"):  # idempotent, so a run stopped between training and this still gets them
+    for name in ("xdr", "xdrs", "xdrsd", "xdd"):  # idempotent: a run stopped after training still gets them
         if name in args.only and (models[name] / "config.json").is_file():
             shipped_dream_options(models[name])
 
