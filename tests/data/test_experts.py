@@ -29,6 +29,13 @@ def _drive(policy_for, steps, seed=3):
     return total, tiles, np.asarray(actions)
 
 
+def recorded_policy(out, **options):
+    """The policy that dataset.json records for one short episode of the CarRacing expert with ``options``."""
+    config = CollectConfig("CarRacing-v3", out=str(out), episodes=1, max_steps=20, workers=1, policy="expert", **options)
+    collect(config, progress=False)
+    return read_meta(out).policy
+
+
 def test_the_carracing_expert_drives_the_track():
     """Without noise it follows the track: over 250 steps (5 s of simulated time) it visits far more
     tiles than a brownian driver and its return is positive where the brownian one's is not."""
@@ -131,12 +138,10 @@ def test_pedal_noise_makes_the_pedals_random_while_the_expert_steers(tmp_path):
     env.close()
     with pytest.raises(ConfigError, match="pedal_noise.*needs policy='expert'.*brownian"):
         CollectConfig("CarRacing-v3", out=str(tmp_path / "b"), policy="brownian", pedal_noise=0.1).validate()
-    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "e"), episodes=1, max_steps=20, workers=1,
-                          policy="expert", pedal_noise=0.05), progress=False)
-    assert read_meta(tmp_path / "e").policy["pedal_noise"] == 0.05 and read_meta(tmp_path / "e").policy["pedal_start"] == 0.5
-    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "f"), episodes=1, max_steps=20, workers=1,
-                          policy="expert"), progress=False)
-    assert "pedal_noise" not in read_meta(tmp_path / "f").policy  # datasets from before the option still resume
+    e_policy = recorded_policy(tmp_path / "e", pedal_noise=0.05)
+    assert e_policy["pedal_noise"] == 0.05 and e_policy["pedal_start"] == 0.5
+    f_policy = recorded_policy(tmp_path / "f")
+    assert "pedal_noise" not in f_policy  # datasets from before the option still resume
 
 
 
@@ -151,12 +156,10 @@ def test_expert_speed_scales_the_target_speeds_and_covers_more_track(tmp_path):
     _, slow_tiles, _ = _drive(lambda env: make_expert("CarRacing-v3", env, np.random.default_rng(5), 0.0), 300)
     _, fast_tiles, _ = _drive(lambda env: make_expert("CarRacing-v3", env, np.random.default_rng(5), 0.0, speed=1.5), 300)
     assert fast_tiles > 1.15 * slow_tiles, (fast_tiles, slow_tiles)
-    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "e"), episodes=1, max_steps=20, workers=1,
-                          policy="expert", expert_speed=1.5), progress=False)
-    assert read_meta(tmp_path / "e").policy["expert_speed"] == 1.5
-    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "f"), episodes=1, max_steps=20, workers=1,
-                          policy="expert"), progress=False)
-    assert "expert_speed" not in read_meta(tmp_path / "f").policy  # datasets from before the option still resume
+    e_policy = recorded_policy(tmp_path / "e", expert_speed=1.5)
+    assert e_policy["expert_speed"] == 1.5
+    f_policy = recorded_policy(tmp_path / "f")
+    assert "expert_speed" not in f_policy  # datasets from before the option still resume
     with pytest.raises(ConfigError, match="expert_speed.*needs policy='expert' on CarRacing.*brownian"):
         CollectConfig("CarRacing-v3", out=str(tmp_path / "b"), policy="brownian", expert_speed=1.5).validate()
     with pytest.raises(ConfigError, match="expert_speed.*needs policy='expert' on CarRacing"):
@@ -189,13 +192,11 @@ def test_expert_rest_stops_the_car_on_the_road_and_holds_it_still(tmp_path):
     with pytest.raises(ConfigError, match="rest_every is the mean number of steps between rests"):
         CarRacingPursuit(env, np.random.default_rng(0), rest_every=-3)
     env.close()
-    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "e"), episodes=1, max_steps=20, workers=1,
-                          policy="expert", expert_rest_every=300), progress=False)
-    assert read_meta(tmp_path / "e").policy["expert_rest_every"] == 300
-    assert read_meta(tmp_path / "e").policy["rest_start"] == CarRacingPursuit.REST_START
-    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "f"), episodes=1, max_steps=20, workers=1,
-                          policy="expert"), progress=False)
-    assert "expert_rest_every" not in read_meta(tmp_path / "f").policy  # datasets from before the option still resume
+    e_policy = recorded_policy(tmp_path / "e", expert_rest_every=300)
+    assert e_policy["expert_rest_every"] == 300
+    assert e_policy["rest_start"] == CarRacingPursuit.REST_START
+    f_policy = recorded_policy(tmp_path / "f")
+    assert "expert_rest_every" not in f_policy  # datasets from before the option still resume
     with pytest.raises(ConfigError, match="expert_rest_every.*needs policy='expert'.*brownian"):
         CollectConfig("CarRacing-v3", out=str(tmp_path / "b"), policy="brownian", expert_rest_every=300).validate()
     with pytest.raises(ConfigError, match="expert_rest_every.*needs policy='expert'"):
@@ -227,13 +228,10 @@ def test_cruise_pedal_lapses_hold_a_steady_gas_without_braking_while_the_expert_
     shortest, longest = CarRacingPursuit.CRUISE_STEPS
     assert len(runs) >= 1 and all(shortest <= n <= longest for n in runs), runs
     assert a[:, 0].std() > 0.05  # it steers all along
-    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "c"), episodes=1, max_steps=20, workers=1,
-                          policy="expert", pedal_noise=0.01, pedal_style="cruise"), progress=False)
-    recorded = read_meta(tmp_path / "c").policy
-    assert recorded["pedal_style"] == "cruise" and recorded["cruise_gas"] == [low, high]
-    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "r"), episodes=1, max_steps=20, workers=1,
-                          policy="expert", pedal_noise=0.01), progress=False)
-    assert "pedal_style" not in read_meta(tmp_path / "r").policy  # datasets from before the option still resume
+    c_policy = recorded_policy(tmp_path / "c", pedal_noise=0.01, pedal_style="cruise")
+    assert c_policy["pedal_style"] == "cruise" and c_policy["cruise_gas"] == [low, high]
+    r_policy = recorded_policy(tmp_path / "r", pedal_noise=0.01)
+    assert "pedal_style" not in r_policy  # datasets from before the option still resume
     with pytest.raises(ConfigError, match="pedal_style='cruise'.*pedal_noise=0 turns them off"):
         CollectConfig("CarRacing-v3", out=str(tmp_path / "x"), policy="expert", pedal_style="cruise").validate()
     with pytest.raises(ConfigError, match="pedal_style must be one of"):
@@ -272,13 +270,10 @@ def test_expert_drift_drives_on_blind_and_the_car_stays_off_the_road(tmp_path):
     with pytest.raises(ConfigError, match="drift_every is the mean number of steps between blind drives"):
         CarRacingPursuit(env, np.random.default_rng(0), drift_every=2.5)
     env.close()
-    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "d"), episodes=1, max_steps=20, workers=1,
-                          policy="expert", expert_drift_every=250), progress=False)
-    recorded = read_meta(tmp_path / "d").policy
-    assert recorded["expert_drift_every"] == 250 and recorded["drift_start"] == CarRacingPursuit.DRIFT_START
-    collect(CollectConfig("CarRacing-v3", out=str(tmp_path / "p"), episodes=1, max_steps=20, workers=1,
-                          policy="expert"), progress=False)
-    assert "expert_drift_every" not in read_meta(tmp_path / "p").policy  # datasets from before the option still resume
+    d_policy = recorded_policy(tmp_path / "d", expert_drift_every=250)
+    assert d_policy["expert_drift_every"] == 250 and d_policy["drift_start"] == CarRacingPursuit.DRIFT_START
+    p_policy = recorded_policy(tmp_path / "p")
+    assert "expert_drift_every" not in p_policy  # datasets from before the option still resume
     with pytest.raises(ConfigError, match="expert_drift_every.*needs policy='expert'.*brownian"):
         CollectConfig("CarRacing-v3", out=str(tmp_path / "b"), policy="brownian", expert_drift_every=250).validate()
     with pytest.raises(ConfigError, match="expert_drift_every.*needs policy='expert'"):
